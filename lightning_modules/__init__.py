@@ -1,0 +1,1 @@
+"""PyTorch Lightning next-item models, DataModule, metrics, training and batch scoring."""

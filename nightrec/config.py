@@ -1,0 +1,186 @@
+"""One typed config for a run: the same model for the schedule, the Prefect UI form and the CLI.
+
+Precedence, lowest to highest: defaults < config file (YAML or TOML) < environment variables
+(``NIGHTREC_<KEY>``, nested keys joined by ``__``: ``NIGHTREC_MODEL__CELL=lstm``) < CLI flags.
+"""
+
+import json
+import os
+import tomllib
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from nightrec.errors import ConfigError
+from nightrec.schema import ADD_TO_CART, CLICK, DEFAULT_EVENT_TYPES, PURCHASE, VIEW
+
+ENV_PREFIX = "NIGHTREC_"
+ENV_CONFIG_FILE = "NIGHTREC_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    """The next-item network."""
+
+    cell: Literal["rnn", "lstm", "gru"] = "gru"
+    embedding_dim: int = Field(64, ge=1)
+    hidden_size: int = Field(64, ge=1)
+    num_layers: int = Field(1, ge=1)
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    max_len: int = Field(50, ge=2)
+    tie_weights: bool = True
+
+
+class TrainConfig(_Section):
+    """Optimisation and hardware; accelerator/devices/strategy/precision are passed to Lightning."""
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = 42
+    accelerator: Literal["cpu", "gpu", "cuda", "auto"] = "cpu"
+    devices: int = Field(1, ge=1)
+    strategy: str = "auto"
+    precision: str = "32-true"
+    num_threads: int | None = Field(None, ge=1)
+
+
+class PopularityConfig(_Section):
+    """The popularity fallback: a trailing window with exponential time decay."""
+
+    window_days: int = Field(14, ge=1)
+    half_life_days: float = Field(7.0, gt=0)
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: {VIEW: 1.0, CLICK: 2.0, ADD_TO_CART: 4.0, PURCHASE: 8.0}
+    )
+
+
+class ValidationConfig(_Section):
+    """Row-level checks applied before anything trains on the events."""
+
+    clock_skew_minutes: int = Field(10, ge=0)
+
+
+class PublishConfig(_Section):
+    """Where the nightly table goes; Parquet and DuckDB under the data directory by default."""
+
+    parquet: bool = True
+    duckdb: bool = True
+    postgres_url: SecretStr | None = None
+    postgres_table: str = "recommendations"
+    retention_days: int = Field(30, ge=1)
+
+
+class NightrecConfig(_Section):
+    """Everything one nightly run needs."""
+
+    data_dir: Path = Path("nightrec-data")
+    events: str | None = Field(None, description="Input events: a file, a folder or a glob.")
+    format: str = Field("auto", description="Input format; 'auto' detects it from the file names.")
+    run_date: date | None = Field(None, description="Defaults to the day after the latest event.")
+    k: int = Field(20, ge=1, le=1000)
+    event_types: list[str] = Field(default_factory=lambda: list(DEFAULT_EVENT_TYPES), min_length=1)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    popularity: PopularityConfig = Field(default_factory=PopularityConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
+
+    @field_validator("event_types", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.data_dir / "nightrec.duckdb"
+
+    def run_dir(self, run_date: date) -> Path:
+        return self.data_dir / "runs" / run_date.isoformat()
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or TOML config file into a plain dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return data
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Collect ``NIGHTREC_*`` variables into a nested dict (``A__B`` -> ``{"a": {"b": ...}}``)."""
+    environ = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG_FILE:
+            continue
+        keys = name[len(ENV_PREFIX) :].lower().split("__")
+        value: Any = raw
+        if raw[:1] in "[{":
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+        node = out
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for err in error.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        env = ENV_PREFIX + "__".join(str(part) for part in err["loc"]).upper()
+        got = f" (got {err['input']!r})" if not isinstance(err["input"], dict) else ""
+        lines.append(f"{key}: {err['msg']}{got} [flag, file key '{key}' or {env}]")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> NightrecConfig:
+    """Build the run config from a file, the environment and explicit overrides (CLI flags).
+
+    ``None`` values in ``overrides`` mean "flag not given" and are ignored.
+    """
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(ENV_CONFIG_FILE)
+    data = read_config_file(path) if path else {}
+    data = _merge(data, env_overrides(environ))
+    data = _merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return NightrecConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None

@@ -1,0 +1,62 @@
+"""The event contract, declared once: column names, dtypes and event types.
+
+Readers map every input format onto these columns; suites, sequences and tables import them.
+IDs are external identifiers and are carried as strings whatever the input used (integers in
+MovieLens, strings elsewhere), so a published table never mixes types.
+"""
+
+import polars as pl
+
+USER_ID = "user_id"
+ITEM_ID = "item_id"
+EVENT_TYPE = "event_type"
+TIMESTAMP = "timestamp"
+SESSION_ID = "session_id"
+VALUE = "value"
+
+REQUIRED_COLUMNS = (USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP)
+OPTIONAL_COLUMNS = (SESSION_ID, VALUE)
+KEY_COLUMNS = REQUIRED_COLUMNS
+
+VIEW, CLICK, ADD_TO_CART, PURCHASE = "view", "click", "add_to_cart", "purchase"
+DEFAULT_EVENT_TYPES = (VIEW, CLICK, ADD_TO_CART, PURCHASE)
+
+ID_DTYPE = pl.String
+TIMESTAMP_DTYPE = pl.Datetime("us", "UTC")
+
+EVENT_SCHEMA: dict[str, pl.DataType] = {
+    USER_ID: ID_DTYPE,
+    ITEM_ID: ID_DTYPE,
+    EVENT_TYPE: pl.String,
+    TIMESTAMP: TIMESTAMP_DTYPE,
+    SESSION_ID: pl.String,
+    VALUE: pl.Float64,
+}
+
+# The published recommendation table, in column order.
+RUN_DATE = "run_date"
+RANK = "rank"
+SCORE = "score"
+SOURCE = "source"
+MODEL_VERSION = "model_version"
+RECOMMENDATION_SCHEMA: dict[str, pl.DataType] = {
+    RUN_DATE: pl.Date,
+    USER_ID: ID_DTYPE,
+    RANK: pl.Int32,
+    ITEM_ID: ID_DTYPE,
+    SCORE: pl.Float64,
+    SOURCE: pl.String,
+    MODEL_VERSION: pl.String,
+}
+SOURCE_MODEL = "model"
+SOURCE_POPULARITY = "popularity"
+SOURCE_MODEL_POPULARITY = "model+popularity"
+
+
+def empty_events() -> pl.DataFrame:
+    """An event frame with the contract's columns and no rows."""
+    return pl.DataFrame(schema=EVENT_SCHEMA)
+
+
+def empty_recommendations() -> pl.DataFrame:
+    return pl.DataFrame(schema=RECOMMENDATION_SCHEMA)

@@ -1,0 +1,30 @@
+import os
+from datetime import date
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+for _name in [n for n in os.environ if n.startswith("NIGHTREC_")]:
+    del os.environ[_name]
+
+DEMO_END = date(2026, 3, 10)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One real Prefect engine (temporary database and server) for every flow test."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def demo_events(tmp_path_factory):
+    """A small clean synthetic log: 200 users, 120 items, 5 days ending DEMO_END."""
+    from nightrec.synthetic import SyntheticSpec, write_demo_data
+
+    out = tmp_path_factory.mktemp("demo") / "events"
+    manifest = write_demo_data(out, SyntheticSpec(users=200, items=120, days=5, seed=7, end_date=DEMO_END))
+    return out, manifest
