@@ -1,4 +1,7 @@
-"""The ``nightrec`` command line. User errors print one line and exit with code 2."""
+"""The ``nightrec`` command line: the core commands and the entry point.
+
+User errors (``NightrecError``) print one line and exit with code 2.
+"""
 
 import sys
 from datetime import date
@@ -6,32 +9,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-import flows  # noqa: F401  (sets Prefect environment defaults before Prefect is imported)
-from nightrec.config import NightrecConfig, load_config
+from flows.app import ConfigOpt, DataDirOpt, RunDateOpt, app, build_config, console, err_console
 from nightrec.errors import NightrecError
 from nightrec.readers import FORMATS, check_source
 from nightrec.runs import require_source
 from nightrec.synthetic import FaultSpec, SyntheticSpec, write_demo_data
-
-app = typer.Typer(
-    help="nightrec: nightly batch recommendations from user-behaviour events.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-console = Console()
-err_console = Console(stderr=True)
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML or TOML config file (or NIGHTREC_CONFIG).")]
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (NIGHTREC_DATA_DIR).")]
-RunDateOpt = Annotated[str | None, typer.Option("--run-date", help="YYYY-MM-DD (NIGHTREC_RUN_DATE).")]
-
-
-def _config(config_file: Path | None, **overrides) -> NightrecConfig:
-    return load_config(config_file, overrides)
 
 
 @app.command()
@@ -46,7 +30,7 @@ def run(
     fmt: Annotated[str | None, typer.Option("--format", help=f"Input format: {', '.join(FORMATS)}.")] = None,
 ) -> None:
     """Run the nightly flow once on this machine (ephemeral Prefect unless PREFECT_API_URL is set)."""
-    config = _config(config_file, events=events, run_date=run_date, data_dir=data_dir, k=k, format=fmt)
+    config = build_config(config_file, events=events, run_date=run_date, data_dir=data_dir, k=k, format=fmt)
     check_source(require_source(config), config.format)
     from flows.nightly import nightly
     from flows.tasks import resolve_run_date
@@ -94,7 +78,7 @@ def recommend(
     """Print one user's published list (latest run unless --run-date)."""
     from nightrec.publish import read_user_recommendations, sample_users
 
-    config = _config(None, data_dir=data_dir, run_date=run_date)
+    config = build_config(None, data_dir=data_dir, run_date=run_date)
     users = sample_users(config.duckdb_path, sample) if sample else [user_id]
     if users == [None]:
         raise NightrecError("give a USER_ID or --sample N")
@@ -109,6 +93,10 @@ def recommend(
         for row in recs.iter_rows(named=True):
             table.add_row(str(row["rank"]), row["item_id"], f"{row['score']:.4f}", row["source"])
         console.print(table)
+
+
+# Further command modules register on `app` when imported; one import line each, kept sorted.
+# (e.g. `import flows.cli_validate` with a noqa for E402 and F401)
 
 
 def main() -> None:

@@ -33,8 +33,16 @@ class ModelConfig(_Section):
     hidden_size: int = Field(64, ge=1)
     num_layers: int = Field(1, ge=1)
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
-    max_len: int = Field(50, ge=2)
     tie_weights: bool = True
+
+
+class SequenceConfig(_Section):
+    """Turning clean events into per-user item sequences."""
+
+    max_len: int = Field(50, ge=2)
+    session_timeout_minutes: float = Field(30.0, gt=0)
+    min_item_count: int = Field(1, ge=1)
+    split: Literal["leave_last_out", "temporal"] = "leave_last_out"
 
 
 class TrainConfig(_Section):
@@ -87,6 +95,7 @@ class NightrecConfig(_Section):
     run_date: date | None = Field(None, description="Defaults to the day after the latest event.")
     k: int = Field(20, ge=1, le=1000)
     event_types: list[str] = Field(default_factory=lambda: list(DEFAULT_EVENT_TYPES), min_length=1)
+    sequences: SequenceConfig = Field(default_factory=SequenceConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     popularity: PopularityConfig = Field(default_factory=PopularityConfig)

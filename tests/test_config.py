@@ -47,7 +47,10 @@ def test_config_file_from_environment(tmp_path):
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [
-        ({"NIGHTREC_K": "0"}, "k: Input should be greater than or equal to 1 (got '0') [flag, file key 'k' or NIGHTREC_K]"),
+        (
+            {"NIGHTREC_K": "0"},
+            "k: Input should be greater than or equal to 1 (got '0') [flag, file key 'k' or NIGHTREC_K]",
+        ),
         ({"NIGHTREC_MODEL__CELL": "transformer"}, "model.cell"),
         ({"NIGHTREC_RUN_DATE": "yesterday"}, "run_date"),
         ({"NIGHTREC_NOT_A_KEY": "1"}, "not_a_key: Extra inputs are not permitted"),
