@@ -96,7 +96,7 @@ class DriftBands(_Section):
     events: float = Field(0.5, gt=0)
     active_users: float = Field(0.3, gt=0)
     conversion: float = Field(0.3, gt=0)
-    popularity_js: float = Field(0.3, gt=0, le=1)
+    popularity_js: float = Field(0.15, gt=0, le=1)
 
 
 class BehaviorConfig(_Section):
