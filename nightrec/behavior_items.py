@@ -1,7 +1,7 @@
 """Item-side behaviour: the long tail of popularity, item-to-item transitions and repeat consumption.
 
-Functions take the frame ``nightrec.behavior.prepare_events`` returns (sorted by user, session, time,
-with an integer ``__session`` column).
+Functions take the frame ``nightrec.behavior.prepare_events`` returns (categorical ids, an integer
+``__session`` column).
 """
 
 import math
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import polars as pl
 
-from nightrec.schema import EVENT_TYPE, ITEM_ID, USER_ID
+from nightrec.schema import EVENT_TYPE, ITEM_ID, TIMESTAMP, USER_ID
 
 SESSION = "__session"
 
@@ -51,7 +51,7 @@ def browse_step(funnel: dict) -> str | None:
 
 def transition_metrics(df: pl.DataFrame, step: str | None, top: int) -> dict:
     """The most frequent item-to-next-item moves within a session (consecutive events of ``step``)."""
-    base = df if step is None else df.filter(pl.col(EVENT_TYPE) == step)
+    base = (df if step is None else df.filter(pl.col(EVENT_TYPE) == step)).sort(SESSION, TIMESTAMP)
     moves = base.select(
         pl.col(ITEM_ID).alias("from_item"),
         pl.col(ITEM_ID).shift(-1).alias("to_item"),
