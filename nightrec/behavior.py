@@ -114,6 +114,8 @@ def distribution(values: np.ndarray, unit: str, integer: bool = False) -> dict:
     if heavy:
         lo, hi = float(positive.min()), float(positive.max())
         edges = np.geomspace(lo, hi * 1.0001, num=31) if hi > lo else np.array([lo, lo + 1])
+        if integer:  # whole-number edges, so no log bin falls between two integers and stays empty
+            edges = np.unique(np.round(np.geomspace(lo, hi + 1, num=31))) - 0.5
         counts, edges = np.histogram(positive, bins=edges)
     elif integer and values.max() - values.min() <= 60:
         edges = np.arange(values.min() - 0.5, values.max() + 1.5)
