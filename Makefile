@@ -28,8 +28,7 @@ demo: $(VENV)/.installed
 	$(BIN)/nightrec demo-data --out $(DATA_DIR)/events
 	$(BIN)/nightrec run --events $(DATA_DIR)/events --data-dir $(DATA_DIR)
 	@echo "Published table: $(DATA_DIR)/nightrec.duckdb (view recommendations_latest) and $(DATA_DIR)/recommendations/"
-	@for u in $$($(BIN)/python -m flows.demo_users --data-dir $(DATA_DIR) -n 3); do \
-		$(BIN)/nightrec recommend $$u --data-dir $(DATA_DIR); done
+	$(BIN)/nightrec recommend --sample 3 --data-dir $(DATA_DIR)
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
