@@ -40,11 +40,9 @@ lint: $(VENV)/.installed
 
 # MovieLens-100k as RecBole ships it; recbole itself is never installed.
 bench-data/ml-100k/ml-100k.inter:
-	mkdir -p bench-data/wheel
+	mkdir -p bench-data/wheel bench-data/ml-100k
 	$(PYTHON) -m pip download --no-deps --dest bench-data/wheel recbole==1.2.1
-	cd bench-data/wheel && $(PYTHON) -m zipfile -e recbole-1.2.1-py3-none-any.whl extracted
-	mkdir -p bench-data/ml-100k
-	cp bench-data/wheel/extracted/recbole/dataset_example/ml-100k/ml-100k.inter $@
+	$(PYTHON) -c "import sys, zipfile; open(sys.argv[2], 'wb').write(zipfile.ZipFile(sys.argv[1]).read('recbole/dataset_example/ml-100k/ml-100k.inter'))" bench-data/wheel/recbole-1.2.1-py3-none-any.whl $@
 	rm -rf bench-data/wheel
 
 bench-data: bench-data/ml-100k/ml-100k.inter
