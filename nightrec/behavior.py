@@ -16,27 +16,27 @@ from nightrec.behavior_items import SESSION, browse_step, long_tail_metrics, rep
 from nightrec.behavior_trends import drift_metrics
 from nightrec.config import NightrecConfig
 from nightrec.errors import InputError
+from nightrec.readers import read_events
 from nightrec.schema import EVENT_TYPE, ITEM_ID, REQUIRED_COLUMNS, SESSION_ID, TIMESTAMP, USER_ID
 
 DAY = "__day"
 
 
-def load_events(events: Path | str | pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """Events as a DataFrame: a path is read with ``nightrec.readers.read_events`` (any supported format)."""
+def load_events(events: Path | str | pl.DataFrame | pl.LazyFrame, fmt: str = "auto") -> pl.DataFrame:
+    """Events as a DataFrame: a path is read with ``nightrec.readers.read_events`` in format ``fmt``."""
     if isinstance(events, pl.LazyFrame):
         return events.collect()
     if isinstance(events, pl.DataFrame):
         return events
-    from nightrec.readers import read_events
-
-    return read_events(events)
+    return read_events(events, fmt)
 
 
 def prepare_events(events: pl.DataFrame, timeout_minutes: float) -> tuple[pl.DataFrame, dict]:
     """Keep the contract's columns, drop rows without a key value, and number sessions.
 
     Returns the frame (ids as categoricals) sorted by session and time, with ``__session`` numbering
-    the sessions 1..n in that order and a date ``__day`` column, and a note of how sessions were found and how many rows were dropped.
+    the sessions 1..n in that order and a date ``__day`` column, and a note of how sessions were
+    found and how many rows were dropped.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in events.columns]
     if missing:
