@@ -50,7 +50,7 @@ from nightrec.vocab import (
 SEQUENCES_DIR = "sequences"
 STATS_FILE = "sequence_stats.json"
 FRAME_FILES = {"train": "train.parquet", "valid": "valid.parquet", "test": "test.parquet", "full": "full.parquet"}
-_ROW, _TS, _SESSION = "__row", "__ts_us", "__session"
+_ROW, _TS, _SESSION, _CODE, _FIRST = "__row", "__ts_us", "__session", "__code", "__first"
 
 
 @dataclass
@@ -66,8 +66,8 @@ class SequenceSet:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def _load(events: pl.DataFrame | pl.LazyFrame, config: SequenceConfig) -> tuple[pl.DataFrame, dict[str, int]]:
-    """The columns the build needs, in file order, with the configured event types only."""
+def _load(events: pl.DataFrame | pl.LazyFrame, config: SequenceConfig) -> tuple[pl.DataFrame, int]:
+    """The columns the build needs, in input order, with the configured event types only."""
     lf = events.lazy()
     schema = lf.collect_schema()
     missing = [c for c in KEY_COLUMNS if c not in schema]
@@ -75,10 +75,9 @@ def _load(events: pl.DataFrame | pl.LazyFrame, config: SequenceConfig) -> tuple[
         raise InputError(f"events: missing required column '{missing[0]}' for building sequences")
     if not isinstance(schema[TIMESTAMP], pl.Datetime):
         raise InputError(f"events: column '{TIMESTAMP}' must be a datetime (got {schema[TIMESTAMP]})")
-    has_session = SESSION_ID in schema
     columns = [pl.col(USER_ID).cast(pl.String), pl.col(ITEM_ID).cast(pl.String), pl.col(EVENT_TYPE).cast(pl.String)]
     columns.append(pl.col(TIMESTAMP).dt.epoch("us").alias(_TS))
-    if has_session:
+    if SESSION_ID in schema:
         columns.append(pl.col(SESSION_ID).cast(pl.String))
     df = lf.select(columns).collect()
     for column, name in ((USER_ID, USER_ID), (ITEM_ID, ITEM_ID), (EVENT_TYPE, EVENT_TYPE), (_TS, TIMESTAMP)):
@@ -88,17 +87,57 @@ def _load(events: pl.DataFrame | pl.LazyFrame, config: SequenceConfig) -> tuple[
                 f"events: column '{name}' has {nulls} null value(s); key columns must be non-null "
                 "before building sequences (validation quarantines such rows)"
             )
-    dropped = {"event_type": 0, "duplicate": 0}
-    df = df.with_row_index(_ROW)
+    if SESSION_ID in df.columns and df.get_column(SESSION_ID).null_count() == df.height:
+        df = df.drop(SESSION_ID)  # most readers fill it with nulls: the gap rule decides alone
+    filtered = 0
     if config.event_types is not None:
         kept = df.filter(pl.col(EVENT_TYPE).is_in(config.event_types))
-        dropped["event_type"] = df.height - kept.height
-        df = kept
-    if config.dedupe:
-        kept = df.unique(subset=[USER_ID, ITEM_ID, EVENT_TYPE, _TS], keep="first", maintain_order=True)
-        dropped["duplicate"] = df.height - kept.height
-        df = kept
-    return df, dropped
+        filtered, df = df.height - kept.height, kept
+    if config.event_weights is not None:
+        weights = {k: float(v) for k, v in config.event_weights.items()}
+        df = df.with_columns(
+            pl.col(EVENT_TYPE).replace_strict(weights, default=1.0, return_dtype=pl.Float32).alias(WEIGHTS)
+        )
+    return df, filtered
+
+
+def _sorted_codes(df: pl.DataFrame, users: pl.DataFrame, item_codes: pl.DataFrame) -> pl.DataFrame:
+    """Integer-coded events sorted by user, then time, ties kept in input order.
+
+    Two stable single-key sorts are cheaper than one multi-key sort, and event logs usually
+    arrive in time order, which makes the first one unnecessary.
+    """
+    extra = [c for c in (SESSION_ID, WEIGHTS) if c in df.columns]
+    lf = (
+        df.lazy()
+        .with_row_index(_ROW)
+        .join(users.lazy(), on=USER_ID, how="left", maintain_order="left")
+        .join(item_codes.lazy(), on=ITEM_ID, how="left", maintain_order="left")
+        .select(USER_IDX, _CODE, _TS, _ROW, *extra)
+    )
+    if not df.get_column(_TS).is_sorted():
+        lf = lf.sort(_TS, maintain_order=True)
+    return lf.sort(USER_IDX, maintain_order=True).collect()
+
+
+def _drop_duplicates(ordered: pl.DataFrame, event_types: pl.Series) -> tuple[pl.DataFrame, int]:
+    """Drop exact duplicates (user, item, type, time), keeping the first in input order.
+
+    Duplicates share user and time, so after sorting only runs of equal (user, time) can hold
+    them; those few rows are checked, not the whole frame.
+    """
+    same = (pl.col(USER_IDX) == pl.col(USER_IDX).shift(1)) & (pl.col(_TS) == pl.col(_TS).shift(1))
+    same = same.fill_null(False)
+    candidates = ordered.with_row_index("__pos").filter(same | same.shift(-1).fill_null(False))
+    if candidates.height == 0:
+        return ordered, 0
+    candidates = candidates.with_columns(event_types.gather(candidates.get_column(_ROW)).alias(EVENT_TYPE))
+    duplicate = ~pl.struct(USER_IDX, _TS, _CODE, EVENT_TYPE).is_first_distinct()
+    positions = candidates.filter(duplicate).get_column("__pos")
+    if positions.len() == 0:
+        return ordered, 0
+    mask = pl.Series(values=[True] * ordered.height).scatter(positions, False)
+    return ordered.filter(mask), positions.len()
 
 
 def _cutoffs(df: pl.DataFrame, config: SequenceConfig) -> tuple[int, int] | None:
@@ -113,36 +152,25 @@ def _cutoffs(df: pl.DataFrame, config: SequenceConfig) -> tuple[int, int] | None
     return test_cut - window, test_cut
 
 
-def _ordered(df: pl.DataFrame, config: SequenceConfig) -> tuple[pl.DataFrame, int]:
-    """Sort per user by time (file order breaks ties), number sessions, collapse repeats."""
-    df = df.sort([USER_IDX, _TS, _ROW])
-    first = pl.col(USER_IDX) != pl.col(USER_IDX).shift(1)
-    first = first.fill_null(True)
+def _sessions_and_repeats(df: pl.DataFrame, config: SequenceConfig) -> tuple[pl.DataFrame, int]:
+    """Number each user's sessions (0, 1, ...) and drop consecutive repeats of an item."""
+    first = (pl.col(USER_IDX) != pl.col(USER_IDX).shift(1)).fill_null(True)
     gap = (pl.col(_TS) - pl.col(_TS).shift(1)) > int(config.session_timeout_minutes * 60_000_000)
     if SESSION_ID in df.columns:
         sid, prev_sid = pl.col(SESSION_ID), pl.col(SESSION_ID).shift(1)
         known = sid.is_not_null() & prev_sid.is_not_null()
         gap = pl.when(known).then(sid != prev_sid).otherwise(gap)
-    starts = first | gap.fill_null(True)
-    global_session = starts.cast(IDX_DTYPE).cum_sum()
+    global_session = (first | gap.fill_null(True)).cast(IDX_DTYPE).cum_sum()
     user_base = pl.when(first).then(global_session).forward_fill()
-    df = df.with_columns((global_session - user_base).cast(IDX_DTYPE).alias(_SESSION), first.alias("__first"))
-    if config.event_weights is not None:
-        weights = {k: float(v) for k, v in config.event_weights.items()}
-        df = df.with_columns(
-            pl.col(EVENT_TYPE).replace_strict(weights, default=1.0, return_dtype=pl.Float32).alias(WEIGHTS)
-        )
-    collapsed = 0
-    if config.collapse_repeats:
-        keep = pl.col("__first") | (pl.col(ITEM_IDX) != pl.col(ITEM_IDX).shift(1))
-        if WEIGHTS in df.columns:
-            # A run of one item keeps its strongest signal (a view then a purchase counts as a purchase).
-            run = keep.cast(pl.UInt32).cum_sum()
-            df = df.with_columns(pl.col(WEIGHTS).max().over(run))
-        kept = df.filter(keep)
-        collapsed = df.height - kept.height
-        df = kept
-    return df, collapsed
+    lf = df.lazy().with_columns((global_session - user_base).cast(IDX_DTYPE).alias(_SESSION), first.alias(_FIRST))
+    if not config.collapse_repeats:
+        return lf.collect(), 0
+    keep = pl.col(_FIRST) | (pl.col(ITEM_IDX) != pl.col(ITEM_IDX).shift(1))
+    if WEIGHTS in df.columns:
+        # A run of one item keeps its strongest signal (a view then a purchase counts as a purchase).
+        lf = lf.with_columns(pl.col(WEIGHTS).max().over(keep.cast(pl.UInt32).cum_sum()))
+    kept = lf.filter(keep).collect()
+    return kept, df.height - kept.height
 
 
 def build_sequences(
@@ -151,18 +179,29 @@ def build_sequences(
     """Build the vocabularies and the configured split from clean events in the event contract.
 
     ``previous_vocab_dir`` (last night's sequences or model folder) keeps every known item and
-    user id unchanged and appends new ones. Raises ``InputError`` for null keys.
+    user id unchanged and appends new ones. Raises ``InputError`` for null keys. Strings are
+    coded to integers once; everything after (sorting, duplicates, counts, sessions, lists)
+    runs on integer columns.
     """
-    df, dropped = _load(events, config)
+    df, filtered = _load(events, config)
     prev_items, prev_users = read_previous_vocab(previous_vocab_dir) if previous_vocab_dir else (None, None)
-    counts = df.group_by(ITEM_ID).agg(pl.len().cast(pl.Int64).alias(COUNT))
+    users = build_user_vocab(df.select(USER_ID), prev_users)
+    item_codes = df.select(ITEM_ID).unique().with_row_index(_CODE)
+    ordered = _sorted_codes(df, users, item_codes)
+    dropped = {"event_type": filtered, "duplicate": 0}
+    if config.dedupe:
+        ordered, dropped["duplicate"] = _drop_duplicates(ordered, df.get_column(EVENT_TYPE))
+
+    counts = ordered.group_by(_CODE).agg(pl.len().cast(pl.Int64).alias(COUNT))
+    counts = counts.join(item_codes, on=_CODE).select(ITEM_ID, COUNT)
     items = build_item_vocab(counts, config.min_item_count, prev_items)
-    mapped = df.join(items.select(ITEM_ID, ITEM_IDX), on=ITEM_ID, how="inner")
-    dropped["min_item_count"] = df.height - mapped.height
-    users = build_user_vocab(mapped.select(USER_ID), prev_users)
-    mapped = mapped.join(users, on=USER_ID, how="inner")
+    # code -> item_idx, 0 where the item is mapped out; a gather is cheaper than a join.
+    table = item_codes.join(items.select(ITEM_ID, ITEM_IDX), on=ITEM_ID, how="left").sort(_CODE)
+    table = table.get_column(ITEM_IDX).fill_null(0)
+    mapped = ordered.with_columns(table.gather(ordered.get_column(_CODE)).alias(ITEM_IDX)).filter(pl.col(ITEM_IDX) > 0)
+    dropped["min_item_count"] = ordered.height - mapped.height
     cutoffs = _cutoffs(mapped, config)
-    ordered, dropped["repeat"] = _ordered(mapped, config)
+    ordered, dropped["repeat"] = _sessions_and_repeats(mapped, config)
 
     aggs = [pl.col(ITEM_IDX).alias(ITEMS), pl.col(_SESSION).alias(SESSIONS)]
     if WEIGHTS in ordered.columns:
@@ -189,7 +228,7 @@ def build_sequences(
         result,
         seqs,
         config,
-        events_in=df.height + dropped["event_type"] + dropped["duplicate"],
+        events_in=df.height + filtered,
         dropped=dropped,
         cutoffs=[_iso(c) for c in cutoffs] if cutoffs else None,
         previous=(prev_items, prev_users),
