@@ -6,15 +6,16 @@ then run on integer columns, which is what makes a ten-million-event build cheap
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import polars as pl
 
 from nightrec.config import SequenceConfig
 from nightrec.errors import InputError
 from nightrec.schema import EVENT_TYPE, ITEM_ID, KEY_COLUMNS, SESSION_ID, TIMESTAMP, USER_ID
 from nightrec.splits import WEIGHTS
-from nightrec.vocab import IDX_DTYPE, ITEM_IDX, USER_IDX
+from nightrec.vocab import IDX_DTYPE, ITEM_IDX
 
-ROW, TS, SESSION, CODE, FIRST = "__row", "__ts_us", "__session", "__code", "__first"
+ROW, TS, SESSION, UCODE, CODE, FIRST = "__row", "__ts_us", "__session", "__ucode", "__code", "__first"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -27,7 +28,9 @@ def load(events: pl.DataFrame | pl.LazyFrame, config: SequenceConfig) -> tuple[p
         raise InputError(f"events: missing required column '{missing[0]}' for building sequences")
     if not isinstance(schema[TIMESTAMP], pl.Datetime):
         raise InputError(f"events: column '{TIMESTAMP}' must be a datetime (got {schema[TIMESTAMP]})")
-    columns = [pl.col(USER_ID).cast(pl.String), pl.col(ITEM_ID).cast(pl.String), pl.col(EVENT_TYPE).cast(pl.String)]
+    # Categorical codes the ids once, far cheaper than hashing strings in joins and sorts.
+    columns = [pl.col(c).cast(pl.String).cast(pl.Categorical) for c in (USER_ID, ITEM_ID)]
+    columns.append(pl.col(EVENT_TYPE).cast(pl.String))
     columns.append(pl.col(TIMESTAMP).dt.epoch("us").alias(TS))
     if SESSION_ID in schema:
         columns.append(pl.col(SESSION_ID).cast(pl.String))
@@ -53,7 +56,28 @@ def load(events: pl.DataFrame | pl.LazyFrame, config: SequenceConfig) -> tuple[p
     return df, filtered
 
 
-def sorted_codes(df: pl.DataFrame, users: pl.DataFrame, item_codes: pl.DataFrame) -> pl.DataFrame:
+def id_codes(df: pl.DataFrame, column: str, code: str) -> pl.DataFrame:
+    """Tonight's distinct external ids in ``column`` with their integer codes."""
+    distinct = df.get_column(column).unique()
+    return pl.DataFrame({code: distinct.to_physical(), column: distinct.cast(pl.String)})
+
+
+def code_to_idx(codes: pl.Series, lookup: pl.DataFrame, code: str, idx: str) -> pl.Series:
+    """Translate codes through ``lookup`` (``code`` -> ``idx``; missing or null -> 0).
+
+    Categorical codes are small integers, so a dense table and a gather beat a hash lookup;
+    a process that has coded very many strings falls back to the hash lookup.
+    """
+    table_size = int(lookup.get_column(code).max() or 0) + 1
+    values = lookup.get_column(idx).fill_null(0)
+    if table_size > 4 * lookup.height + 1_000_000:
+        return codes.replace_strict(lookup.get_column(code), values, default=0, return_dtype=IDX_DTYPE).alias(idx)
+    table = np.zeros(table_size, dtype=np.int32)
+    table[lookup.get_column(code).to_numpy()] = values.to_numpy()
+    return pl.Series(idx, table, dtype=IDX_DTYPE).gather(codes)
+
+
+def sorted_codes(df: pl.DataFrame) -> pl.DataFrame:
     """Integer-coded events sorted by user, then time, ties kept in input order.
 
     Two stable single-key sorts are cheaper than one multi-key sort, and event logs usually
@@ -63,13 +87,11 @@ def sorted_codes(df: pl.DataFrame, users: pl.DataFrame, item_codes: pl.DataFrame
     lf = (
         df.lazy()
         .with_row_index(ROW)
-        .join(users.lazy(), on=USER_ID, how="left", maintain_order="left")
-        .join(item_codes.lazy(), on=ITEM_ID, how="left", maintain_order="left")
-        .select(USER_IDX, CODE, TS, ROW, *extra)
+        .select(pl.col(USER_ID).to_physical().alias(UCODE), pl.col(ITEM_ID).to_physical().alias(CODE), TS, ROW, *extra)
     )
     if not df.get_column(TS).is_sorted():
         lf = lf.sort(TS, maintain_order=True)
-    return lf.sort(USER_IDX, maintain_order=True).collect()
+    return lf.sort(UCODE, maintain_order=True).collect()
 
 
 def drop_duplicates(ordered: pl.DataFrame, event_types: pl.Series) -> tuple[pl.DataFrame, int]:
@@ -78,13 +100,13 @@ def drop_duplicates(ordered: pl.DataFrame, event_types: pl.Series) -> tuple[pl.D
     Duplicates share user and time, so after sorting only runs of equal (user, time) can hold
     them; those few rows are checked, not the whole frame.
     """
-    same = (pl.col(USER_IDX) == pl.col(USER_IDX).shift(1)) & (pl.col(TS) == pl.col(TS).shift(1))
+    same = (pl.col(UCODE) == pl.col(UCODE).shift(1)) & (pl.col(TS) == pl.col(TS).shift(1))
     same = same.fill_null(False)
     candidates = ordered.with_row_index("__pos").filter(same | same.shift(-1).fill_null(False))
     if candidates.height == 0:
         return ordered, 0
     candidates = candidates.with_columns(event_types.gather(candidates.get_column(ROW)).alias(EVENT_TYPE))
-    duplicate = ~pl.struct(USER_IDX, TS, CODE, EVENT_TYPE).is_first_distinct()
+    duplicate = ~pl.struct(UCODE, TS, CODE, EVENT_TYPE).is_first_distinct()
     positions = candidates.filter(duplicate).get_column("__pos")
     if positions.len() == 0:
         return ordered, 0
@@ -107,7 +129,7 @@ def temporal_cutoffs(df: pl.DataFrame, config: SequenceConfig) -> tuple[int, int
 
 def sessions_and_repeats(df: pl.DataFrame, config: SequenceConfig) -> tuple[pl.DataFrame, int]:
     """Number each user's sessions (0, 1, ...) and drop consecutive repeats of an item."""
-    first = (pl.col(USER_IDX) != pl.col(USER_IDX).shift(1)).fill_null(True)
+    first = (pl.col(UCODE) != pl.col(UCODE).shift(1)).fill_null(True)
     gap = (pl.col(TS) - pl.col(TS).shift(1)) > round(config.session_timeout_minutes * 60_000_000)
     if SESSION_ID in df.columns:
         sid, prev_sid = pl.col(SESSION_ID), pl.col(SESSION_ID).shift(1)

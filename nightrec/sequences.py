@@ -29,7 +29,10 @@ from nightrec.ordering import (
     CODE,
     SESSION,
     TS,
+    UCODE,
+    code_to_idx,
     drop_duplicates,
+    id_codes,
     load,
     sessions_and_repeats,
     sorted_codes,
@@ -93,9 +96,10 @@ def build_sequences(
     """
     df, filtered = load(events, config)
     prev_items, prev_users = read_previous_vocab(previous_vocab_dir) if previous_vocab_dir else (None, None)
-    users = build_user_vocab(df.select(USER_ID), prev_users)
-    item_codes = df.select(ITEM_ID).unique().with_row_index(CODE)
-    ordered = sorted_codes(df, users, item_codes)
+    user_codes = id_codes(df, USER_ID, UCODE)
+    users = build_user_vocab(user_codes.select(USER_ID), prev_users)
+    item_codes = id_codes(df, ITEM_ID, CODE)
+    ordered = sorted_codes(df)
     dropped = {"event_type": filtered, "duplicate": 0}
     if config.dedupe:
         ordered, dropped["duplicate"] = drop_duplicates(ordered, df.get_column(EVENT_TYPE))
@@ -103,10 +107,9 @@ def build_sequences(
     counts = ordered.group_by(CODE).agg(pl.len().cast(pl.Int64).alias(COUNT))
     counts = counts.join(item_codes, on=CODE).select(ITEM_ID, COUNT)
     items = build_item_vocab(counts, config.min_item_count, prev_items)
-    # code -> item_idx, 0 where the item is mapped out; a gather is cheaper than a join.
-    table = item_codes.join(items.select(ITEM_ID, ITEM_IDX), on=ITEM_ID, how="left").sort(CODE)
-    table = table.get_column(ITEM_IDX).fill_null(0)
-    mapped = ordered.with_columns(table.gather(ordered.get_column(CODE)).alias(ITEM_IDX)).filter(pl.col(ITEM_IDX) > 0)
+    lookup = item_codes.join(items.select(ITEM_ID, ITEM_IDX), on=ITEM_ID, how="left")
+    mapped = ordered.with_columns(code_to_idx(ordered.get_column(CODE), lookup, CODE, ITEM_IDX))
+    mapped = mapped.filter(pl.col(ITEM_IDX) > 0)
     dropped["min_item_count"] = ordered.height - mapped.height
     cutoffs = temporal_cutoffs(mapped, config)
     ordered, dropped["repeat"] = sessions_and_repeats(mapped, config)
@@ -119,7 +122,9 @@ def build_sequences(
             (pl.col(TS) < cutoffs[0]).sum().cast(pl.Int64).alias(N_BEFORE_VALID),
             (pl.col(TS) < cutoffs[1]).sum().cast(pl.Int64).alias(N_BEFORE_TEST),
         ]
-    seqs = ordered.group_by(USER_IDX, maintain_order=True).agg(aggs)
+    seqs = ordered.group_by(UCODE, maintain_order=True).agg(aggs)
+    user_idx = user_codes.join(users, on=USER_ID).select(UCODE, USER_IDX)
+    seqs = seqs.join(user_idx, on=UCODE).drop(UCODE).sort(USER_IDX)
     full = full_histories(seqs, config.max_len)
     splitter = temporal if cutoffs is not None else leave_last_out
     train, valid, test = splitter(seqs, config.max_len)

@@ -80,3 +80,14 @@ def test_empty_frame_gives_empty_outputs_and_stats(tmp_path):
     assert seqs.stats["sequence_length"]["count"] == 0
     back = read_sequences(write_sequences(seqs, tmp_path / "s"))
     assert back.full.height == 0 and back.full.schema == seqs.full.schema
+
+
+def test_code_translation_dense_and_hashed_agree():
+    from nightrec.ordering import code_to_idx
+
+    codes = pl.Series([3, 7, 3, 9], dtype=pl.UInt32)
+    small = pl.DataFrame({"c": [3, 7, 9], "i": [1, None, 2]}, schema={"c": pl.UInt32, "i": pl.Int32})
+    # Codes far beyond the table size take the hash lookup instead of a dense table.
+    big = small.with_columns(pl.col("c") + 50_000_000)
+    assert code_to_idx(codes, small, "c", "i").to_list() == [1, 0, 1, 2]
+    assert code_to_idx(codes + 50_000_000, big, "c", "i").to_list() == [1, 0, 1, 2]
