@@ -110,8 +110,9 @@ def drop_duplicates(ordered: pl.DataFrame, event_types: pl.Series) -> tuple[pl.D
     positions = candidates.filter(duplicate).get_column("__pos")
     if positions.len() == 0:
         return ordered, 0
-    mask = pl.Series(values=[True] * ordered.height).scatter(positions, False)
-    return ordered.filter(mask), positions.len()
+    keep = np.ones(ordered.height, dtype=bool)
+    keep[positions.to_numpy()] = False
+    return ordered.filter(pl.Series(keep)), positions.len()
 
 
 def temporal_cutoffs(df: pl.DataFrame, config: SequenceConfig) -> tuple[int, int] | None:
