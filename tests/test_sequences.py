@@ -1,5 +1,6 @@
 """Sequence building on hand-written frames: ordering, leave-last-out, contract dtypes, bad input."""
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -91,3 +92,31 @@ def test_code_translation_dense_and_hashed_agree():
     big = small.with_columns(pl.col("c") + 50_000_000)
     assert code_to_idx(codes, small, "c", "i").to_list() == [1, 0, 1, 2]
     assert code_to_idx(codes + 50_000_000, big, "c", "i").to_list() == [1, 0, 1, 2]
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_file_order_breaks_ties_at_scale(tmp_path, shuffled):
+    """200k events in 20 distinct seconds, read lazily from Parquet: input order must survive the engine."""
+    rng = np.random.default_rng(5)
+    n = 200_000
+    frame = pl.DataFrame(
+        {
+            "user_id": rng.integers(0, 500, n).astype(str),
+            "item_id": np.arange(n).astype(str),  # one item per event, so the order is observable
+            "event_type": "click",
+            "timestamp": np.sort(rng.integers(0, 20, n)) * 1_000_000,
+        }
+    ).with_columns(pl.from_epoch("timestamp", time_unit="us").dt.replace_time_zone("UTC"))
+    if shuffled:
+        frame = frame.sample(fraction=1.0, shuffle=True, seed=3)
+    frame.write_parquet(tmp_path / "events.parquet")
+    seqs = build_sequences(pl.scan_parquet(tmp_path / "events.parquet"), SequenceConfig(max_len=10_000))
+    expected = frame.with_row_index("row").sort("user_id", "timestamp", "row").group_by("user_id").agg("item_id")
+    external = np.empty(seqs.items.height + 1, dtype=object)
+    external[seqs.items["item_idx"].to_numpy()] = seqs.items["item_id"].to_numpy()
+    users = dict(zip(seqs.users["user_idx"].to_list(), seqs.users["user_id"].to_list(), strict=True))
+    got = {
+        users[u]: external[h.to_numpy()].tolist()
+        for u, h in zip(seqs.full["user_idx"], seqs.full["history"], strict=True)
+    }
+    assert got == dict(zip(expected["user_id"].to_list(), expected["item_id"].to_list(), strict=True))
