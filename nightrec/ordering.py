@@ -80,8 +80,9 @@ def code_to_idx(codes: pl.Series, lookup: pl.DataFrame, code: str, idx: str) -> 
 def sorted_codes(df: pl.DataFrame) -> pl.DataFrame:
     """Integer-coded events sorted by user, then time, ties kept in input order.
 
-    Two stable single-key sorts are cheaper than one multi-key sort, and event logs usually
-    arrive in time order, which makes the first one unnecessary.
+    Event logs usually arrive in time order: then one stable sort on the user code suffices.
+    Otherwise user and time are packed into one 64-bit key when they fit (a single-key sort
+    is several times faster than a multi-key one), else the row number breaks ties.
     """
     extra = [c for c in (SESSION_ID, WEIGHTS) if c in df.columns]
     lf = (
@@ -89,9 +90,17 @@ def sorted_codes(df: pl.DataFrame) -> pl.DataFrame:
         .with_row_index(ROW)
         .select(pl.col(USER_ID).to_physical().alias(UCODE), pl.col(ITEM_ID).to_physical().alias(CODE), TS, ROW, *extra)
     )
-    if not df.get_column(TS).is_sorted():
-        lf = lf.sort(TS, maintain_order=True)
-    return lf.sort(UCODE, maintain_order=True).collect()
+    ts = df.get_column(TS)
+    if ts.is_sorted():
+        return lf.sort(UCODE, maintain_order=True).collect()
+    span = int(ts.max()) - int(ts.min())
+    max_code = int(df.get_column(USER_ID).to_physical().max())
+    ts_bits = span.bit_length()
+    if ts_bits + max_code.bit_length() <= 64:
+        shift = pl.lit(1 << ts_bits, dtype=pl.UInt64)
+        key = pl.col(UCODE).cast(pl.UInt64) * shift + (pl.col(TS) - int(ts.min())).cast(pl.UInt64)
+        return lf.sort(key, maintain_order=True).collect()
+    return lf.sort([UCODE, TS, ROW]).collect()
 
 
 def drop_duplicates(ordered: pl.DataFrame, event_types: pl.Series) -> tuple[pl.DataFrame, int]:

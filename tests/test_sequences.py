@@ -120,3 +120,31 @@ def test_file_order_breaks_ties_at_scale(tmp_path, shuffled):
         for u, h in zip(seqs.full["user_idx"], seqs.full["history"], strict=True)
     }
     assert got == dict(zip(expected["user_id"].to_list(), expected["item_id"].to_list(), strict=True))
+
+
+def test_unsorted_input_over_a_huge_time_span_still_sorts_stably():
+    """Timestamps 8,000 years apart and 100 users cannot share one 64-bit sort key: the fallback sort runs."""
+    rng = np.random.default_rng(11)
+    n = 3_000
+    year_us = 365 * 86_400 * 1_000_000
+    base = -969 * year_us  # the year 1001
+    frame = pl.DataFrame(
+        {
+            "user_id": rng.integers(0, 100, n).astype(str),
+            "item_id": np.arange(n).astype(str),
+            "event_type": "click",
+            "timestamp": base + rng.choice([0, 4_000 * year_us, 8_000 * year_us], n) + rng.integers(0, 3, n),
+        }
+    ).with_columns(pl.from_epoch("timestamp", time_unit="us").dt.replace_time_zone("UTC"))
+    assert not frame["timestamp"].is_sorted()
+    seqs = build_sequences(frame, SequenceConfig(max_len=n))
+    names = dict(zip(seqs.items["item_idx"].to_list(), seqs.items["item_id"].to_list(), strict=True))
+    users = dict(zip(seqs.users["user_idx"].to_list(), seqs.users["user_id"].to_list(), strict=True))
+    got = {
+        users[u]: [names[i] for i in h]
+        for u, h in zip(seqs.full["user_idx"], seqs.full["history"].to_list(), strict=True)
+    }
+    expected: dict[str, list[tuple[int, str]]] = {}
+    for user, item, ts in zip(frame["user_id"], frame["item_id"], frame["timestamp"].dt.epoch("us"), strict=True):
+        expected.setdefault(user, []).append((ts, item))
+    assert got == {u: [item for _, item in sorted(evs, key=lambda e: e[0])] for u, evs in expected.items()}
