@@ -9,8 +9,19 @@ import polars as pl
 from expectations.load import LoadedEvents, load_events
 from expectations.night import REPORT_FILE, night_stats
 from expectations.rules import row_rules, split_quarantine
-from expectations.suites import COLUMNS, ERROR, EVENTS, ITEMS, NIGHT, USERS, WARN, build_checks, columns_frame
-from expectations.suites import events_frame, run_checks
+from expectations.suites import (
+    COLUMNS,
+    ERROR,
+    EVENTS,
+    ITEMS,
+    NIGHT,
+    USERS,
+    WARN,
+    build_checks,
+    columns_frame,
+    events_frame,
+    run_checks,
+)
 from nightrec.config import NightrecConfig
 from nightrec.errors import InputError, NightrecError
 from nightrec.runs import write_json
