@@ -58,14 +58,10 @@ def _daily_volumes(events: pl.DataFrame, run_date: date, nights: int) -> list[tu
     ]
 
 
-def _per_key(clean: pl.DataFrame, key: str, tonight: pl.Expr) -> pl.DataFrame:
-    return (
-        clean.group_by(key)
-        .agg(pl.len().cast(pl.Int64).alias(EVENTS), tonight.any().alias("__tonight"))
-        .filter(pl.col("__tonight"))
-        .select(key, EVENTS)
-        .sort(key)
-    )
+def _per_key(clean: pl.DataFrame, key: str, tonight: pl.Expr) -> tuple[pl.DataFrame, int]:
+    """Tonight's keys with their events in all the clean input, and the number of keys in it."""
+    counts = clean.group_by(key).agg(pl.len().cast(pl.Int64).alias(EVENTS), tonight.any().alias("__tonight"))
+    return counts.filter(pl.col("__tonight")).select(key, EVENTS).sort(key), counts.height
 
 
 def night_stats(events: pl.DataFrame, clean: pl.DataFrame, config: NightrecConfig, run_date: date) -> NightStats:
@@ -82,9 +78,8 @@ def night_stats(events: pl.DataFrame, clean: pl.DataFrame, config: NightrecConfi
     median = statistics.median(n for _, n in history) if len(history) >= v.volume_min_history else None
     ratio = None if median is None else (night_rows / median if median else float("inf"))
 
-    users = _per_key(clean, USER_ID, in_night)
-    items = _per_key(clean, ITEM_ID, in_night)
-    n_users, n_items = clean.get_column(USER_ID).n_unique(), clean.get_column(ITEM_ID).n_unique()
+    users, n_users = _per_key(clean, USER_ID, in_night)
+    items, n_items = _per_key(clean, ITEM_ID, in_night)
     density = clean.height / (n_users * n_items) if clean.height else None
     night = pl.DataFrame(
         {"night_rows": [night_rows], "trailing_median": [median], "volume_ratio": [ratio], "density": [density]},

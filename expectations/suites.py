@@ -18,8 +18,6 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from expectations.load import RAW_TIMESTAMP, RAW_VALUE
 from expectations.rules import (
-    BOT_USER,
-    DUPLICATE,
     INDICATOR_RULES,
     MISSING,
     NOISY,
@@ -91,8 +89,6 @@ def _row_expectation(rule: RowRule, config: NightrecConfig, run_date, mostly: fl
     name = rule.name
     if name.startswith("null_"):
         return gxe.ExpectColumnValuesToNotBeNull(column=name.removeprefix("null_"), **kw)
-    if name in ("malformed_user_id", "malformed_item_id"):
-        return gxe.ExpectColumnValuesToMatchRegex(column=name.removeprefix("malformed_"), regex=r"\S", **kw)
     if name == "malformed_timestamp":
         return gxe.ExpectColumnValuesToBeNull(column=RAW_TIMESTAMP, **kw)
     if name == "malformed_value":
@@ -221,10 +217,10 @@ def columns_frame(source_columns: dict[str, str]) -> pl.DataFrame:
 
 def events_frame(events: pl.DataFrame, flags: pl.DataFrame, flag_names: dict[str, str]) -> pl.DataFrame:
     """What GX sees of the rows: the key columns, the raw-text columns and the indicator columns."""
-    indicators = [pl.col(flag_names[name]).alias(name) for name in (DUPLICATE, BOT_USER) if name in flag_names]
-    return pl.concat(
-        [events.select(*KEY_COLUMNS, RAW_TIMESTAMP, RAW_VALUE), flags.select(indicators)], how="horizontal"
-    )
+    indicators = [pl.col(flag_names[name]).alias(name) for name in INDICATOR_RULES if name in flag_names]
+    # A categorical event type makes GX's set check a lookup in a handful of categories.
+    columns = [pl.col(EVENT_TYPE).cast(pl.Categorical) if c == EVENT_TYPE else pl.col(c) for c in KEY_COLUMNS]
+    return pl.concat([events.select(*columns, RAW_TIMESTAMP, RAW_VALUE), flags.select(indicators)], how="horizontal")
 
 
 def _jsonable(value):
