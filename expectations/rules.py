@@ -166,14 +166,17 @@ def split_quarantine(events: pl.DataFrame, rules: dict[str, RowRule]) -> Quarant
     """
     flag_cols = [flag_column(name) for name in rules]
     flags = events.select(rule.expr.fill_null(False).alias(flag_column(name)) for name, rule in rules.items())
-    flagged = pl.any_horizontal(flag_cols) if flag_cols else pl.repeat(False, pl.len())
-    marked = pl.concat([events, flags], how="horizontal")
-    clean = marked.filter(~flagged).select(*EVENT_SCHEMA)
+    flagged = flags.select(pl.any_horizontal(flag_cols) if flag_cols else pl.repeat(False, pl.len())).to_series()
+    clean = events.filter(~flagged).select(*EVENT_SCHEMA)
     reasons = pl.concat_list(
         pl.when(pl.col(flag_column(name))).then(pl.lit(name)).otherwise(pl.lit(None, dtype=pl.String)) for name in rules
     ).list.drop_nulls()
-    quarantine = (
-        marked.filter(flagged).with_columns(reasons.alias(REASONS)).select(*EVENT_SCHEMA, *RAW_COLUMNS, REASONS)
+    quarantine = pl.concat(
+        [
+            events.filter(flagged).select(*EVENT_SCHEMA, *RAW_COLUMNS),
+            flags.filter(flagged).select(reasons.alias(REASONS)),
+        ],
+        how="horizontal",
     )
     totals = flags.select(pl.col(flag_cols).sum()).row(0) if flag_cols else ()
     counts = {name: int(n) for name, n in zip(rules, totals, strict=True)}
