@@ -28,6 +28,7 @@ from expectations.rules import (
     retention_start,
 )
 from nightrec.config import NightrecConfig
+from nightrec.errors import ConfigError
 from nightrec.schema import EVENT_SCHEMA, EVENT_TYPE, ITEM_ID, REQUIRED_COLUMNS, TIMESTAMP, USER_ID
 
 ERROR, WARN = "error", "warn"
@@ -113,6 +114,12 @@ def _row_expectation(rule: RowRule, config: NightrecConfig, run_date, mostly: fl
 def build_checks(config: NightrecConfig, run_date, rules: dict[str, RowRule]) -> list[Check]:
     """Every expectation of the run, in report order: missing, noisy, sparse."""
     v = config.validation
+    for key, known, names in (("severity", NIGHT_SEVERITY, v.severity), ("rule_max_ratio", rules, v.rule_max_ratio)):
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"validation.{key}: unknown check(s) {', '.join(unknown)} (expected one of {', '.join(known)})"
+            )
     severity = {**NIGHT_SEVERITY, **v.severity}
     checks = [
         Check(

@@ -11,6 +11,7 @@ from expectations.report import exit_code, markdown_summary, table_rows
 from expectations.rules import REASONS
 from expectations.runner import CLEAN_FILE, QUARANTINE_FILE, ValidationFailed, validate_file, validate_frame
 from nightrec.config import NightrecConfig
+from nightrec.errors import ConfigError
 from nightrec.schema import EVENT_SCHEMA, EVENT_TYPE, ITEM_ID, KEY_COLUMNS, TIMESTAMP, USER_ID, VALUE
 
 RUN_DATE = date(2026, 3, 11)
@@ -275,3 +276,19 @@ def test_report_reads_well(tmp_path):
             "unexpected_percent",
             "sample",
         } <= set(record)
+
+
+def test_thresholds_and_severities_come_from_the_config(tmp_path):
+    events = make_events()
+    events = events.with_columns(
+        pl.when(pl.int_range(pl.len()) < 12).then(pl.lit("hover")).otherwise(pl.col(EVENT_TYPE)).alias(EVENT_TYPE)
+    )
+    assert validate_frame(events, config(tmp_path), RUN_DATE)["status"] == "warn"  # 2% of rows
+    strict = validate_frame(events, config(tmp_path, max_bad_ratio=0.01), RUN_DATE)
+    assert failed(strict, "error") == {"unknown_event_type"}
+    per_rule = validate_frame(events, config(tmp_path, rule_max_ratio={"unknown_event_type": 0.001}), RUN_DATE)
+    assert failed(per_rule, "error") == {"unknown_event_type"}
+    short = make_events(per_day=200, last_night=10)
+    assert validate_frame(short, config(tmp_path, severity={"volume": "warn"}), RUN_DATE)["status"] == "warn"
+    with pytest.raises(ConfigError, match="unknown check"):
+        validate_frame(events, config(tmp_path, severity={"volumes": "warn"}), RUN_DATE)
