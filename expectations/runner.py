@@ -6,6 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
+from expectations.frames import columns_frame, events_frame
 from expectations.load import LoadedEvents, load_events
 from expectations.night import REPORT_FILE, night_stats
 from expectations.rules import row_rules, split_quarantine
@@ -18,8 +19,6 @@ from expectations.suites import (
     USERS,
     WARN,
     build_checks,
-    columns_frame,
-    events_frame,
     run_checks,
 )
 from nightrec.config import NightrecConfig

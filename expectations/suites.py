@@ -17,6 +17,7 @@ import polars as pl
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.execution_engine import pandas_execution_engine
 
+from expectations.frames import ALLOWED_KINDS
 from expectations.load import RAW_TIMESTAMP, RAW_VALUE
 from expectations.rules import (
     INDICATOR_RULES,
@@ -29,22 +30,13 @@ from expectations.rules import (
 )
 from nightrec.config import NightrecConfig
 from nightrec.errors import ConfigError
-from nightrec.schema import EVENT_SCHEMA, EVENT_TYPE, ITEM_ID, REQUIRED_COLUMNS, TIMESTAMP, USER_ID
+from nightrec.schema import EVENT_TYPE, REQUIRED_COLUMNS, TIMESTAMP
 
 ERROR, WARN = "error", "warn"
 EVENTS, COLUMNS, NIGHT, USERS, ITEMS = "events", "columns", "night", "users", "items"
 DATASOURCE = "nightrec"
 DOCS_SITE = "nightrec_run"
 SAMPLE = 5
-_ID_KINDS = ("string", "integer")
-ALLOWED_KINDS = {
-    USER_ID: _ID_KINDS,
-    ITEM_ID: _ID_KINDS,
-    EVENT_TYPE: ("string",),
-    TIMESTAMP: ("datetime", "date", "integer", "float", "string"),
-    "session_id": _ID_KINDS,
-    "value": ("integer", "float"),
-}
 # Night-level checks and their default severity; config.validation.severity overrides them.
 NIGHT_SEVERITY = {
     "required_columns": ERROR,
@@ -210,30 +202,6 @@ def build_checks(config: NightrecConfig, run_date, rules: dict[str, RowRule]) ->
     for check in checks:
         check.expectation.meta = {"name": check.name, "group": check.group, "severity": check.severity}
     return checks
-
-
-def _kind(dtype: str) -> str:
-    for prefix, kind in (("String", "string"), ("Int", "integer"), ("UInt", "integer"), ("Float", "float")):
-        if dtype.startswith(prefix):
-            return kind
-    return {"Date": "date", "Boolean": "boolean", "Null": "null"}.get(dtype.split("(")[0], dtype.split("(")[0].lower())
-
-
-def columns_frame(source_columns: dict[str, str]) -> pl.DataFrame:
-    """The source's contract columns and the kind of each: what the column-level checks see."""
-    known = [c for c in source_columns if c in EVENT_SCHEMA]
-    kinds = ["datetime" if source_columns[c].startswith("Datetime") else _kind(source_columns[c]) for c in known]
-    return pl.DataFrame({"column": known, "kind": kinds}, schema={"column": pl.String, "kind": pl.String})
-
-
-def events_frame(events: pl.DataFrame, flags: pl.DataFrame, flag_names: dict[str, str]) -> pl.DataFrame:
-    """What GX sees of the rows: the key columns, the raw-text columns and the indicator columns."""
-    indicators = [pl.col(flag_names[name]).alias(name) for name in INDICATOR_RULES if name in flag_names]
-    # Text as categoricals: GX filters the whole frame for each sample of failing rows, and moving
-    # integer codes is much cheaper than moving strings; the set check becomes a category lookup.
-    text = [pl.col(c).cast(pl.Categorical) for c in (USER_ID, ITEM_ID, EVENT_TYPE, RAW_TIMESTAMP, RAW_VALUE)]
-    frame = events.select(*text, pl.col(TIMESTAMP))
-    return pl.concat([frame, flags.select(indicators)], how="horizontal")
 
 
 def _jsonable(value):
