@@ -5,8 +5,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
-from expectations.load import RAW_TIMESTAMP
+from expectations.load import RAW_TIMESTAMP, from_frame
 from expectations.report import exit_code, markdown_summary, table_rows
 from expectations.rules import REASONS
 from expectations.runner import CLEAN_FILE, QUARANTINE_FILE, ValidationFailed, validate_file, validate_frame
@@ -42,12 +43,20 @@ def config(tmp_path, **validation) -> NightrecConfig:
     return NightrecConfig(data_dir=tmp_path, validation=validation)
 
 
-def check(report: dict, rows_in: int) -> dict:
-    """The invariants of every run: nothing lost or duplicated, and the counts add up."""
-    assert report["rows_in"] == rows_in
-    assert report["rows_clean"] + report["rows_quarantined"] == rows_in
-    assert report["reconciled"] is True
-    return {r["name"] + "/" + r["severity"]: r for r in report["expectations"]}
+def validate(events: pl.DataFrame, tmp_path, **validation) -> dict:
+    """Validate into a fresh folder and check what every run owes: nothing lost, nothing duplicated."""
+    out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
+    report = validate_frame(events, config(tmp_path, **validation), RUN_DATE, out)
+    assert report["rows_in"] == events.height and report["reconciled"] is True
+    assert report["rows_clean"] + report["rows_quarantined"] == events.height
+    clean, quarantine = pl.read_parquet(out / CLEAN_FILE), pl.read_parquet(out / QUARANTINE_FILE)
+    assert (clean.height, quarantine.height) == (report["rows_clean"], report["rows_quarantined"])
+    assert quarantine.get_column(REASONS).list.len().min() or quarantine.is_empty()
+    expected = from_frame(events).events.select(*EVENT_SCHEMA)
+    together = pl.concat([clean, quarantine.select(*EVENT_SCHEMA)])
+    assert_frame_equal(together.sort(pl.all()), expected.sort(pl.all()))
+    report["out"] = out
+    return report
 
 
 def failed(report: dict, severity: str) -> set[str]:
@@ -56,8 +65,7 @@ def failed(report: dict, severity: str) -> set[str]:
 
 def test_clean_frame_passes(tmp_path):
     events = make_events()
-    report = validate_frame(events, config(tmp_path), RUN_DATE)
-    check(report, events.height)
+    report = validate(events, tmp_path)
     assert report["status"] == "ok" and report["rows_quarantined"] == 0
     assert exit_code(report) == 0
     assert report["night"]["night_rows"] == 120
@@ -69,15 +77,15 @@ def test_nulls_in_each_key_column_are_quarantined_with_a_warning(tmp_path, colum
     events = events.with_columns(
         pl.when(pl.int_range(pl.len()).is_in([3, 250, 400])).then(None).otherwise(pl.col(column)).alias(column)
     )
-    report = validate_frame(events, config(tmp_path), RUN_DATE, tmp_path / "out")
-    records = check(report, events.height)
+    report = validate(events, tmp_path)
+    records = {r["name"] + "/" + r["severity"]: r for r in report["expectations"]}
     assert report["status"] == "warn" and failed(report, "warn") == {f"null_{column}"}
     assert records[f"null_{column}/error"]["success"]
     assert report["by_reason"][f"null_{column}"] == 3 and report["rows_quarantined"] == 3
-    quarantine = pl.read_parquet(tmp_path / "out" / QUARANTINE_FILE)
+    quarantine = pl.read_parquet(report["out"] / QUARANTINE_FILE)
     assert quarantine.get_column(REASONS).to_list() == [[f"null_{column}"]] * 3
     assert quarantine.get_column(column).null_count() == 3
-    clean = pl.read_parquet(tmp_path / "out" / CLEAN_FILE)
+    clean = pl.read_parquet(report["out"] / CLEAN_FILE)
     assert clean.schema == pl.Schema(EVENT_SCHEMA) and clean.get_column(column).null_count() == 0
 
 
@@ -100,39 +108,37 @@ def test_thirty_percent_null_user_ids_is_an_error_naming_the_rule(tmp_path):
     assert exit_code(report) == 2
 
 
-def test_unknown_event_type_and_future_and_old_timestamps(tmp_path):
-    events = make_events()
+@pytest.mark.parametrize(
+    ("event_type", "timestamp", "reason"),
+    [
+        ("hover", NIGHT, "unknown_event_type"),
+        ("view", NIGHT + timedelta(days=1, minutes=11), "future_timestamp"),
+        ("view", datetime(2025, 1, 1, tzinfo=UTC), "before_retention"),
+    ],
+)
+def test_noisy_values_are_quarantined(tmp_path, event_type, timestamp, reason):
     bad = pl.DataFrame(
-        {
-            USER_ID: ["u001", "u002", "u003"],
-            ITEM_ID: ["i001", "i002", "i003"],
-            EVENT_TYPE: ["hover", "view", "view"],
-            TIMESTAMP: [NIGHT, NIGHT + timedelta(days=1, minutes=11), datetime(2025, 1, 1, tzinfo=UTC)],
-        },
+        {USER_ID: ["u001"], ITEM_ID: ["i001"], EVENT_TYPE: [event_type], TIMESTAMP: [timestamp]},
         schema_overrides={TIMESTAMP: EVENT_SCHEMA[TIMESTAMP]},
     )
-    events = pl.concat([events, bad], how="diagonal_relaxed")
-    # Within the clock skew a little after midnight is fine.
-    events = pl.concat(
-        [events, events.head(1).with_columns(pl.lit(NIGHT + timedelta(days=1, minutes=9)).alias(TIMESTAMP))]
-    )
-    report = validate_frame(events, config(tmp_path, retention_days=60), RUN_DATE)
-    check(report, events.height)
-    assert report["status"] == "warn"
-    assert failed(report, "warn") == {"unknown_event_type", "future_timestamp", "before_retention"}
-    counts = {k: v for k, v in report["by_reason"].items() if v}
-    assert counts == {"unknown_event_type": 1, "future_timestamp": 1, "before_retention": 1}
-    sample = {r["name"]: r["sample"] for r in report["expectations"]}
-    assert sample["unknown_event_type"][0][EVENT_TYPE] == "hover"
+    # A little after midnight, within the clock skew, is fine.
+    skewed = make_events().head(1).with_columns(pl.lit(NIGHT + timedelta(days=1, minutes=9)).alias(TIMESTAMP))
+    events = pl.concat([make_events(), skewed, bad], how="diagonal_relaxed")
+    report = validate(events, tmp_path, retention_days=60)
+    assert report["status"] == "warn" and failed(report, "warn") == {reason}
+    assert {k: v for k, v in report["by_reason"].items() if v} == {reason: 1}
+    quarantine = pl.read_parquet(report["out"] / QUARANTINE_FILE)
+    assert quarantine.get_column(REASONS).to_list() == [[reason]]
+    sample = {r["name"]: r["sample"] for r in report["expectations"]}[reason]
+    assert sample[0][EVENT_TYPE] == event_type and sample[0][TIMESTAMP] == timestamp
 
 
 def test_exact_duplicates_keep_the_first_copy(tmp_path):
     events = make_events()
     events = pl.concat([events, events[[10, 10, 20]]])
-    report = validate_frame(events, config(tmp_path), RUN_DATE, tmp_path / "out")
-    check(report, events.height)
+    report = validate(events, tmp_path)
     assert failed(report, "warn") == {"duplicate"} and report["by_reason"]["duplicate"] == 3
-    clean = pl.read_parquet(tmp_path / "out" / CLEAN_FILE)
+    clean = pl.read_parquet(report["out"] / CLEAN_FILE)
     assert clean.height == 600 and clean.is_duplicated().sum() == 0
 
 
@@ -148,30 +154,27 @@ def test_bot_burst_quarantines_the_user(tmp_path):
         schema_overrides={TIMESTAMP: EVENT_SCHEMA[TIMESTAMP]},
     )
     events = pl.concat([events, burst], how="diagonal_relaxed")
-    report = validate_frame(events, config(tmp_path), RUN_DATE, tmp_path / "out")
-    check(report, events.height)
+    report = validate(events, tmp_path)
     assert failed(report, "warn") == {"bot_user"} and report["by_reason"]["bot_user"] == 80
-    assert set(pl.read_parquet(tmp_path / "out" / QUARANTINE_FILE).get_column(USER_ID)) == {"bot"}
+    assert set(pl.read_parquet(report["out"] / QUARANTINE_FILE).get_column(USER_ID)) == {"bot"}
     # The same burst under a looser limit is a normal user.
-    loose = validate_frame(events, config(tmp_path, bot_events_per_minute=200), RUN_DATE)
+    loose = validate(events, tmp_path, bot_events_per_minute=200)
     assert loose["by_reason"]["bot_user"] == 0
 
 
 def test_empty_input_is_an_error(tmp_path):
-    report = validate_frame(pl.DataFrame(schema=EVENT_SCHEMA), config(tmp_path), RUN_DATE, tmp_path / "out")
-    check(report, 0)
+    report = validate(pl.DataFrame(schema=EVENT_SCHEMA), tmp_path)
     assert {"non_empty_input", "night_partition"} <= failed(report, "error")
-    assert pl.read_parquet(tmp_path / "out" / CLEAN_FILE).height == 0
+    assert pl.read_parquet(report["out"] / CLEAN_FILE).height == 0
 
 
 def test_missing_column_is_an_error_and_keeps_every_row(tmp_path):
     events = make_events().drop(ITEM_ID)
-    report = validate_frame(events, config(tmp_path), RUN_DATE, tmp_path / "out")
-    check(report, events.height)
+    report = validate(events, tmp_path)
     assert failed(report, "error") >= {"required_columns", "null_item_id"}
     records = {r["name"]: r for r in report["expectations"]}
     assert records["required_columns"]["observed_value"] == "missing item_id"
-    quarantine = pl.read_parquet(tmp_path / "out" / QUARANTINE_FILE)
+    quarantine = pl.read_parquet(report["out"] / QUARANTINE_FILE)
     assert quarantine.height == events.height and quarantine.get_column(REASONS).to_list()[0] == ["null_item_id"]
 
 
@@ -182,16 +185,15 @@ def test_text_where_numbers_were_expected(tmp_path):
         pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("yesterday")).otherwise(epoch).alias(TIMESTAMP),
         pl.when(pl.int_range(pl.len()) == 11).then(pl.lit("n/a")).otherwise(pl.col(VALUE).cast(pl.String)).alias(VALUE),
     )
-    report = validate_frame(raw, config(tmp_path), RUN_DATE, tmp_path / "out")
-    check(report, events.height)
+    report = validate(raw, tmp_path)
     assert failed(report, "warn") == {"null_timestamp", "malformed_timestamp", "malformed_value", "column_types"}
     records = {r["name"]: r for r in report["expectations"]}
     assert records["column_types"]["sample"] == [[VALUE, "string"]]
-    quarantine = pl.read_parquet(tmp_path / "out" / QUARANTINE_FILE)
+    quarantine = pl.read_parquet(report["out"] / QUARANTINE_FILE)
     assert sorted(quarantine.get_column(RAW_TIMESTAMP).drop_nulls()) == ["yesterday"]
     assert quarantine.height == 2
     # Epoch seconds written as text are still read as the right instants.
-    clean = pl.read_parquet(tmp_path / "out" / CLEAN_FILE)
+    clean = pl.read_parquet(report["out"] / CLEAN_FILE)
     assert (
         clean.get_column(TIMESTAMP).sort().to_list()
         == events.filter(~pl.int_range(pl.len()).is_in([7, 11])).get_column(TIMESTAMP).sort().to_list()
@@ -202,18 +204,16 @@ def test_blank_and_float_ids(tmp_path):
     events = make_events().with_columns(
         pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("  ")).otherwise(pl.col(ITEM_ID)).alias(ITEM_ID)
     )
-    report = validate_frame(events, config(tmp_path), RUN_DATE)
-    check(report, events.height)
+    report = validate(events, tmp_path)
     assert failed(report, "warn") == {"malformed_item_id"} and report["by_reason"]["malformed_item_id"] == 1
     floats = make_events().with_columns(pl.col(USER_ID).str.slice(1).cast(pl.Float64))
-    report = validate_frame(floats, config(tmp_path), RUN_DATE)
+    report = validate(floats, tmp_path)
     assert failed(report, "warn") == {"column_types"} and report["rows_quarantined"] == 0
 
 
 def test_a_night_with_five_percent_of_the_usual_volume_is_an_error(tmp_path):
     events = make_events(per_day=200, last_night=10)
-    report = validate_frame(events, config(tmp_path), RUN_DATE)
-    check(report, events.height)
+    report = validate(events, tmp_path)
     assert failed(report, "error") == {"volume"} and report["rows_quarantined"] == 0
     assert report["night"]["volume_ratio"] == pytest.approx(0.05)
     assert report["night"]["volume_history"]["source"] == "input"
@@ -225,7 +225,7 @@ def test_volume_reads_previous_nights_reports(tmp_path):
         (tmp_path / "runs" / night.isoformat()).mkdir(parents=True)
         (tmp_path / "runs" / night.isoformat() / "validation.json").write_text(json.dumps({"night_rows": rows}))
     events = make_events(days=1, per_day=120)
-    report = validate_frame(events, config(tmp_path), RUN_DATE)
+    report = validate(events, tmp_path)
     assert report["night"]["volume_history"]["source"] == "runs"
     assert report["night"]["trailing_median"] == 1050
     assert failed(report, "error") == {"volume"}
@@ -247,8 +247,7 @@ def test_a_night_of_only_cold_users_warns_and_quarantines_nothing(tmp_path):
         schema_overrides={TIMESTAMP: EVENT_SCHEMA[TIMESTAMP]},
     )
     events = pl.concat([history.with_columns(pl.col(TIMESTAMP) - timedelta(days=1)), newcomers], how="diagonal_relaxed")
-    report = validate_frame(events, config(tmp_path), RUN_DATE)
-    check(report, events.height)
+    report = validate(events, tmp_path)
     assert failed(report, "warn") == {"cold_users"} and report["status"] == "warn"
     assert report["rows_quarantined"] == 0
     records = {r["name"]: r for r in report["expectations"]}
@@ -257,14 +256,14 @@ def test_a_night_of_only_cold_users_warns_and_quarantines_nothing(tmp_path):
 
 def test_report_reads_well(tmp_path):
     events = pl.concat([make_events(), make_events()[[0]]])
-    report = validate_frame(events, config(tmp_path), RUN_DATE, tmp_path / "out")
+    report = validate(events, tmp_path)
     text = markdown_summary(report)
     assert "warnings" in text and "| duplicate | noisy | warn | 1 of 601 rows (0.17%) |" in text
     assert "| duplicate | 1 |" in text
     rows = table_rows(report)
     assert rows[[r[1] for r in rows].index("duplicate")][:4] == ("noisy", "duplicate", "warn", "warn")
-    assert (tmp_path / "out" / "data_docs" / "index.html").is_file()
-    saved = json.loads((tmp_path / "out" / "validation.json").read_text())
+    assert (report["out"] / "data_docs" / "index.html").is_file()
+    saved = json.loads((report["out"] / "validation.json").read_text())
     assert saved["by_reason"]["duplicate"] == 1 and len(saved["expectations"]) == len(rows)
     for record in saved["expectations"]:
         assert {
@@ -283,12 +282,12 @@ def test_thresholds_and_severities_come_from_the_config(tmp_path):
     events = events.with_columns(
         pl.when(pl.int_range(pl.len()) < 12).then(pl.lit("hover")).otherwise(pl.col(EVENT_TYPE)).alias(EVENT_TYPE)
     )
-    assert validate_frame(events, config(tmp_path), RUN_DATE)["status"] == "warn"  # 2% of rows
-    strict = validate_frame(events, config(tmp_path, max_bad_ratio=0.01), RUN_DATE)
+    assert validate(events, tmp_path)["status"] == "warn"  # 2% of rows
+    strict = validate(events, tmp_path, max_bad_ratio=0.01)
     assert failed(strict, "error") == {"unknown_event_type"}
-    per_rule = validate_frame(events, config(tmp_path, rule_max_ratio={"unknown_event_type": 0.001}), RUN_DATE)
+    per_rule = validate(events, tmp_path, rule_max_ratio={"unknown_event_type": 0.001})
     assert failed(per_rule, "error") == {"unknown_event_type"}
     short = make_events(per_day=200, last_night=10)
-    assert validate_frame(short, config(tmp_path, severity={"volume": "warn"}), RUN_DATE)["status"] == "warn"
+    assert validate(short, tmp_path, severity={"volume": "warn"})["status"] == "warn"
     with pytest.raises(ConfigError, match="unknown check"):
-        validate_frame(events, config(tmp_path, severity={"volumes": "warn"}), RUN_DATE)
+        validate(events, tmp_path, severity={"volumes": "warn"})
