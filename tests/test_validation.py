@@ -160,6 +160,9 @@ def test_bot_burst_quarantines_the_user(tmp_path):
     # The same burst under a looser limit is a normal user.
     loose = validate(events, tmp_path, bot_events_per_minute=200)
     assert loose["by_reason"]["bot_user"] == 0
+    # ...but not under a daily limit it exceeds.
+    daily = validate(events, tmp_path, bot_events_per_minute=200, bot_events_per_day=50)
+    assert daily["by_reason"]["bot_user"] == 80
 
 
 def test_empty_input_is_an_error(tmp_path):
