@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from expectations.frames import columns_frame, events_frame
-from expectations.load import LoadedEvents, load_events
+from expectations.load import LoadedEvents, from_frame, load_events
 from expectations.night import REPORT_FILE, night_stats
 from expectations.rules import row_rules, split_quarantine
 from expectations.suites import (
@@ -160,6 +160,4 @@ def validate_file(events_path: Path, config: NightrecConfig, run_date: date) -> 
 
 def validate_frame(events: pl.DataFrame, config: NightrecConfig, run_date: date, out_dir: Path | None = None) -> dict:
     """Validate an in-memory frame (tests, notebooks); same report as ``validate_file``, never raises on a verdict."""
-    from expectations.load import from_frame
-
     return validate_events(from_frame(events), config, run_date, out_dir, source="<frame>")

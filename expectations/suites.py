@@ -1,8 +1,9 @@
 """The expectation suites, built in code from the schema's constants, and running them in GX.
 
 GX is the engine of record for the verdict and for Data Docs. It sees the full events frame for
-the rules it can state over single values (nulls, sets, ranges, patterns) and, for the rules it
-cannot (exact duplicates, bot users), one indicator column per rule computed by Polars. Every
+the rules it can state over single values (nulls, sets, ranges) and, for the rules it cannot
+(exact duplicates, bot users) or only slowly (blank IDs, a regex over every ID), one indicator
+column per rule computed by Polars; both must agree with the quarantine masks row for row. Every
 row rule is stated twice: a ``warn`` expectation that any offending row breaks, and an ``error``
 expectation that tolerates the configured share of offending rows (GX's ``mostly``).
 """
