@@ -262,7 +262,7 @@ def test_report_reads_well(tmp_path):
     report = validate(events, tmp_path)
     text = markdown_summary(report)
     assert "warnings" in text and "| duplicate | noisy | warn | 1 of 601 rows (0.17%) |" in text
-    assert "| duplicate | 1 |" in text
+    assert "| duplicate | 1 |" in text and "missing rate: value 75.04%" in text  # 451 of 601
     rows = table_rows(report)
     assert rows[[r[1] for r in rows].index("duplicate")][:4] == ("noisy", "duplicate", "warn", "warn")
     assert (report["out"] / "data_docs" / "index.html").is_file()
