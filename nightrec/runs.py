@@ -21,18 +21,27 @@ def require_source(config: NightrecConfig) -> str:
     return config.events
 
 
-def default_run_date(config: NightrecConfig, today: date | None = None) -> date:
-    """The day after the latest event, but never later than tomorrow (UTC).
-
-    A historical dataset such as MovieLens therefore runs as is, while a stray future timestamp
-    in live data cannot push the run date into the future.
-    """
+def default_run_date(config: NightrecConfig, now: datetime | None = None) -> date:
+    """The day after the latest event that is not in the future (see ``run_date_after``)."""
     source = require_source(config)
-    latest = scan_events(source, config.format).select(pl.col(TIMESTAMP).max()).collect().item()
+    return run_date_after(scan_events(source, config.format), source, now)
+
+
+def run_date_after(events: pl.DataFrame | pl.LazyFrame, source: str, now: datetime | None = None) -> date:
+    """The day after the latest event at or before ``now``.
+
+    A historical dataset such as MovieLens therefore runs as is, while stray future timestamps in
+    live data neither push the run date forward nor leave the real last night empty; validation
+    quarantines them as future events.
+    """
+    now = now or datetime.now(UTC)
+    ts = pl.col(TIMESTAMP)
+    latest = events.lazy().select(ts.filter(ts <= now).max()).collect().item()
     if latest is None:
-        raise InputError(f"{source}: no event has a usable '{TIMESTAMP}'")
-    today = today or datetime.now(UTC).date()
-    return min(latest.date() + timedelta(days=1), today + timedelta(days=1))
+        raise InputError(
+            f"{source}: no event has a usable '{TIMESTAMP}' at or before {now:%Y-%m-%d %H:%M} UTC; pass --run-date"
+        )
+    return latest.date() + timedelta(days=1)
 
 
 def ingest(config: NightrecConfig, run_date: date) -> Path:

@@ -65,3 +65,13 @@ def test_fault_counts_are_exact(tmp_path):
     assert (bot["timestamp"].max() - bot["timestamp"].min()) < timedelta(minutes=1)
     assert json.loads((tmp_path / "manifest.json").read_text())["faults"]["bot_burst"] == 120
     assert manifest["run_date"] == "2026-02-01"
+
+
+def test_default_run_date_ignores_future_faults(tmp_path):
+    from nightrec.config import load_config
+    from nightrec.runs import default_run_date
+
+    write_demo_data(tmp_path, SPEC, FaultSpec())
+    config = load_config(overrides={"events": str(tmp_path)}, environ={})
+    # the injected future rows lie days after the run date; "now" is the morning after the last day
+    assert default_run_date(config, now=datetime(2026, 2, 1, 6, tzinfo=UTC)) == date(2026, 2, 1)
