@@ -86,6 +86,29 @@ class PublishConfig(_Section):
     retention_days: int = Field(30, ge=1)
 
 
+class OrchestrationConfig(_Section):
+    """The schedule, retraining and model promotion (Prefect deployments read this)."""
+
+    cron: str = Field("0 2 * * *", description="When the nightly deployment runs, in `timezone`.")
+    timezone: str = Field("UTC", description="IANA time zone of the nightly schedule, e.g. Europe/Berlin.")
+    late_run_max_age_hours: float = Field(24.0, gt=0, description="Scheduled runs later than this are cancelled.")
+    retrain_every_days: int = Field(1, ge=1, description="Warm-start a new model every N nights; reuse it between.")
+    promotion_tolerance: float = Field(0.0, ge=0, description="Allowed drop in validation NDCG@10 vs the champion.")
+    train_timeout_minutes: float = Field(180.0, gt=0)
+    train_module: str = Field("lightning_modules.train", description="Module run as `python -m` to train.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+
 class NightrecConfig(_Section):
     """Everything one nightly run needs."""
 
@@ -101,6 +124,7 @@ class NightrecConfig(_Section):
     popularity: PopularityConfig = Field(default_factory=PopularityConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
+    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
 
     @field_validator("event_types", mode="before")
     @classmethod
