@@ -1,34 +1,161 @@
-"""Running the checks for one night: clean and quarantine files, and the validation report."""
+"""Running the checks for one night: clean and quarantine files, the report and the verdict."""
 
+import time
 from datetime import date
 from pathlib import Path
 
 import polars as pl
 
+from expectations.load import LoadedEvents, load_events
+from expectations.night import REPORT_FILE, night_stats
 from expectations.rules import row_rules, split_quarantine
+from expectations.suites import (
+    COLUMNS,
+    ERROR,
+    EVENTS,
+    ITEMS,
+    NIGHT,
+    USERS,
+    WARN,
+    build_checks,
+    columns_frame,
+    events_frame,
+    run_checks,
+)
 from nightrec.config import NightrecConfig
-from nightrec.errors import InputError
+from nightrec.errors import InputError, NightrecError
 from nightrec.runs import write_json
+from nightrec.schema import REQUIRED_COLUMNS
 
 CLEAN_FILE = "clean.parquet"
 QUARANTINE_FILE = "quarantine.parquet"
-REPORT_FILE = "validation.json"
+DOCS_DIR = "data_docs"
+OK = "ok"
+
+
+class ValidationFailed(NightrecError):
+    """An ``error``-severity expectation failed: nothing may train on or publish from this night."""
+
+    def __init__(self, message: str, report: dict):
+        super().__init__(message)
+        self.report = report
+
+
+def _status(records: list[dict]) -> str:
+    failed = {r["severity"] for r in records if not r["success"]}
+    return ERROR if ERROR in failed else WARN if WARN in failed else OK
+
+
+def failure_detail(record: dict) -> str:
+    """One line naming a failed expectation and what it saw."""
+    if record.get("exception"):
+        seen = f"GX raised {record['exception']}"
+    elif record["unexpected_count"] is not None and record["element_count"]:
+        seen = f"{record['unexpected_count']} of {record['element_count']} ({record['unexpected_percent']:.1f}%)"
+    else:
+        seen = f"observed {record['observed_value']}"
+    return f"{record['name']} [{record['group']}]: {seen}; expected {record['threshold']}"
+
+
+def validate_events(
+    loaded: LoadedEvents, config: NightrecConfig, run_date: date, out_dir: Path | None = None, source: str = ""
+) -> dict:
+    """Check ``loaded`` for ``run_date``; write clean/quarantine/report/Data Docs under ``out_dir`` if given.
+
+    Returns the report (the content of ``validation.json``); never raises on a failed expectation.
+    """
+    started = time.perf_counter()
+    rules = row_rules(config, run_date)
+    split = split_quarantine(loaded.events, rules)
+    stats = night_stats(loaded.events, split.clean, config, run_date)
+    checks = build_checks(config, run_date, rules)
+    flag_names = {name: split.flags.columns[i] for i, name in enumerate(rules)}
+    batches = {
+        EVENTS: events_frame(loaded.events, split.flags, flag_names),
+        COLUMNS: columns_frame(loaded.source_columns),
+        NIGHT: stats.night,
+        USERS: stats.users,
+        ITEMS: stats.items,
+    }
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        split.clean.write_parquet(out_dir / CLEAN_FILE)
+        split.quarantine.write_parquet(out_dir / QUARANTINE_FILE)
+    records = run_checks(checks, batches, out_dir / DOCS_DIR if out_dir is not None else None)
+    for record in records:
+        if record["batch"] == NIGHT:  # a one-row frame: the value itself is what was observed
+            record["observed_value"] = stats.night.get_column(record["column"])[0]
+        if record["name"] == "required_columns":
+            absent = [c for c in REQUIRED_COLUMNS if c not in loaded.source_columns]
+            record["observed_value"] = f"missing {', '.join(absent)}" if absent else "all present"
+        if record["name"] not in split.counts:
+            continue
+        # GX and the Polars masks must agree on every row rule, or the quarantine is not what GX judged.
+        if record["unexpected_count"] != split.counts[record["name"]]:
+            raise NightrecError(
+                f"{source}: rule {record['name']}: GX counted {record['unexpected_count']} rows, "
+                f"the quarantine mask {split.counts[record['name']]}"
+            )
+        record["sample"] = split.samples.get(record["name"], [])
+    summary = split.summary
+    status = _status(records)
+    report = {
+        "run_date": run_date.isoformat(),
+        "source": source,
+        "status": status,
+        **summary,
+        "reconciled": summary["rows_in"] == summary["rows_clean"] + summary["rows_quarantined"] == loaded.events.height,
+        "night_rows": stats.info["night_rows"],
+        "night": stats.info,
+        "source_columns": loaded.source_columns,
+        "failed": {
+            sev: [r["name"] for r in records if not r["success"] and r["severity"] == sev] for sev in (ERROR, WARN)
+        },
+        "expectations": records,
+        "files": {
+            "clean": str(out_dir / CLEAN_FILE) if out_dir else None,
+            "quarantine": str(out_dir / QUARANTINE_FILE) if out_dir else None,
+            "data_docs": str(out_dir / DOCS_DIR / "index.html") if out_dir else None,
+        },
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if out_dir is not None:
+        write_json(out_dir / REPORT_FILE, report)
+    return report
+
+
+def raise_on_error(report: dict) -> None:
+    """Raise ``ValidationFailed`` naming every failed ``error`` expectation, if there is one."""
+    failed = [r for r in report["expectations"] if not r["success"] and r["severity"] == ERROR]
+    if failed:
+        where = report["files"]["data_docs"] or "no report written"
+        raise ValidationFailed(
+            f"{report['source']}: validation failed for run {report['run_date']}: "
+            + "; ".join(failure_detail(r) for r in failed)
+            + f" (Data Docs: {where})",
+            report,
+        )
 
 
 def validate_file(events_path: Path, config: NightrecConfig, run_date: date) -> dict:
-    """Split ``events_path`` into ``clean.parquet`` and ``quarantine.parquet`` beside it.
+    """Validate ``events_path`` and write ``clean.parquet``, ``quarantine.parquet``, ``validation.json``
+    and ``data_docs/`` beside it.
 
-    Returns the summary also written to ``validation.json``; raises ``InputError`` when no
-    clean row is left, so nothing downstream runs on an empty night.
+    Returns the report, whose ``rows_in``, ``rows_clean``, ``rows_quarantined`` and ``by_reason``
+    summarise the split. Raises ``ValidationFailed`` (a ``NightrecError``) naming the failed
+    expectations when any ``error`` expectation fails, after writing every file.
     """
     events_path = Path(events_path)
-    events = pl.read_parquet(events_path)
-    split = split_quarantine(events, row_rules(config, run_date))
-    out_dir = events_path.parent
-    split.clean.write_parquet(out_dir / CLEAN_FILE)
-    split.quarantine.write_parquet(out_dir / QUARANTINE_FILE)
-    summary = {"run_date": run_date.isoformat(), **split.summary}
-    write_json(out_dir / REPORT_FILE, summary)
-    if split.clean.height == 0:
-        raise InputError(f"{config.events}: no clean events for {run_date} ({split.quarantine.height} quarantined)")
-    return summary
+    report = validate_events(load_events(events_path), config, run_date, events_path.parent, str(events_path))
+    raise_on_error(report)
+    if report["rows_clean"] == 0:
+        raise InputError(f"{events_path}: no clean events for {run_date} ({report['rows_quarantined']} quarantined)")
+    return report
+
+
+def validate_frame(events: pl.DataFrame, config: NightrecConfig, run_date: date, out_dir: Path | None = None) -> dict:
+    """Validate an in-memory frame (tests, notebooks); same report as ``validate_file``, never raises on a verdict."""
+    from expectations.load import from_frame
+
+    return validate_events(from_frame(events), config, run_date, out_dir, source="<frame>")

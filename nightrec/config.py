@@ -71,9 +71,36 @@ class PopularityConfig(_Section):
 
 
 class ValidationConfig(_Section):
-    """Row-level checks applied before anything trains on the events."""
+    """The checks applied before anything trains on the events (``expectations/``).
 
-    clock_skew_minutes: int = Field(10, ge=0)
+    Row-level rules quarantine every offending row and warn; a rule turns into an error when
+    its share of rows exceeds ``max_bad_ratio`` (or its entry in ``rule_max_ratio``). Night-level
+    checks never quarantine; their severity is in ``severity`` (``error`` or ``warn``).
+    """
+
+    clock_skew_minutes: int = Field(10, ge=0, description="Tolerated clock skew past the run's end.")
+    retention_days: int | None = Field(3650, ge=1, description="Events older than this are quarantined.")
+    max_bad_ratio: float = Field(
+        0.05, ge=0.0, le=1.0, description="Share of rows a rule may flag before it is an error."
+    )
+    rule_max_ratio: dict[str, float] = Field(
+        default_factory=lambda: {"duplicate": 0.10, "bot_user": 0.20},
+        description="Per-rule overrides of max_bad_ratio.",
+    )
+    bot_events_per_minute: int = Field(60, ge=1, description="A user above this in any minute is a bot.")
+    bot_events_per_day: int = Field(5000, ge=1, description="A user above this in any day is a bot.")
+    min_user_events: int = Field(2, ge=1, description="Tonight's users with fewer events in all are cold.")
+    min_item_events: int = Field(5, ge=1, description="Tonight's items with fewer events in all are rare.")
+    max_cold_user_ratio: float = Field(0.8, ge=0.0, le=1.0)
+    max_rare_item_ratio: float = Field(0.8, ge=0.0, le=1.0)
+    min_density: float = Field(1e-7, ge=0.0, description="Events / (users x items) over the clean input.")
+    volume_nights: int = Field(7, ge=1, description="Nights in the trailing median of the row count.")
+    volume_min_history: int = Field(3, ge=1, description="Nights needed before the volume check judges.")
+    volume_min_ratio: float = Field(0.2, ge=0.0, description="Tonight / trailing median below this: collapse.")
+    volume_max_ratio: float = Field(5.0, gt=0.0, description="Tonight / trailing median above this: explosion.")
+    severity: dict[str, Literal["error", "warn"]] = Field(
+        default_factory=dict, description="Severity overrides for night-level checks, by expectation name."
+    )
 
 
 class PublishConfig(_Section):

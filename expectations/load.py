@@ -1,0 +1,119 @@
+"""Loading events for validation: lenient where the readers are strict.
+
+The readers stop at the first unreadable value; validation instead keeps every row so that a
+defect becomes a quarantined row with a reason. A missing required column is added as nulls
+(its rule then flags every row), and a value that cannot be converted to the contract's type
+becomes null with its original text kept in a ``raw_*`` column.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from nightrec.errors import InputError
+from nightrec.readers import _timestamp_expr, detect_format, resolve_files, scan_events
+from nightrec.schema import EVENT_SCHEMA, EVENT_TYPE, ITEM_ID, SESSION_ID, TIMESTAMP, USER_ID, VALUE
+
+RAW_TIMESTAMP = "raw_timestamp"
+RAW_VALUE = "raw_value"
+RAW_COLUMNS = (RAW_TIMESTAMP, RAW_VALUE)
+_SOURCE_TS = "__raw_timestamp"  # the readers' name for the timestamp as read
+_SOURCE_VALUE = "__raw_value"
+
+
+@dataclass(frozen=True)
+class LoadedEvents:
+    """The events in the contract plus ``raw_*`` columns, and each source column's dtype as read."""
+
+    events: pl.DataFrame
+    source_columns: dict[str, str]
+    files: list[Path]
+
+
+def _read_raw(path: Path) -> pl.DataFrame:
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty")
+    try:
+        if path.suffix == ".parquet":
+            return pl.read_parquet(path)
+        return pl.read_csv(path, infer_schema_length=10_000, try_parse_dates=False)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputError(f"{path}: cannot be read: {str(exc).splitlines()[0]}") from None
+
+
+def _as_string(frame: pl.DataFrame, column: str) -> pl.Series:
+    try:
+        return frame.get_column(column).cast(pl.String, strict=False)
+    except pl.exceptions.PolarsError:  # nested types have no string form: every value is unusable
+        return pl.Series(column, [None] * frame.height, dtype=pl.String)
+
+
+def _conform(frame: pl.DataFrame) -> pl.DataFrame:
+    """Cast a frame holding the source columns (missing ones absent) to the contract."""
+    for column, dtype in EVENT_SCHEMA.items():
+        if column not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype=dtype).alias(column))
+    ts_dtype = frame.schema[TIMESTAMP]
+    frame = frame.with_columns(
+        *(_as_string(frame, c) for c in (USER_ID, ITEM_ID, EVENT_TYPE, SESSION_ID)),
+        pl.col(TIMESTAMP).alias(_SOURCE_TS),
+        pl.col(VALUE).alias(_SOURCE_VALUE),
+    )
+    parsed = _timestamp_expr(ts_dtype).alias(TIMESTAMP) if ts_dtype != pl.Null else pl.lit(None)
+    if ts_dtype == pl.String:
+        # Epoch numbers stored as text are still timestamps; anything else that fails is malformed.
+        epoch = pl.col(_SOURCE_TS).str.strip_chars().cast(pl.Int64, strict=False)
+        as_ms = pl.when(epoch.abs() >= 100_000_000_000).then(epoch).otherwise(epoch * 1000)
+        numeric = pl.from_epoch(as_ms, time_unit="ms").dt.replace_time_zone("UTC")
+        parsed = pl.coalesce(parsed.cast(EVENT_SCHEMA[TIMESTAMP]), numeric.cast(EVENT_SCHEMA[TIMESTAMP]))
+    value_dtype = frame.schema[VALUE]
+    value = pl.col(_SOURCE_VALUE).cast(pl.Float64, strict=False) if value_dtype != pl.Null else pl.lit(None)
+    frame = frame.with_columns(
+        parsed.cast(EVENT_SCHEMA[TIMESTAMP]).alias(TIMESTAMP), value.cast(pl.Float64).alias(VALUE)
+    )
+    lost = {
+        RAW_TIMESTAMP: (_SOURCE_TS, TIMESTAMP, ts_dtype),
+        RAW_VALUE: (_SOURCE_VALUE, VALUE, value_dtype),
+    }
+    raw_columns = []
+    for raw, (source, parsed_col, dtype) in lost.items():
+        if dtype.is_nested() or dtype == pl.Null:
+            text = pl.lit(None, dtype=pl.String)
+        else:
+            text = pl.col(source).cast(pl.String, strict=False)
+        keep = pl.col(parsed_col).is_null() & pl.col(source).is_not_null()
+        raw_columns.append(pl.when(keep).then(text).otherwise(None).cast(pl.String).alias(raw))
+    frame = frame.with_columns(*raw_columns)
+    return frame.select(*EVENT_SCHEMA, *RAW_COLUMNS)
+
+
+def load_events(source: str | Path, fmt: str = "auto") -> LoadedEvents:
+    """Read every file of ``source`` (a file, folder or glob) for validation.
+
+    Files in nightrec's own layout (Parquet/CSV) are read as they are; other formats go through
+    the readers' mapping first. Raises ``InputError`` only when a file cannot be read at all.
+    """
+    files = resolve_files(source)
+    frames, source_columns = [], {}
+    for path in files:
+        file_fmt = detect_format(path) if fmt == "auto" else fmt
+        if file_fmt == "nightrec":
+            raw = _read_raw(path)
+            raw = raw.select([c for c in raw.columns if c in EVENT_SCHEMA])
+        else:
+            try:
+                raw = scan_events(path, file_fmt).drop(TIMESTAMP).rename({_SOURCE_TS: TIMESTAMP}).collect()
+            except pl.exceptions.PolarsError as exc:
+                raise InputError(f"{path}: cannot be read as {file_fmt}: {str(exc).splitlines()[0]}") from None
+        for column, dtype in raw.schema.items():
+            source_columns.setdefault(column, str(dtype))
+        frames.append(_conform(raw))
+    events = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+    return LoadedEvents(events=events, source_columns=source_columns, files=files)
+
+
+def from_frame(frame: pl.DataFrame) -> LoadedEvents:
+    """Validate an in-memory frame as if it had been read from a file."""
+    frame = frame.select([c for c in frame.columns if c in EVENT_SCHEMA])
+    return LoadedEvents(events=_conform(frame), source_columns={c: str(t) for c, t in frame.schema.items()}, files=[])
