@@ -26,14 +26,20 @@ class _Section(BaseModel):
 
 
 class ModelConfig(_Section):
-    """The next-item network."""
+    """The next-item network and its training objective."""
 
     cell: Literal["rnn", "lstm", "gru"] = "gru"
     embedding_dim: int = Field(64, ge=1)
     hidden_size: int = Field(64, ge=1)
     num_layers: int = Field(1, ge=1)
-    dropout: float = Field(0.3, ge=0.0, lt=1.0)
-    tie_weights: bool = True
+    dropout: float = Field(0.3, ge=0.0, lt=1.0, description="Dropout on the input item embeddings.")
+    hidden_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the recurrent output.")
+    tie_weights: bool = Field(True, description="Score with the input item embeddings (else a separate table).")
+    projection: bool | None = Field(
+        None, description="Linear map from hidden state to item space; None: only where the sizes differ."
+    )
+    loss: Literal["ce", "sampled_softmax"] = "ce"
+    num_negatives: int = Field(1024, ge=1, description="Popularity-sampled negatives per batch (sampled_softmax).")
 
 
 class SequenceConfig(_Section):
@@ -73,18 +79,30 @@ class SequenceConfig(_Section):
 
 
 class TrainConfig(_Section):
-    """Optimisation and hardware; accelerator/devices/strategy/precision are passed to Lightning."""
+    """Optimisation and hardware; accelerator/devices/strategy/precision are passed to Lightning.
 
-    epochs: int = Field(20, ge=1)
+    ``precision="auto"`` means ``bf16-mixed`` on a GPU and ``32-true`` on CPU; ``devices="auto"``
+    takes every visible GPU (with DDP when there are several) or one CPU process.
+    """
+
+    epochs: int = Field(20, ge=1, description="Upper bound; early stopping usually ends sooner.")
+    patience: int = Field(5, ge=1, description="Epochs without a better validation NDCG@10 before stopping.")
     batch_size: int = Field(256, ge=1)
+    eval_batch_size: int = Field(1024, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(5.0, gt=0)
+    lr_schedule: Literal["none", "cosine"] = "none"
+    window_stride: int | None = Field(
+        None, ge=1, description="Step between training windows; None: max_len (each target trained once)."
+    )
     seed: int = 42
     accelerator: Literal["cpu", "gpu", "cuda", "auto"] = "cpu"
-    devices: int = Field(1, ge=1)
+    devices: int | Literal["auto"] = 1
     strategy: str = "auto"
-    precision: str = "32-true"
+    precision: str = "auto"
     num_threads: int | None = Field(None, ge=1)
+    num_workers: int = Field(0, ge=0)
 
 
 class PopularityConfig(_Section):
