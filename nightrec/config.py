@@ -181,6 +181,40 @@ class OrchestrationConfig(_Section):
         return value
 
 
+class DriftBands(_Section):
+    """How far the last day may move from the trailing baseline before the report flags drift.
+
+    Volumes and conversion are relative changes against the trailing mean (0.3 = ±30%); the item
+    popularity band is a Jensen-Shannon distance (base 2, 0 = identical, 1 = disjoint).
+    """
+
+    events: float = Field(0.5, gt=0)
+    active_users: float = Field(0.3, gt=0)
+    conversion: float = Field(0.3, gt=0)
+    popularity_js: float = Field(0.15, gt=0, le=1)
+
+
+class BehaviorConfig(_Section):
+    """The behaviour report: funnel, sessions, activity, long tail, transitions and drift."""
+
+    funnel_steps: list[str] | None = Field(None, description="Funnel order; defaults to event_types.")
+    session_timeout_minutes: float | None = Field(
+        None, gt=0, description="Inactivity gap for events without session_id; defaults to sequences'."
+    )
+    churn_inactive_days: int = Field(14, ge=1, description="Users silent this long are churn candidates.")
+    top_transitions: int = Field(20, ge=1)
+    baseline_days: int = Field(28, ge=1, description="Trailing days the last day is compared with.")
+    min_history_days: int = Field(3, ge=1, description="Fewer prior days than this: no drift verdict.")
+    drift_bands: DriftBands = Field(default_factory=DriftBands)
+
+    @field_validator("funnel_steps", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
 class NightrecConfig(_Section):
     """Everything one nightly run needs."""
 
@@ -197,6 +231,7 @@ class NightrecConfig(_Section):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
+    behavior: BehaviorConfig = Field(default_factory=BehaviorConfig)
 
     @field_validator("event_types", mode="before")
     @classmethod
