@@ -21,7 +21,7 @@ from prefect.runtime import flow_run
 from flows import tasks, training
 from flows.report import publish_artifacts, read_stats, recommendation_summary
 from nightrec.config import NightrecConfig
-from nightrec.registry import read_champion, retrain_due, valid_ndcg
+from nightrec.registry import champion_before, read_champion, retrain_due, valid_ndcg
 
 DEGRADED_EVENT = "nightrec.quality.degraded"
 STAGES = ("validate", "sequences", "train", "evaluate", "promote", "score", "fallback", "publish", "report")
@@ -100,7 +100,7 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
     step("validate", f"{validation['rows_clean']} clean of {validation['rows_in']} rows")
 
     root = training.models_dir(config)
-    champion = read_champion(root)
+    champion = champion_before(root, run_date)
     seq_dir = candidate = None
     metrics: dict[str, Any] = {}
     if tasks.available("nightrec.sequences"):
@@ -123,7 +123,7 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
         step("train", f"not due; champion `{champion.name}` reused")
 
     if seq_dir is not None:
-        metrics = training.evaluate(seq_dir, candidate, champion if can_train else None)
+        metrics = training.evaluate(seq_dir, candidate, read_champion(root) if can_train else None)
     step("evaluate", "validation NDCG@10 on tonight's window" if metrics else "skipped")
     promotion = training.promote(config, candidate, metrics) if can_train else {"reason": "no model"}
     step("promote", promotion["reason"])
@@ -165,5 +165,6 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
         )
         logger.warning(f"quality degraded: {degraded}")
     step("report", "report, metrics table and link artifacts")
-    publish_artifacts(summary)
+    summary["artifacts"] = publish_artifacts(summary)
+    logger.info(f"artifacts: {', '.join(summary['artifacts'])}")
     return summary

@@ -42,7 +42,8 @@ def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
         splits = block if any(isinstance(v, dict) for v in block.values()) else {"valid": block}
         for split in ("valid", "test"):
             for name, value in (splits.get(split) or {}).items():
-                if isinstance(value, int | float) and name != "users":
+                # headline metrics only: slices ("short/...", "masked/...") stay in metrics.json
+                if isinstance(value, int | float) and name != "users" and "/" not in name:
                     rows.append({"model": model, "split": split, "metric": name, "value": round(float(value), 5)})
     return rows
 
@@ -103,8 +104,9 @@ def build_report(summary: dict[str, Any]) -> str:
     )
 
 
-def publish_artifacts(summary: dict[str, Any]) -> None:
-    """The report, the metrics table and the link to the published table, keyed per flow."""
+def publish_artifacts(summary: dict[str, Any]) -> list[str]:
+    """The report, the metrics table and the link to the published table, keyed per flow;
+    returns the artifact keys."""
     flow_name, run_date = summary["flow"], summary["run_date"]
     create_markdown_artifact(key=f"{flow_name}-report", markdown=build_report(summary), description=f"{run_date}")
     rows = metric_rows(summary.get("metrics") or {})
@@ -114,13 +116,16 @@ def publish_artifacts(summary: dict[str, Any]) -> None:
     create_table_artifact(key=f"{flow_name}-metrics", table=rows, description=f"metrics {run_date}")
     targets = summary["published"]["targets"]
     where = targets.get("duckdb") or targets.get("parquet")
+    keys = [f"{flow_name}-report", f"{flow_name}-metrics"]
     if where:
+        keys.append(f"{flow_name}-published")
         create_link_artifact(
             key=f"{flow_name}-published",
             link=Path(where).resolve().as_uri(),
             link_text=f"recommendations {run_date}",
             description="the published table (DuckDB view recommendations_latest, Parquet partitions)",
         )
+    return keys
 
 
 def read_stats(path: Path) -> dict[str, Any]:

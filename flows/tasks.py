@@ -27,7 +27,6 @@ from nightrec.readers import resolve_files
 from nightrec.runs import default_run_date, ingest, require_source
 
 RECOMMENDATIONS_FILE = "recommendations.parquet"
-SEQUENCES_DIR = "sequences"
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": [5, 30]}
 CACHED = {"cache_policy": CONTENT, "persist_result": True}
 
@@ -74,10 +73,10 @@ def validate_events(events_path: Path, config: NightrecConfig, run_date: date) -
 def build_sequences(clean_path: Path, config: NightrecConfig, previous_vocab: Path | None) -> Path:
     """``runs/<date>/sequences/`` from the clean events; ids stay those of ``previous_vocab``."""
     from nightrec.sequences import build_sequences as build
-    from nightrec.sequences import write_sequences
+    from nightrec.sequences import write_run_sequences
 
     seqs = build(pl.scan_parquet(clean_path), config.sequences, previous_vocab)
-    return write_sequences(seqs, clean_path.parent / SEQUENCES_DIR)
+    return write_run_sequences(seqs, clean_path.parent)
 
 
 @task(name="fallback", timeout_seconds=3600, **CACHED)

@@ -171,7 +171,8 @@ def train_model(
             "warm_start_from": str(warm_start) if warm_start else None,
             "code_version": code_version(),
             "train_seconds": round(time.monotonic() - started, 1),
-            "best_checkpoint": metrics.get("best_checkpoint"),
+            # the trainer wrote into the work folder; name the file as it will be found
+            "best_checkpoint": str(final / Path(metrics.get("best_checkpoint") or "model.ckpt").name),
         },
     )
     # the vocabulary and data snapshot travel with the model, whatever the trainer copied
@@ -205,7 +206,9 @@ def promote(config: NightrecConfig, candidate: Path | None, metrics: dict) -> di
     decision = promotion_decision(
         valid_ndcg(metrics["candidate"]), champion_ndcg, config.orchestration.promotion_tolerance
     )
-    write_version_meta(candidate, {"promotion": decision.as_dict(), "previous_champion": str(champion)})
+    write_version_meta(
+        candidate, {"promotion": decision.as_dict(), "previous_champion": champion.name if champion else None}
+    )
     if decision.promote:
         set_champion(root, candidate)
     logger.info(f"promotion gate: {decision.reason}")

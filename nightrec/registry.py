@@ -99,6 +99,22 @@ def read_champion(models_dir: Path) -> Path | None:
     return target
 
 
+def champion_before(models_dir: Path, run_date: date) -> Path | None:
+    """The champion as it was before ``run_date``'s run: a rerun of a night therefore starts from
+    the same model (and vocabulary) as the first run did, whatever that run promoted."""
+    champion = read_champion(models_dir)
+    seen = set()
+    while champion is not None and champion.name not in seen:
+        seen.add(champion.name)
+        meta = read_json(champion / VERSION_FILE) if (champion / VERSION_FILE).is_file() else {}
+        trained = meta.get("run_date")
+        if not trained or date.fromisoformat(trained) < run_date:
+            return champion
+        previous = meta.get("previous_champion")
+        champion = Path(models_dir) / previous if previous and (Path(models_dir) / previous).is_dir() else None
+    return champion
+
+
 def set_champion(models_dir: Path, version_dir: Path) -> Path:
     """Point ``models/champion`` at ``version_dir`` with an atomic symlink swap."""
     models_dir, version_dir = Path(models_dir), Path(version_dir)

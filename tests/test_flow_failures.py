@@ -1,0 +1,88 @@
+"""Failure semantics: a validation error, a training crash and a publishing failure each end the
+run Failed with the cause named, and yesterday's table keeps serving with nothing half-written."""
+
+from datetime import timedelta
+
+import polars as pl
+import pytest
+
+from nightrec.publish import partition_dir
+from tests.conftest import DEMO_END
+from tests.flow_fixtures import CRASH_TRAINER, NO_TRAINER, latest_table, run_night, small_config, task_states
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+NIGHT1 = DEMO_END + timedelta(days=1)
+NIGHT2 = NIGHT1 + timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def night2_events(tmp_path_factory):
+    """The demo log one day longer: the events the second night reads."""
+    from nightrec.synthetic import SyntheticSpec, write_demo_data
+
+    out = tmp_path_factory.mktemp("night2") / "events"
+    write_demo_data(out, SyntheticSpec(users=200, items=120, days=6, seed=7, end_date=NIGHT1))
+    return out
+
+
+@pytest.fixture
+def served_night(prefect_harness, demo_events, tmp_path):
+    """A data directory where night 1 was published (popularity: no trainer installed)."""
+    events, _ = demo_events
+    config = small_config(tmp_path / "data", events, train_module=NO_TRAINER)
+    state = run_night(config, NIGHT1)
+    assert state.is_completed(), state.message
+    return config, latest_table(config)
+
+
+def _assert_old_table_serves(config, before):
+    assert latest_table(config).equals(before), "readers still see night 1"
+    assert not partition_dir(config.data_dir, NIGHT2).exists(), "no partition of the failed night"
+    leftovers = [p.name for p in (config.data_dir / "recommendations").iterdir() if p.name.startswith(".")]
+    assert leftovers == [], leftovers
+
+
+def test_validation_error_fails_the_run_and_names_the_rule(served_night, tmp_path):
+    config, before = served_night
+    bad = tmp_path / "bad-night" / "events.parquet"
+    bad.parent.mkdir()
+    good = pl.read_parquet(config.run_dir(NIGHT1) / "events.parquet").select(
+        "user_id", "item_id", "event_type", "timestamp"
+    )
+    good.with_columns(pl.lit(None, pl.String).alias("user_id")).write_parquet(bad)
+    state = run_night(config.model_copy(update={"events": str(bad)}), NIGHT2)
+    assert state.is_failed()
+    assert "user_id" in state.message, state.message
+    states = task_states(state)
+    assert states["validate"] == "Failed"
+    assert "publish" not in states and "train" not in states
+    _assert_old_table_serves(config, before)
+
+
+def test_training_crash_fails_the_run_with_the_trainer_output(served_night, night2_events):
+    config, before = served_night
+    crashing = config.model_copy(
+        update={"orchestration": config.orchestration.model_copy(update={"train_module": CRASH_TRAINER})}
+    )
+    state = run_night(crashing.model_copy(update={"events": str(night2_events)}), NIGHT2)
+    assert state.is_failed()
+    assert "exit code 3" in state.message and "out of memory" in state.message, state.message
+    assert task_states(state)["train"] == "Failed"
+    models = config.data_dir / "models"
+    assert list(models.iterdir()) == [], "no model folder, finished or partial, and no champion"
+    _assert_old_table_serves(config, before)
+
+
+def test_publish_failure_rolls_back_and_the_old_table_serves(served_night, night2_events):
+    config, before = served_night
+    # a damaged partition of another date breaks the rebuild of the DuckDB file mid-publish,
+    # after tonight's Parquet partition was swapped in
+    damaged = partition_dir(config.data_dir, NIGHT1 - timedelta(days=30))
+    damaged.mkdir(parents=True)
+    (damaged / "part-0.parquet").write_bytes(b"not parquet")
+    state = run_night(config.model_copy(update={"events": str(night2_events)}), NIGHT2)
+    assert state.is_failed()
+    assert "part-0.parquet" in state.message or "parquet" in state.message.lower(), state.message
+    assert task_states(state)["publish"] == "Failed"
+    _assert_old_table_serves(config, before)
