@@ -15,6 +15,7 @@ import uuid
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -22,12 +23,25 @@ from prefect.cache_policies import NO_CACHE
 from expectations.runner import CLEAN_FILE, validate_file
 from flows.caching import CONTENT
 from nightrec.config import NightrecConfig
+from nightrec.errors import NightrecError
 from nightrec.publish import partition_dir, publish_duckdb, publish_parquet
 from nightrec.readers import resolve_files
 from nightrec.runs import default_run_date, ingest, require_source
 
 RECOMMENDATIONS_FILE = "recommendations.parquet"
-IO_RETRIES = {"retries": 2, "retry_delay_seconds": [5, 30]}
+# Exceptions that say the input or the data is wrong: trying again cannot help.
+PERMANENT = (NightrecError, ValueError, TypeError, KeyError, duckdb.Error, pl.exceptions.PolarsError)
+
+
+def transient(task, task_run, state) -> bool:
+    """Retry an I/O task only when its failure could be transient (a network or file-system hiccup)."""
+    exc = state.result(raise_on_failure=False)
+    if isinstance(exc, OSError | TimeoutError | ConnectionError | duckdb.IOException):
+        return True
+    return not isinstance(exc, PERMANENT)
+
+
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": [5, 30], "retry_condition_fn": transient}
 CACHED = {"cache_policy": CONTENT, "persist_result": True}
 
 

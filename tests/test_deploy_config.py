@@ -1,17 +1,13 @@
 """The deployments `nightrec serve` registers: names, schedule, concurrency, trigger, parameters."""
 
-import os
-import subprocess
 import sys
-from pathlib import Path
 
+import pytest
 from prefect.client.schemas.objects import ConcurrencyLimitStrategy
 
 from flows.deployments import build_deployments
 from flows.pipeline import DEGRADED_EVENT
 from nightrec.config import NightrecConfig
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_nightly_is_scheduled_one_at_a_time_and_retrain_is_triggered_by_degraded_quality():
@@ -53,15 +49,16 @@ def test_nightly_is_scheduled_one_at_a_time_and_retrain_is_triggered_by_degraded
     assert set(retrain._parameter_openapi_schema.properties) == {"reason", "config", "run_date"}
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, env=env, cwd=ROOT)
+def test_retrain_needs_a_server_and_says_so_in_one_line(monkeypatch, capsys):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from flows.cli import main
 
-def test_retrain_needs_a_server_and_says_so_in_one_line():
-    done = _cli("retrain", "--reason", "test")
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().splitlines() == [
+    monkeypatch.setattr(sys, "argv", ["nightrec", "retrain", "--reason", "test"])
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with temporary_settings(restore_defaults={PREFECT_API_URL}), pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         "error: PREFECT_API_URL is not set: start a server (`make ui`) and export PREFECT_API_URL"
     ]

@@ -1,6 +1,7 @@
 """Failure semantics: a validation error, a training crash and a publishing failure each end the
 run Failed with the cause named, and yesterday's table keeps serving with nothing half-written."""
 
+import shutil
 from datetime import timedelta
 
 import polars as pl
@@ -26,13 +27,22 @@ def night2_events(tmp_path_factory):
     return out
 
 
-@pytest.fixture
-def served_night(prefect_harness, demo_events, tmp_path):
+@pytest.fixture(scope="module")
+def night1_dir(prefect_harness, demo_events, tmp_path_factory):
     """A data directory where night 1 was published (popularity: no trainer installed)."""
     events, _ = demo_events
-    config = small_config(tmp_path / "data", events, train_module=NO_TRAINER)
-    state = run_night(config, NIGHT1)
+    data = tmp_path_factory.mktemp("night1") / "data"
+    state = run_night(small_config(data, events, train_module=NO_TRAINER), NIGHT1)
     assert state.is_completed(), state.message
+    return data
+
+
+@pytest.fixture
+def served_night(night1_dir, demo_events, tmp_path):
+    """A private copy of night 1's data directory for one test to break."""
+    events, _ = demo_events
+    shutil.copytree(night1_dir, tmp_path / "data")
+    config = small_config(tmp_path / "data", events, train_module=NO_TRAINER)
     return config, latest_table(config)
 
 
