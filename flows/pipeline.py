@@ -24,7 +24,7 @@ from nightrec.config import NightrecConfig
 from nightrec.registry import champion_before, read_champion, retrain_due, valid_ndcg
 
 DEGRADED_EVENT = "nightrec.quality.degraded"
-STAGES = ("validate", "sequences", "train", "evaluate", "promote", "score", "fallback", "publish", "report")
+STAGES = ("validate", "behavior", "sequences", "train", "evaluate", "promote", "score", "fallback", "publish", "report")
 
 
 def _ensure(task, *args: Any) -> Any:
@@ -65,16 +65,25 @@ def _live_ndcg(metrics: dict[str, Any], promotion: dict[str, Any]) -> float | No
     return None
 
 
-def quality_degraded(metrics: dict[str, Any], promotion: dict[str, Any], run_dir: Path) -> str | None:
+def previous_behavior(config: NightrecConfig, run_date: date) -> Path | None:
+    """The latest earlier night's ``behavior.json``, for the night-to-night change."""
+    runs = config.data_dir / "runs"
+    earlier = sorted(
+        (p for p in runs.glob(f"*/{tasks.BEHAVIOR_DIR}/behavior.json") if p.parent.parent.name < run_date.isoformat()),
+        key=lambda p: p.parent.parent.name,
+    )
+    return earlier[-1] if earlier else None
+
+
+def quality_degraded(metrics: dict[str, Any], promotion: dict[str, Any], behavior: dict[str, Any]) -> str | None:
     """The reason to retrain, when the live model is below popularity or the data drifted."""
     reasons = []
     live = _live_ndcg(metrics, promotion)
     popularity = metrics.get("popularity", {}).get("ndcg@10")
     if live is not None and popularity is not None and live < popularity:
         reasons.append(f"live model NDCG@10 {live:.4f} is below the popularity baseline {popularity:.4f}")
-    drift = read_stats(run_dir / "behavior.json").get("drift") or {}
-    if drift.get("flagged"):
-        reasons.append(drift.get("message") or "data drift flagged")
+    if behavior.get("drift"):
+        reasons.append(behavior.get("drift_message") or "data drift flagged")
     return "; ".join(reasons) or None
 
 
@@ -98,6 +107,8 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
     events_path = _ensure(tasks.ingest_events, config, run_date, files)
     clean_path, validation = _ensure(tasks.validate_events, events_path, config, run_date)
     step("validate", f"{validation['rows_clean']} clean of {validation['rows_in']} rows")
+    behavior = tasks.behavior_report(clean_path, config, previous_behavior(config, run_date))
+    step("behavior", behavior["drift_message"])
 
     root = training.models_dir(config)
     champion = champion_before(root, run_date)
@@ -146,6 +157,7 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
         "run_date": run_date.isoformat(),
         "reason": retrain_reason,
         "validation": validation,
+        "behavior": behavior,
         "sequence_stats": read_stats(seq_dir / "sequence_stats.json") if seq_dir else {},
         "metrics": metrics,
         "promotion": promotion,
@@ -155,7 +167,7 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
         "published": published,
         "stages": stages,
     }
-    degraded = quality_degraded(metrics, promotion, config.run_dir(run_date))
+    degraded = quality_degraded(metrics, promotion, behavior)
     if degraded and flow_name == "nightly":
         summary["degraded"] = f"emitted `{DEGRADED_EVENT}`: {degraded}"
         emit_event(

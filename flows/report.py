@@ -70,12 +70,20 @@ def _validation_md(validation: dict[str, Any]) -> str:
         )
 
 
-def _curve_md(model_dir: str | None) -> str:
-    png = Path(model_dir) / CURVE_FILE if model_dir else None
+def _png_md(png: Path | None, alt: str) -> str:
     if png is None or not png.is_file():
-        return "_no training curve tonight_\n"
-    data = base64.b64encode(png.read_bytes()).decode()
-    return f"![training curve](data:image/png;base64,{data})\n"
+        return ""
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()})\n"
+
+
+def _curve_md(model_dir: str | None) -> str:
+    return _png_md(Path(model_dir) / CURVE_FILE if model_dir else None, "training curve") or "_no training tonight_\n"
+
+
+def behavior_markdown(behavior: dict[str, Any]) -> str:
+    """The behaviour report's summary with its figures embedded (the UI shows them inline)."""
+    figures = "\n".join(_png_md(Path(path), name.replace("_", " ")) for name, path in behavior["figures"].items())
+    return f"{behavior['markdown']}\nFull report: `{behavior['report_html']}`\n\n{figures}"
 
 
 def build_report(summary: dict[str, Any]) -> str:
@@ -91,6 +99,7 @@ def build_report(summary: dict[str, Any]) -> str:
         + (f"Reason: {summary['reason']}\n\n" if summary.get("reason") else "")
         + f"## Stages\n{stages}\n\n"
         + f"## Data quality\n{_validation_md(summary['validation'])}\n"
+        + f"## Behaviour\n{summary['behavior']['markdown'].split(chr(10), 1)[-1]}\n"
         + f"## Sequences\n{_table(flat_stats)}\n"
         + f"## Model\nServing: `{summary.get('model_version') or 'popularity only'}`\n\n"
         + f"Promotion: {promotion.get('reason', 'no new model tonight')}\n\n"
@@ -116,7 +125,12 @@ def publish_artifacts(summary: dict[str, Any]) -> list[str]:
     create_table_artifact(key=f"{flow_name}-metrics", table=rows, description=f"metrics {run_date}")
     targets = summary["published"]["targets"]
     where = targets.get("duckdb") or targets.get("parquet")
-    keys = [f"{flow_name}-report", f"{flow_name}-metrics"]
+    create_markdown_artifact(
+        key=f"{flow_name}-behavior",
+        markdown=behavior_markdown(summary["behavior"]),
+        description=f"behaviour {run_date}",
+    )
+    keys = [f"{flow_name}-report", f"{flow_name}-metrics", f"{flow_name}-behavior"]
     if where:
         keys.append(f"{flow_name}-published")
         create_link_artifact(

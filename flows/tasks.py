@@ -29,6 +29,7 @@ from nightrec.readers import resolve_files
 from nightrec.runs import default_run_date, ingest, require_source
 
 RECOMMENDATIONS_FILE = "recommendations.parquet"
+BEHAVIOR_DIR = "behavior"
 # Exceptions that say the input or the data is wrong: trying again cannot help.
 PERMANENT = (NightrecError, ValueError, TypeError, KeyError, duckdb.Error, pl.exceptions.PolarsError)
 
@@ -81,6 +82,22 @@ def ingest_events(config: NightrecConfig, run_date: date, source_files: list[Pat
 def validate_events(events_path: Path, config: NightrecConfig, run_date: date) -> tuple[Path, dict]:
     summary = validate_file(events_path, config, run_date)
     return events_path.parent / CLEAN_FILE, summary
+
+
+@task(name="behavior", timeout_seconds=3600, **CACHED)
+def behavior_report(clean_path: Path, config: NightrecConfig, previous: Path | None) -> dict:
+    """``runs/<date>/behavior/``: the behaviour report, its figures and the drift verdict."""
+    from nightrec.behavior_report import write_behavior_report
+
+    out = clean_path.parent / BEHAVIOR_DIR
+    report = write_behavior_report(pl.read_parquet(clean_path), out, config, previous)
+    return {
+        "markdown": report["markdown"],
+        "drift": report["drift"],
+        "drift_message": report["drift_message"],
+        "figures": {name: Path(path) for name, path in report["figures"].items()},
+        "report_html": Path(report["report_html"]),
+    }
 
 
 @task(name="sequences", timeout_seconds=3600, **CACHED)

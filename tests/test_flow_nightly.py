@@ -27,6 +27,7 @@ def test_night_completes_trains_publishes_and_a_rerun_reuses_cached_stages(prefe
     artifacts = flow_run_artifacts(first)
     assert artifacts["nightly-report"] == "markdown"
     assert artifacts["nightly-metrics"] == "table"
+    assert artifacts["nightly-behavior"] == "markdown"
     assert artifacts["nightly-published"] == "markdown"  # link artifacts are stored as markdown links
     assert "progress" in artifacts.values()
 
@@ -42,7 +43,7 @@ def test_night_completes_trains_publishes_and_a_rerun_reuses_cached_stages(prefe
     second = run_night(config)
     assert second.is_completed(), second.message
     states = task_states(second)
-    for stage in ("ingest", "validate", "sequences", "train", "fallback"):
+    for stage in ("ingest", "validate", "behavior", "sequences", "train", "fallback"):
         assert states[stage] == "Cached", (stage, states)
     assert states["publish"] == "Completed"
     assert latest_table(config).equals(table), "the rerun left the published table unchanged"

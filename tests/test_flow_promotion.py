@@ -1,7 +1,6 @@
 """The model registry and the promotion gate, the popularity baseline on the held-out window,
 and the guard that keeps a missed night from being replayed."""
 
-import json
 import math
 import os
 from datetime import UTC, date, datetime, timedelta
@@ -110,10 +109,11 @@ def test_late_scheduled_runs_are_not_replayed():
     assert stale_run_reason(None, 24, now) is None
 
 
-def test_quality_degraded_when_the_live_model_is_below_popularity_or_data_drifts(tmp_path):
+def test_quality_degraded_when_the_live_model_is_below_popularity_or_data_drifts():
     below = {"candidate": {"valid": {"ndcg@10": 0.10}}, "popularity": {"ndcg@10": 0.20}}
-    assert "below the popularity baseline" in quality_degraded(below, {"promoted": True}, tmp_path)
+    calm = {"drift": False, "drift_message": "no drift"}
+    assert "below the popularity baseline" in quality_degraded(below, {"promoted": True}, calm)
     above = {"champion": {"valid": {"ndcg@10": 0.30}}, "popularity": {"ndcg@10": 0.20}}
-    assert quality_degraded(above, {"promoted": False}, tmp_path) is None
-    (tmp_path / "behavior.json").write_text(json.dumps({"drift": {"flagged": True, "message": "drift: events moved"}}))
-    assert quality_degraded(above, {"promoted": False}, tmp_path) == "drift: events moved"
+    assert quality_degraded(above, {"promoted": False}, calm) is None
+    drifted = {"drift": True, "drift_message": "drift: events moved"}
+    assert quality_degraded(above, {"promoted": False}, drifted) == "drift: events moved"

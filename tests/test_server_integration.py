@@ -3,7 +3,6 @@ driven through the API: `nightrec retrain` creates and completes a run with its 
 missed nightly slot is not replayed, and the schedule's runs sit at 02:00 in the configured zone.
 """
 
-import os
 import subprocess
 import sys
 import time
@@ -56,78 +55,69 @@ def served(demo_events, tmp_path_factory):
         assert serving.poll() is not None and server.proc.poll() is not None
 
 
-def _client_env(server):
-    env = server.client_env()
-    env["PYTHONPATH"] = os.pathsep.join([str(p) for p in sys.path if p.endswith("issue-7")] + [env["PYTHONPATH"]])
-    return env
-
-
 def test_retrain_through_the_api_completes_with_artifacts_and_missed_nights_are_not_replayed(served):
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, DeploymentFilter
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Scheduled
+
     server, root = served
-    os.environ["PREFECT_API_URL"] = server.api_url
-    try:
-        from prefect import get_client
-        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, DeploymentFilter
-        from prefect.states import Scheduled
+    # this server, even when the session's test harness has set another API URL
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as client:
+        deployments = _wait(
+            "both deployments",
+            lambda: {d.name: d for d in client.read_deployments()} if len(client.read_deployments()) == 2 else None,
+            timeout_s=180,
+        )
+        assert set(deployments) == {"nightly", "retrain"}
 
-        with get_client(sync_client=True) as client:
-            deployments = _wait(
-                "both deployments",
-                lambda: {d.name: d for d in client.read_deployments()} if len(client.read_deployments()) == 2 else None,
-                timeout_s=180,
-            )
-            assert set(deployments) == {"nightly", "retrain"}
+        # a nightly slot two days old (the serving process was down): cancelled, not replayed;
+        # created first so that it runs while the retrain does
+        missed = client.create_flow_run_from_deployment(
+            deployments["nightly"].id, state=Scheduled(scheduled_time=datetime.now(UTC) - timedelta(days=2))
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "retrain", "--reason", "integration test", "--wait"],
+            env=server.client_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr + (root / "serve.log").read_text()[-3000:]
+        assert f"{server.ui_url}/runs/flow-run/" in done.stdout
 
-            done = subprocess.run(
-                [sys.executable, "-m", "flows.cli", "retrain", "--reason", "integration test", "--wait"],
-                env=server.client_env(),
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            assert done.returncode == 0, done.stdout + done.stderr + (root / "serve.log").read_text()[-3000:]
-            assert f"{server.ui_url}/runs/flow-run/" in done.stdout
+        (run,) = client.read_flow_runs(deployment_filter=DeploymentFilter(id={"any_": [deployments["retrain"].id]}))
+        assert run.state.is_completed(), run.state
+        assert run.parameters["reason"] == "integration test"
+        assert run.name.startswith("retrain-20")
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        )
+        keys = {a.key for a in artifacts if a.key}
+        assert {"retrain-report", "retrain-metrics", "retrain-published"} <= keys, keys
+        report = next(a for a in artifacts if a.key == "retrain-report").data
+        assert "Reason: integration test" in report and "retrained from scratch" in report
+        assert (root / "data" / "models" / "champion").is_symlink()
 
-            (run,) = client.read_flow_runs(deployment_filter=DeploymentFilter(id={"any_": [deployments["retrain"].id]}))
-            assert run.state.is_completed(), run.state
-            assert run.parameters["reason"] == "integration test"
-            assert run.name.startswith("retrain-20")
-            artifacts = client.read_artifacts(
-                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
-            )
-            keys = {a.key for a in artifacts if a.key}
-            assert {"retrain-report", "retrain-metrics", "retrain-published"} <= keys, keys
-            report = next(a for a in artifacts if a.key == "retrain-report").data
-            assert "Reason: integration test" in report and "retrained from scratch" in report
-            assert (root / "data" / "models" / "champion").is_symlink()
+        final = _wait(
+            "the missed run to finish", lambda: (s := client.read_flow_run(missed.id).state).is_final() and s, 120
+        )
+        assert final.is_cancelled(), final
+        assert "not replayed" in final.message
 
-            # a nightly slot two days old (the serving process was down): cancelled, not replayed
-            missed = client.create_flow_run_from_deployment(
-                deployments["nightly"].id, state=Scheduled(scheduled_time=datetime.now(UTC) - timedelta(days=2))
-            )
-            final = _wait(
-                "the missed run to finish", lambda: (s := client.read_flow_run(missed.id).state).is_final() and s, 120
-            )
-            assert final.is_cancelled(), final
-            assert "not replayed" in final.message
-
-            # the scheduler's own runs: 02:00 in the configured zone
-            upcoming = _wait(
-                "scheduled nightly runs",
-                lambda: [
-                    r
-                    for r in client.read_flow_runs(
-                        deployment_filter=DeploymentFilter(id={"any_": [deployments["nightly"].id]})
-                    )
-                    if r.auto_scheduled
-                ],
-                timeout_s=90,
-                every_s=3,
-            )
-            for r in upcoming:
-                local = r.expected_start_time.astimezone(ZoneInfo(TZ))
-                assert (local.hour, local.minute) == (2, 0) or local.hour == 1, (
-                    local
-                )  # 1:00 only on a spring-forward night
-    finally:
-        os.environ.pop("PREFECT_API_URL", None)
+        # the scheduler's own runs: 02:00 in the configured zone
+        upcoming = _wait(
+            "scheduled nightly runs",
+            lambda: [
+                r
+                for r in client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(id={"any_": [deployments["nightly"].id]})
+                )
+                if r.auto_scheduled
+            ],
+            timeout_s=90,
+            every_s=3,
+        )
+        for r in upcoming:
+            local = r.expected_start_time.astimezone(ZoneInfo(TZ))
+            assert (local.hour, local.minute) == (2, 0) or local.hour == 1, local  # 1:00 only on a spring-forward night
