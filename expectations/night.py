@@ -58,14 +58,13 @@ def _daily_volumes(events: pl.DataFrame, run_date: date, nights: int) -> list[tu
     ]
 
 
-def _per_key(clean: pl.DataFrame, key: str, tonight: pl.Expr) -> pl.DataFrame:
-    return (
-        clean.group_by(key)
-        .agg(pl.len().cast(pl.Int64).alias(EVENTS), tonight.any().alias("__tonight"))
-        .filter(pl.col("__tonight"))
-        .select(key, EVENTS)
-        .sort(key)
-    )
+def _per_key(clean: pl.DataFrame, key: str, tonight: pl.Expr) -> pl.LazyFrame:
+    """Every key's events in all the clean input, and whether it was seen tonight."""
+    return clean.lazy().group_by(key).agg(pl.len().cast(pl.Int64).alias(EVENTS), tonight.any().alias("__tonight"))
+
+
+def _tonight(counts: pl.DataFrame, key: str) -> pl.DataFrame:
+    return counts.filter(pl.col("__tonight")).select(key, EVENTS).sort(key)
 
 
 def night_stats(events: pl.DataFrame, clean: pl.DataFrame, config: NightrecConfig, run_date: date) -> NightStats:
@@ -82,9 +81,10 @@ def night_stats(events: pl.DataFrame, clean: pl.DataFrame, config: NightrecConfi
     median = statistics.median(n for _, n in history) if len(history) >= v.volume_min_history else None
     ratio = None if median is None else (night_rows / median if median else float("inf"))
 
-    users = _per_key(clean, USER_ID, in_night)
-    items = _per_key(clean, ITEM_ID, in_night)
-    n_users, n_items = clean.get_column(USER_ID).n_unique(), clean.get_column(ITEM_ID).n_unique()
+    # One pass each, run together: these group-bys are the cost of the night checks.
+    user_counts, item_counts = pl.collect_all([_per_key(clean, USER_ID, in_night), _per_key(clean, ITEM_ID, in_night)])
+    users, items = _tonight(user_counts, USER_ID), _tonight(item_counts, ITEM_ID)
+    n_users, n_items = user_counts.height, item_counts.height
     density = clean.height / (n_users * n_items) if clean.height else None
     night = pl.DataFrame(
         {"night_rows": [night_rows], "trailing_median": [median], "volume_ratio": [ratio], "density": [density]},

@@ -54,6 +54,9 @@ def markdown_summary(report: dict) -> str:
         f"{night['night_items']} items; volume ratio to trailing median: "
         + ("n/a (not enough history)" if night["volume_ratio"] is None else f"{night['volume_ratio']:.2f}"),
     ]
+    missing = {c: rate for c, rate in night["missing_rate"].items() if rate}
+    if missing:
+        lines.append("- missing rate: " + ", ".join(f"{c} {rate:.2%}" for c, rate in missing.items()))
     if report["files"].get("data_docs"):
         lines.append(f"- Data Docs: `{report['files']['data_docs']}`")
     failed = [r for r in report["expectations"] if not r["success"]]

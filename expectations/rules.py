@@ -20,8 +20,9 @@ REASONS = "reasons"
 MISSING, NOISY, SPARSE = "missing", "noisy", "sparse"
 DUPLICATE = "duplicate"
 BOT_USER = "bot_user"
-# Rules GX cannot state over single values; it sees them as indicator columns named after the rule.
-INDICATOR_RULES = (DUPLICATE, BOT_USER)
+# Rules GX cannot state over single values (or only slowly, as a regex on every ID); it sees them
+# as indicator columns named after the rule.
+INDICATOR_RULES = ("malformed_user_id", "malformed_item_id", DUPLICATE, BOT_USER)
 SAMPLE_ROWS = 5
 
 
@@ -57,17 +58,40 @@ def _blank(column: str) -> pl.Expr:
     return pl.col(column).is_not_null() & ~pl.col(column).str.contains(r"\S")
 
 
-def _bot_expr(config: NightrecConfig) -> pl.Expr:
-    """Every row of a user who exceeds the per-minute or per-day limit at least once."""
+def bot_users(events: pl.DataFrame, config: NightrecConfig) -> pl.Series:
+    """Users above the per-minute or per-day limit at least once.
+
+    Only users with more events in all than the lower limit can break it, so the fine-grained
+    group-bys run on their rows alone (a group-by per user and minute over every row is slow).
+    """
+    v = config.validation
     user, ts = pl.col(USER_ID), pl.col(TIMESTAMP)
-    known = user.is_not_null() & ts.is_not_null()
-    per_minute = pl.len().over(USER_ID, ts.dt.truncate("1m")) > config.validation.bot_events_per_minute
-    per_day = pl.len().over(USER_ID, ts.dt.date()) > config.validation.bot_events_per_day
-    return (known & (per_minute | per_day)).any().over(USER_ID) & user.is_not_null()
+    known = events.lazy().filter(user.is_not_null() & ts.is_not_null())
+    heavy = known.group_by(user).len().filter(pl.col("len") > min(v.bot_events_per_minute, v.bot_events_per_day))
+    candidates = known.join(heavy.select(user), on=USER_ID, how="semi")
+    limits = ((ts.dt.truncate("1m"), v.bot_events_per_minute), (ts.dt.date(), v.bot_events_per_day))
+    found = [
+        candidates.group_by(user, bucket.alias("__bucket")).len().filter(pl.col("len") > limit).select(user)
+        for bucket, limit in limits
+    ]
+    return pl.concat(found).unique().collect().get_column(USER_ID)
 
 
-def row_rules(config: NightrecConfig, run_date: date) -> dict[str, RowRule]:
-    """Rule name -> rule; the order is the order of ``reasons``."""
+def duplicate_rows(events: pl.DataFrame) -> pl.Series:
+    """True on every exact copy of an earlier row.
+
+    Rows are compared by a 64-bit hash first; only rows whose hash repeats are compared in full,
+    so a hash collision can never quarantine a row.
+    """
+    columns = [*EVENT_SCHEMA, *RAW_COLUMNS]
+    repeated = events.select(pl.struct(columns).hash().is_duplicated()).to_series()
+    candidates = events.with_row_index("__row").filter(repeated)
+    later = candidates.filter(~pl.struct(columns).is_first_distinct()).get_column("__row")
+    return pl.repeat(False, events.height, eager=True).alias(DUPLICATE).scatter(later, True)
+
+
+def row_rules(config: NightrecConfig, run_date: date, events: pl.DataFrame) -> dict[str, RowRule]:
+    """Rule name -> rule for ``events``; the order is the order of ``reasons``."""
     v = config.validation
     rules = [RowRule(f"null_{c}", MISSING, pl.col(c).is_null(), f"'{c}' is missing") for c in KEY_COLUMNS]
     rules += [
@@ -103,13 +127,13 @@ def row_rules(config: NightrecConfig, run_date: date) -> dict[str, RowRule]:
         RowRule(
             DUPLICATE,
             NOISY,
-            ~pl.struct(*EVENT_SCHEMA, *RAW_COLUMNS).is_first_distinct(),
+            pl.lit(duplicate_rows(events)),
             "an exact copy of an earlier row (the first copy stays clean)",
         ),
         RowRule(
             BOT_USER,
             NOISY,
-            _bot_expr(config),
+            pl.col(USER_ID).is_in(bot_users(events, config).implode()),
             f"user above {v.bot_events_per_minute} events/minute or {v.bot_events_per_day} events/day",
         ),
     ]
@@ -146,14 +170,17 @@ def split_quarantine(events: pl.DataFrame, rules: dict[str, RowRule]) -> Quarant
     """
     flag_cols = [flag_column(name) for name in rules]
     flags = events.select(rule.expr.fill_null(False).alias(flag_column(name)) for name, rule in rules.items())
-    flagged = pl.any_horizontal(flag_cols) if flag_cols else pl.repeat(False, pl.len())
-    marked = pl.concat([events, flags], how="horizontal")
-    clean = marked.filter(~flagged).select(*EVENT_SCHEMA)
+    flagged = flags.select(pl.any_horizontal(flag_cols) if flag_cols else pl.repeat(False, pl.len())).to_series()
+    clean = events.filter(~flagged).select(*EVENT_SCHEMA)
     reasons = pl.concat_list(
         pl.when(pl.col(flag_column(name))).then(pl.lit(name)).otherwise(pl.lit(None, dtype=pl.String)) for name in rules
     ).list.drop_nulls()
-    quarantine = (
-        marked.filter(flagged).with_columns(reasons.alias(REASONS)).select(*EVENT_SCHEMA, *RAW_COLUMNS, REASONS)
+    quarantine = pl.concat(
+        [
+            events.filter(flagged).select(*EVENT_SCHEMA, *RAW_COLUMNS),
+            flags.filter(flagged).select(reasons.alias(REASONS)),
+        ],
+        how="horizontal",
     )
     totals = flags.select(pl.col(flag_cols).sum()).row(0) if flag_cols else ()
     counts = {name: int(n) for name, n in zip(rules, totals, strict=True)}

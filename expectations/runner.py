@@ -6,7 +6,8 @@ from pathlib import Path
 
 import polars as pl
 
-from expectations.load import LoadedEvents, load_events
+from expectations.frames import columns_frame, events_frame
+from expectations.load import LoadedEvents, from_frame, load_events
 from expectations.night import REPORT_FILE, night_stats
 from expectations.rules import row_rules, split_quarantine
 from expectations.suites import (
@@ -18,8 +19,6 @@ from expectations.suites import (
     USERS,
     WARN,
     build_checks,
-    columns_frame,
-    events_frame,
     run_checks,
 )
 from nightrec.config import NightrecConfig
@@ -50,7 +49,7 @@ def failure_detail(record: dict) -> str:
     """One line naming a failed expectation and what it saw."""
     if record.get("exception"):
         seen = f"GX raised {record['exception']}"
-    elif record["unexpected_count"] is not None and record["element_count"]:
+    elif record["unexpected_count"] is not None and record["element_count"] and record["batch"] != NIGHT:
         seen = f"{record['unexpected_count']} of {record['element_count']} ({record['unexpected_percent']:.1f}%)"
     else:
         seen = f"observed {record['observed_value']}"
@@ -65,9 +64,11 @@ def validate_events(
     Returns the report (the content of ``validation.json``); never raises on a failed expectation.
     """
     started = time.perf_counter()
-    rules = row_rules(config, run_date)
+    rules = row_rules(config, run_date, loaded.events)
     split = split_quarantine(loaded.events, rules)
+    timings = {"quarantine": time.perf_counter() - started}
     stats = night_stats(loaded.events, split.clean, config, run_date)
+    timings["night"] = time.perf_counter() - started - sum(timings.values())
     checks = build_checks(config, run_date, rules)
     flag_names = {name: split.flags.columns[i] for i, name in enumerate(rules)}
     batches = {
@@ -82,7 +83,9 @@ def validate_events(
         out_dir.mkdir(parents=True, exist_ok=True)
         split.clean.write_parquet(out_dir / CLEAN_FILE)
         split.quarantine.write_parquet(out_dir / QUARANTINE_FILE)
+    timings["write"] = time.perf_counter() - started - sum(timings.values())
     records = run_checks(checks, batches, out_dir / DOCS_DIR if out_dir is not None else None)
+    timings["gx"] = time.perf_counter() - started - sum(timings.values())
     for record in records:
         if record["batch"] == NIGHT:  # a one-row frame: the value itself is what was observed
             record["observed_value"] = stats.night.get_column(record["column"])[0]
@@ -119,6 +122,7 @@ def validate_events(
             "data_docs": str(out_dir / DOCS_DIR / "index.html") if out_dir else None,
         },
         "seconds": round(time.perf_counter() - started, 3),
+        "timings": {stage: round(seconds, 3) for stage, seconds in timings.items()},
     }
     if out_dir is not None:
         write_json(out_dir / REPORT_FILE, report)
@@ -156,6 +160,4 @@ def validate_file(events_path: Path, config: NightrecConfig, run_date: date) -> 
 
 def validate_frame(events: pl.DataFrame, config: NightrecConfig, run_date: date, out_dir: Path | None = None) -> dict:
     """Validate an in-memory frame (tests, notebooks); same report as ``validate_file``, never raises on a verdict."""
-    from expectations.load import from_frame
-
     return validate_events(from_frame(events), config, run_date, out_dir, source="<frame>")

@@ -45,7 +45,8 @@ def validate(
     report = validate_events(loaded, config, night, out, source=path)
     table = Table(title=f"nightrec validate {path} - run date {night}")
     for header in HEADERS:
-        table.add_column(header, overflow="fold")
+        # Names stay whole; the free-text columns wrap on a narrow terminal.
+        table.add_column(header, overflow="fold", no_wrap=header not in ("observed", "threshold"))
     for row in table_rows(report):
         table.add_row(*row, style=STYLES[row[3]] if row[3] != "pass" else None)
     console.print(table)
