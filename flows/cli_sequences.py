@@ -1,7 +1,6 @@
 """``nightrec sequences``: build the sequences folder from an events file and print its statistics."""
 
 import json
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -35,8 +34,7 @@ def sequences(
     if out is not None:
         written = write_sequences(seqs, out)
     else:
-        day = config.run_date or default_run_date(config)
-        written = write_run_sequences(seqs, config.run_dir(day if isinstance(day, date) else date.fromisoformat(day)))
+        written = write_run_sequences(seqs, config.run_dir(config.run_date or default_run_date(config)))
     stats = {k: v for k, v in seqs.stats.items() if k != "config"}
     console.print_json(json.dumps(stats, default=str))
     console.print(

@@ -1,16 +1,23 @@
 """Clean events -> training-ready per-user sequences: ordering, sessions, vocabulary, splits.
 
-The folder ``write_sequences`` produces (``runs/<date>/sequences/``, copied beside each model):
-``items.parquet``, ``users.parquet``, ``train.parquet``, ``valid.parquet``, ``test.parquet``,
-``full.parquet`` and ``sequence_stats.json``; the column contract is in ``docs``/contracts and the
-schemas below. Sequences are Int32 list columns, so the DataModule reads them without looping
-over users in Python.
+``write_sequences`` produces the folder (``runs/<date>/sequences/``, copied beside each model):
+
+- ``items.parquet``: ``item_id`` String, ``item_idx`` Int32 (1..n; 0 is padding), ``count`` Int64
+- ``users.parquet``: ``user_id`` String, ``user_idx`` Int32 (0..n-1)
+- ``train.parquet``: ``user_idx``, ``items`` List[Int32] (whole training sequence, not truncated),
+  ``sessions`` List[Int32] (session number per position), ``weights`` List[Float32] if configured
+- ``valid.parquet`` / ``test.parquet``: ``user_idx``, ``history`` List[Int32] (last ``max_len``
+  items before the target), ``target`` Int32
+- ``full.parquet``: ``user_idx``, ``history`` (last ``max_len`` items) for nightly scoring
+- ``sequence_stats.json``
+
+List columns are Int32, so the DataModule reads them without looping over users in Python.
 """
 
 import json
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +25,20 @@ import polars as pl
 
 from nightrec.config import SequenceConfig
 from nightrec.errors import InputError
-from nightrec.schema import EVENT_TYPE, ITEM_ID, KEY_COLUMNS, SESSION_ID, TIMESTAMP, USER_ID
+from nightrec.ordering import (
+    CODE,
+    SESSION,
+    TS,
+    UCODE,
+    code_to_idx,
+    drop_duplicates,
+    id_codes,
+    load,
+    sessions_and_repeats,
+    sorted_codes,
+    temporal_cutoffs,
+)
+from nightrec.schema import EVENT_TYPE, ITEM_ID, USER_ID
 from nightrec.sequence_stats import sequence_stats
 from nightrec.splits import (
     EVAL_SCHEMA,
@@ -35,7 +55,6 @@ from nightrec.splits import (
 )
 from nightrec.vocab import (
     COUNT,
-    IDX_DTYPE,
     ITEM_IDX,
     ITEMS_FILE,
     ITEMS_SCHEMA,
@@ -50,7 +69,6 @@ from nightrec.vocab import (
 SEQUENCES_DIR = "sequences"
 STATS_FILE = "sequence_stats.json"
 FRAME_FILES = {"train": "train.parquet", "valid": "valid.parquet", "test": "test.parquet", "full": "full.parquet"}
-_ROW, _TS, _SESSION = "__row", "__ts_us", "__session"
 
 
 @dataclass
@@ -66,113 +84,47 @@ class SequenceSet:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def _load(events: pl.DataFrame | pl.LazyFrame, config: SequenceConfig) -> tuple[pl.DataFrame, dict[str, int]]:
-    """The columns the build needs, in file order, with the configured event types only."""
-    lf = events.lazy()
-    schema = lf.collect_schema()
-    missing = [c for c in KEY_COLUMNS if c not in schema]
-    if missing:
-        raise InputError(f"events: missing required column '{missing[0]}' for building sequences")
-    if not isinstance(schema[TIMESTAMP], pl.Datetime):
-        raise InputError(f"events: column '{TIMESTAMP}' must be a datetime (got {schema[TIMESTAMP]})")
-    has_session = SESSION_ID in schema
-    columns = [pl.col(USER_ID).cast(pl.String), pl.col(ITEM_ID).cast(pl.String), pl.col(EVENT_TYPE).cast(pl.String)]
-    columns.append(pl.col(TIMESTAMP).dt.epoch("us").alias(_TS))
-    if has_session:
-        columns.append(pl.col(SESSION_ID).cast(pl.String))
-    df = lf.select(columns).collect()
-    for column, name in ((USER_ID, USER_ID), (ITEM_ID, ITEM_ID), (EVENT_TYPE, EVENT_TYPE), (_TS, TIMESTAMP)):
-        nulls = df.get_column(column).null_count()
-        if nulls:
-            raise InputError(
-                f"events: column '{name}' has {nulls} null value(s); key columns must be non-null "
-                "before building sequences (validation quarantines such rows)"
-            )
-    dropped = {"event_type": 0, "duplicate": 0}
-    df = df.with_row_index(_ROW)
-    if config.event_types is not None:
-        kept = df.filter(pl.col(EVENT_TYPE).is_in(config.event_types))
-        dropped["event_type"] = df.height - kept.height
-        df = kept
-    if config.dedupe:
-        kept = df.unique(subset=[USER_ID, ITEM_ID, EVENT_TYPE, _TS], keep="first", maintain_order=True)
-        dropped["duplicate"] = df.height - kept.height
-        df = kept
-    return df, dropped
-
-
-def _cutoffs(df: pl.DataFrame, config: SequenceConfig) -> tuple[int, int] | None:
-    """The temporal split's (validation, test) cut-offs as epoch microseconds."""
-    if config.split != "temporal" or df.height == 0:
-        return None
-    window = int(config.temporal_window_days * 86_400_000_000)
-    if config.temporal_cutoff is not None:
-        test_cut = int(config.temporal_cutoff.timestamp() * 1_000_000)
-    else:
-        test_cut = int(df.get_column(_TS).max()) - window
-    return test_cut - window, test_cut
-
-
-def _ordered(df: pl.DataFrame, config: SequenceConfig) -> tuple[pl.DataFrame, int]:
-    """Sort per user by time (file order breaks ties), number sessions, collapse repeats."""
-    df = df.sort([USER_IDX, _TS, _ROW])
-    first = pl.col(USER_IDX) != pl.col(USER_IDX).shift(1)
-    first = first.fill_null(True)
-    gap = (pl.col(_TS) - pl.col(_TS).shift(1)) > int(config.session_timeout_minutes * 60_000_000)
-    if SESSION_ID in df.columns:
-        sid, prev_sid = pl.col(SESSION_ID), pl.col(SESSION_ID).shift(1)
-        known = sid.is_not_null() & prev_sid.is_not_null()
-        gap = pl.when(known).then(sid != prev_sid).otherwise(gap)
-    starts = first | gap.fill_null(True)
-    global_session = starts.cast(IDX_DTYPE).cum_sum()
-    user_base = pl.when(first).then(global_session).forward_fill()
-    df = df.with_columns((global_session - user_base).cast(IDX_DTYPE).alias(_SESSION), first.alias("__first"))
-    if config.event_weights is not None:
-        weights = {k: float(v) for k, v in config.event_weights.items()}
-        df = df.with_columns(
-            pl.col(EVENT_TYPE).replace_strict(weights, default=1.0, return_dtype=pl.Float32).alias(WEIGHTS)
-        )
-    collapsed = 0
-    if config.collapse_repeats:
-        keep = pl.col("__first") | (pl.col(ITEM_IDX) != pl.col(ITEM_IDX).shift(1))
-        if WEIGHTS in df.columns:
-            # A run of one item keeps its strongest signal (a view then a purchase counts as a purchase).
-            run = keep.cast(pl.UInt32).cum_sum()
-            df = df.with_columns(pl.col(WEIGHTS).max().over(run))
-        kept = df.filter(keep)
-        collapsed = df.height - kept.height
-        df = kept
-    return df, collapsed
-
-
 def build_sequences(
     events: pl.DataFrame | pl.LazyFrame, config: SequenceConfig, previous_vocab_dir: Path | None = None
 ) -> SequenceSet:
     """Build the vocabularies and the configured split from clean events in the event contract.
 
     ``previous_vocab_dir`` (last night's sequences or model folder) keeps every known item and
-    user id unchanged and appends new ones. Raises ``InputError`` for null keys.
+    user id unchanged and appends new ones. Raises ``InputError`` for null keys. Strings are
+    coded to integers once; everything after (sorting, duplicates, counts, sessions, lists)
+    runs on integer columns.
     """
-    df, dropped = _load(events, config)
+    df, filtered = load(events, config)
     prev_items, prev_users = read_previous_vocab(previous_vocab_dir) if previous_vocab_dir else (None, None)
-    counts = df.group_by(ITEM_ID).agg(pl.len().cast(pl.Int64).alias(COUNT))
-    items = build_item_vocab(counts, config.min_item_count, prev_items)
-    mapped = df.join(items.select(ITEM_ID, ITEM_IDX), on=ITEM_ID, how="inner")
-    dropped["min_item_count"] = df.height - mapped.height
-    users = build_user_vocab(mapped.select(USER_ID), prev_users)
-    mapped = mapped.join(users, on=USER_ID, how="inner")
-    cutoffs = _cutoffs(mapped, config)
-    ordered, dropped["repeat"] = _ordered(mapped, config)
+    user_codes = id_codes(df, USER_ID, UCODE)
+    users = build_user_vocab(user_codes.select(USER_ID), prev_users)
+    item_codes = id_codes(df, ITEM_ID, CODE)
+    ordered = sorted_codes(df)
+    dropped = {"event_type": filtered, "duplicate": 0}
+    if config.dedupe:
+        ordered, dropped["duplicate"] = drop_duplicates(ordered, df.get_column(EVENT_TYPE))
 
-    aggs = [pl.col(ITEM_IDX).alias(ITEMS), pl.col(_SESSION).alias(SESSIONS)]
+    counts = ordered.group_by(CODE).agg(pl.len().cast(pl.Int64).alias(COUNT))
+    counts = counts.join(item_codes, on=CODE).select(ITEM_ID, COUNT)
+    items = build_item_vocab(counts, config.min_item_count, prev_items)
+    lookup = item_codes.join(items.select(ITEM_ID, ITEM_IDX), on=ITEM_ID, how="left")
+    mapped = ordered.with_columns(code_to_idx(ordered.get_column(CODE), lookup, CODE, ITEM_IDX))
+    mapped = mapped.filter(pl.col(ITEM_IDX) > 0)
+    dropped["min_item_count"] = ordered.height - mapped.height
+    cutoffs = temporal_cutoffs(mapped, config)
+    ordered, dropped["repeat"] = sessions_and_repeats(mapped, config)
+
+    aggs = [pl.col(ITEM_IDX).alias(ITEMS), pl.col(SESSION).alias(SESSIONS)]
     if WEIGHTS in ordered.columns:
         aggs.append(pl.col(WEIGHTS))
     if cutoffs is not None:
         aggs += [
-            (pl.col(_TS) < cutoffs[0]).sum().cast(pl.Int64).alias(N_BEFORE_VALID),
-            (pl.col(_TS) < cutoffs[1]).sum().cast(pl.Int64).alias(N_BEFORE_TEST),
+            (pl.col(TS) < cutoffs[0]).sum().cast(pl.Int64).alias(N_BEFORE_VALID),
+            (pl.col(TS) < cutoffs[1]).sum().cast(pl.Int64).alias(N_BEFORE_TEST),
         ]
-    seqs = ordered.group_by(USER_IDX, maintain_order=True).agg(aggs)
+    seqs = ordered.group_by(UCODE, maintain_order=True).agg(aggs)
+    user_idx = user_codes.join(users, on=USER_ID).select(UCODE, USER_IDX)
+    seqs = seqs.join(user_idx, on=UCODE).drop(UCODE).sort(USER_IDX)
     full = full_histories(seqs, config.max_len)
     splitter = temporal if cutoffs is not None else leave_last_out
     train, valid, test = splitter(seqs, config.max_len)
@@ -189,7 +141,7 @@ def build_sequences(
         result,
         seqs,
         config,
-        events_in=df.height + dropped["event_type"] + dropped["duplicate"],
+        events_in=df.height + filtered,
         dropped=dropped,
         cutoffs=[_iso(c) for c in cutoffs] if cutoffs else None,
         previous=(prev_items, prev_users),
@@ -252,3 +204,23 @@ def write_run_sequences(seqs: SequenceSet, run_dir: Path) -> Path:
     out = write_sequences(seqs, sequences_dir(run_dir))
     (Path(run_dir) / STATS_FILE).write_text(json.dumps(seqs.stats, indent=2, default=str))
     return out
+
+
+def previous_sequences_dir(runs_dir: Path, run_date: date) -> Path | None:
+    """The newest ``runs/<d>/sequences/`` with ``d`` before ``run_date``: last night's vocabulary."""
+    found = []
+    for path in Path(runs_dir).glob(f"*/{SEQUENCES_DIR}/{ITEMS_FILE}"):
+        try:
+            day = date.fromisoformat(path.parent.parent.name)
+        except ValueError:
+            continue
+        if day < run_date:
+            found.append((day, path.parent))
+    return max(found)[1] if found else None
+
+
+def build_run_sequences(clean_path: Path, config: SequenceConfig, previous_vocab_dir: Path | None = None) -> Path:
+    """The nightly step: ``runs/<date>/clean.parquet`` -> ``runs/<date>/sequences/`` (returned)."""
+    clean_path = Path(clean_path)
+    seqs = build_sequences(pl.scan_parquet(clean_path), config, previous_vocab_dir)
+    return write_run_sequences(seqs, clean_path.parent)

@@ -46,7 +46,11 @@ def build_item_vocab(counts: pl.DataFrame, min_item_count: int, previous: pl.Dat
 
 
 def build_user_vocab(user_ids: pl.DataFrame, previous: pl.DataFrame | None = None) -> pl.DataFrame:
-    """``users.parquet``: ``user_id``, ``user_idx`` (0..n-1); new users appended in id order."""
+    """``users.parquet``: ``user_id``, ``user_idx`` (0..n-1); new users appended in id order.
+
+    Every user with an event of a configured type gets an id, also one whose items were all
+    mapped out by ``min_item_count`` (such a user has no row in ``full.parquet``).
+    """
     previous = pl.DataFrame(schema=USERS_SCHEMA) if previous is None else previous
     fresh = user_ids.select(USER_ID).unique().sort(USER_ID)
     vocab = _extend(previous, fresh, USER_ID, USER_IDX, first=0)

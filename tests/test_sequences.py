@@ -1,5 +1,6 @@
 """Sequence building on hand-written frames: ordering, leave-last-out, contract dtypes, bad input."""
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -80,3 +81,70 @@ def test_empty_frame_gives_empty_outputs_and_stats(tmp_path):
     assert seqs.stats["sequence_length"]["count"] == 0
     back = read_sequences(write_sequences(seqs, tmp_path / "s"))
     assert back.full.height == 0 and back.full.schema == seqs.full.schema
+
+
+def test_code_translation_dense_and_hashed_agree():
+    from nightrec.ordering import code_to_idx
+
+    codes = pl.Series([3, 7, 3, 9], dtype=pl.UInt32)
+    small = pl.DataFrame({"c": [3, 7, 9], "i": [1, None, 2]}, schema={"c": pl.UInt32, "i": pl.Int32})
+    # Codes far beyond the table size take the hash lookup instead of a dense table.
+    big = small.with_columns(pl.col("c") + 50_000_000)
+    assert code_to_idx(codes, small, "c", "i").to_list() == [1, 0, 1, 2]
+    assert code_to_idx(codes + 50_000_000, big, "c", "i").to_list() == [1, 0, 1, 2]
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_file_order_breaks_ties_at_scale(tmp_path, shuffled):
+    """200k events in 20 distinct seconds, read lazily from Parquet: input order must survive the engine."""
+    rng = np.random.default_rng(5)
+    n = 200_000
+    frame = pl.DataFrame(
+        {
+            "user_id": rng.integers(0, 500, n).astype(str),
+            "item_id": np.arange(n).astype(str),  # one item per event, so the order is observable
+            "event_type": "click",
+            "timestamp": np.sort(rng.integers(0, 20, n)) * 1_000_000,
+        }
+    ).with_columns(pl.from_epoch("timestamp", time_unit="us").dt.replace_time_zone("UTC"))
+    if shuffled:
+        frame = frame.sample(fraction=1.0, shuffle=True, seed=3)
+    frame.write_parquet(tmp_path / "events.parquet")
+    seqs = build_sequences(pl.scan_parquet(tmp_path / "events.parquet"), SequenceConfig(max_len=10_000))
+    expected = frame.with_row_index("row").sort("user_id", "timestamp", "row").group_by("user_id").agg("item_id")
+    external = np.empty(seqs.items.height + 1, dtype=object)
+    external[seqs.items["item_idx"].to_numpy()] = seqs.items["item_id"].to_numpy()
+    users = dict(zip(seqs.users["user_idx"].to_list(), seqs.users["user_id"].to_list(), strict=True))
+    got = {
+        users[u]: external[h.to_numpy()].tolist()
+        for u, h in zip(seqs.full["user_idx"], seqs.full["history"], strict=True)
+    }
+    assert got == dict(zip(expected["user_id"].to_list(), expected["item_id"].to_list(), strict=True))
+
+
+def test_unsorted_input_over_a_huge_time_span_still_sorts_stably():
+    """Timestamps 8,000 years apart and 100 users cannot share one 64-bit sort key: the fallback sort runs."""
+    rng = np.random.default_rng(11)
+    n = 3_000
+    year_us = 365 * 86_400 * 1_000_000
+    base = -969 * year_us  # the year 1001
+    frame = pl.DataFrame(
+        {
+            "user_id": rng.integers(0, 100, n).astype(str),
+            "item_id": np.arange(n).astype(str),
+            "event_type": "click",
+            "timestamp": base + rng.choice([0, 4_000 * year_us, 8_000 * year_us], n) + rng.integers(0, 3, n),
+        }
+    ).with_columns(pl.from_epoch("timestamp", time_unit="us").dt.replace_time_zone("UTC"))
+    assert not frame["timestamp"].is_sorted()
+    seqs = build_sequences(frame, SequenceConfig(max_len=n))
+    names = dict(zip(seqs.items["item_idx"].to_list(), seqs.items["item_id"].to_list(), strict=True))
+    users = dict(zip(seqs.users["user_idx"].to_list(), seqs.users["user_id"].to_list(), strict=True))
+    got = {
+        users[u]: [names[i] for i in h]
+        for u, h in zip(seqs.full["user_idx"], seqs.full["history"].to_list(), strict=True)
+    }
+    expected: dict[str, list[tuple[int, str]]] = {}
+    for user, item, ts in zip(frame["user_id"], frame["item_id"], frame["timestamp"].dt.epoch("us"), strict=True):
+        expected.setdefault(user, []).append((ts, item))
+    assert got == {u: [item for _, item in sorted(evs, key=lambda e: e[0])] for u, evs in expected.items()}

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from nightrec.config import SequenceConfig
@@ -72,6 +72,8 @@ def test_leave_last_out_matches_the_plain_python_model(rows, collapse, max_len):
 
 @SETTINGS
 @given(rows=rows_strategy, collapse=st.booleans(), test_cut=st.integers(0, 45), window=st.integers(1, 20))
+# 13 minutes as a fraction of a day must cut at exactly 13 minutes, not a microsecond later.
+@example(rows=[("u1", 0, 0), ("u1", 0, 1)], collapse=False, test_cut=14, window=13)
 def test_temporal_matches_the_plain_python_model(rows, collapse, test_cut, window):
     cfg = SequenceConfig(
         max_len=3,

@@ -1,11 +1,19 @@
 """Stable vocabularies across nights: known ids never move, new ones are appended."""
 
+from datetime import date
+
 import polars as pl
 import pytest
 
 from nightrec.config import SequenceConfig
 from nightrec.errors import InputError
-from nightrec.sequences import build_sequences, read_sequences, write_sequences
+from nightrec.sequences import (
+    build_run_sequences,
+    build_sequences,
+    previous_sequences_dir,
+    read_sequences,
+    write_sequences,
+)
 from tests.sequence_fixtures import decode, events
 
 NIGHT1 = [("u1", "a", 0), ("u1", "b", 1), ("u2", "b", 2), ("u2", "c", 3), ("u3", "c", 4), ("u3", "a", 5)]
@@ -73,3 +81,20 @@ def test_a_corrupt_previous_vocabulary_is_refused(tmp_path):
         build_sequences(events(NIGHT2), SequenceConfig(), previous_vocab_dir=bad)
     with pytest.raises(InputError, match="previous vocabulary not found"):
         build_sequences(events(NIGHT2), SequenceConfig(), previous_vocab_dir=tmp_path / "missing")
+
+
+def test_nightly_runs_find_last_nights_vocabulary(tmp_path):
+    runs = tmp_path / "runs"
+    for day, rows in (("2026-03-01", NIGHT1), ("2026-03-02", NIGHT2)):
+        (runs / day).mkdir(parents=True)
+        events(rows).write_parquet(runs / day / "clean.parquet")
+    assert previous_sequences_dir(runs, date(2026, 3, 1)) is None
+    first = build_run_sequences(runs / "2026-03-01" / "clean.parquet", SequenceConfig())
+    assert first == runs / "2026-03-01" / "sequences" and (runs / "2026-03-01" / "sequence_stats.json").is_file()
+    assert previous_sequences_dir(runs, date(2026, 3, 2)) == first
+    second = build_run_sequences(runs / "2026-03-02" / "clean.parquet", SequenceConfig(), first)
+    # A rerun of night 2 still builds on night 1, not on its own output.
+    assert previous_sequences_dir(runs, date(2026, 3, 2)) == first
+    items1 = _ids(read_sequences(first).items, "item_id", "item_idx")
+    items2 = _ids(read_sequences(second).items, "item_id", "item_idx")
+    assert {k: items2[k] for k in items1} == items1 and len(items2) == 5
