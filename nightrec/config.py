@@ -7,7 +7,7 @@ Precedence, lowest to highest: defaults < config file (YAML or TOML) < environme
 import json
 import os
 import tomllib
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,12 +43,39 @@ class ModelConfig(_Section):
 
 
 class SequenceConfig(_Section):
-    """Turning clean events into per-user item sequences."""
+    """Turning clean events into per-user item sequences (``nightrec.sequences``)."""
 
-    max_len: int = Field(50, ge=2)
-    session_timeout_minutes: float = Field(30.0, gt=0)
-    min_item_count: int = Field(1, ge=1)
+    max_len: int = Field(50, ge=2, description="History length kept for evaluation and scoring inputs.")
+    session_timeout_minutes: float = Field(30.0, gt=0, description="A longer gap starts a new session.")
+    min_item_count: int = Field(1, ge=1, description="Items seen fewer times are mapped out (new items only).")
     split: Literal["leave_last_out", "temporal"] = "leave_last_out"
+    temporal_cutoff: datetime | None = Field(
+        None, description="Temporal split: the test cut-off T (UTC); default the latest event minus one window."
+    )
+    temporal_window_days: float = Field(
+        1.0, gt=0, description="Temporal split: validation covers [T - window, T); training is before T - window."
+    )
+    collapse_repeats: bool = Field(True, description="Drop an event whose item repeats the user's previous item.")
+    dedupe: bool = Field(True, description="Drop exact duplicate events (same user, item, type and time).")
+    event_types: list[str] | None = Field(None, description="Build sequences from these event types only.")
+    event_weights: dict[str, float] | None = Field(
+        None, description="Per-type weight of each training position, written as train.parquet 'weights'."
+    )
+
+    @field_validator("event_types", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("temporal_cutoff")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # A naive cut-off means UTC, like every timestamp in the event contract.
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 class TrainConfig(_Section):
