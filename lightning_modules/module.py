@@ -48,11 +48,16 @@ class NextItemModule(L.LightningModule):
         keep = targets > 0
         hidden, targets = hidden[keep], targets[keep]
         if self.model_cfg["loss"] == "sampled_softmax":
-            loss = self._sampled_softmax(hidden, targets)
+            losses = self._sampled_softmax(hidden, targets)
         else:
             logits = hidden @ self.network.item_embeddings().T
             logits[:, 0] = float("-inf")
-            loss = F.cross_entropy(logits.float(), targets)
+            losses = F.cross_entropy(logits.float(), targets, reduction="none")
+        if "weights" in batch:
+            weights = batch["weights"][:, 1:][keep]
+            loss = (losses * weights).sum() / weights.sum().clamp(min=1e-12)
+        else:
+            loss = losses.mean()
         self._loss_sum += torch.tensor([loss.item() * len(targets), len(targets)], dtype=torch.float64)
         self.log("train/loss", loss, prog_bar=False, batch_size=len(targets))
         return loss
@@ -66,7 +71,8 @@ class NextItemModule(L.LightningModule):
         neg = hidden @ table[negatives].T - self.log_q[negatives]
         neg = neg.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
         logits = torch.cat([pos, neg], dim=1).float()
-        return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=logits.device))
+        zeros = torch.zeros(len(targets), dtype=torch.long, device=logits.device)
+        return F.cross_entropy(logits, zeros, reduction="none")
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(

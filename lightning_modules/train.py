@@ -100,6 +100,7 @@ def fit(
         batch_size=config.train.batch_size,
         eval_batch_size=config.train.eval_batch_size,
         stride=config.train.window_stride,
+        window_len=config.train.window_len,
         seed=config.train.seed,
         num_workers=config.train.num_workers,
         pin_memory=settings["accelerator"] == "gpu",

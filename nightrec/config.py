@@ -93,12 +93,15 @@ class TrainConfig(_Section):
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float | None = Field(5.0, gt=0)
     lr_schedule: Literal["none", "cosine"] = "none"
+    window_len: int | None = Field(
+        None, ge=1, description="Items of context in a training window; None: sequences.max_len."
+    )
     window_stride: int | None = Field(
-        None, ge=1, description="Step between training windows; None: max_len (each target trained once)."
+        None, ge=1, description="Step between training windows; None: window_len (each target trained once)."
     )
     seed: int = 42
-    accelerator: Literal["cpu", "gpu", "cuda", "auto"] = "cpu"
-    devices: int | Literal["auto"] = 1
+    accelerator: Literal["cpu", "gpu", "cuda", "auto"] = "auto"
+    devices: int | Literal["auto"] = "auto"
     strategy: str = "auto"
     precision: str = "auto"
     num_threads: int | None = Field(None, ge=1)
