@@ -38,6 +38,7 @@ class ModelConfig(_Section):
     projection: bool | None = Field(
         None, description="Linear map from hidden state to item space; None: only where the sizes differ."
     )
+    item_bias: bool = Field(False, description="Learn a per-item score offset (one extra state dimension).")
     loss: Literal["ce", "sampled_softmax"] = "ce"
     num_negatives: int = Field(1024, ge=1, description="Popularity-sampled negatives per batch (sampled_softmax).")
 

@@ -33,6 +33,18 @@ def test_untied_output_table_and_row_zero_is_padding():
     assert torch.count_nonzero(net.item_embeddings()[0]) == 0
 
 
+def test_item_bias_is_folded_into_the_dot_product():
+    torch.manual_seed(0)
+    net = NextItemNetwork(n_items=5, embedding_dim=4, hidden_size=4, item_bias=True).eval()
+    with torch.no_grad():
+        net.bias.copy_(torch.arange(6, dtype=torch.float))
+    hist, lengths = torch.tensor([[2, 3, 0]]), torch.tensor([2])
+    scores = net.user_states(hist, lengths) @ net.item_embeddings().T
+    plain = net.rnn(net.embedding(hist))[0][0, 1] @ net.embedding.weight.T
+    assert torch.allclose(scores[0], plain + torch.arange(6, dtype=torch.float), atol=1e-6)
+    assert net.user_states(hist, lengths).shape == (1, 5) and net.item_embeddings().shape == (6, 5)
+
+
 def test_windows_keep_every_target_once_aligned_to_the_end():
     flat = np.array([1, 2, 3, 4, 5, 6, 7, 9, 8])
     lengths = np.array([7, 1, 1])  # the single-item users yield no window
