@@ -40,7 +40,8 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def network_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
-    prefix = "network."
+    """The evaluated weights: the moving average (``ema.``) when training kept one, else ``network.``."""
+    prefix = "ema." if any(k.startswith("ema.") for k in ckpt["state_dict"]) else "network."
     return {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
 
 

@@ -94,6 +94,9 @@ class TrainConfig(_Section):
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float | None = Field(5.0, gt=0)
     lr_schedule: Literal["none", "cosine"] = "none"
+    ema_decay: float | None = Field(
+        None, gt=0, lt=1, description="Evaluate and publish a moving average of the weights (e.g. 0.99)."
+    )
     window_len: int | None = Field(
         None, ge=1, description="Items of context in a training window; None: sequences.max_len."
     )

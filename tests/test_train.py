@@ -44,7 +44,7 @@ def trained(tmp_path_factory):
     """One real run of the entry point on a small learnable data set."""
     tmp = tmp_path_factory.mktemp("train")
     seq = write_sequence_dir(tmp / "seq", users=120)
-    config = tiny_config(tmp / "config.json", epochs=4)
+    config = tiny_config(tmp / "config.json", epochs=4, ema_decay=0.8)
     done = subprocess.run(
         _command(config, seq, tmp / "model"), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300
     )
