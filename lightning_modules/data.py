@@ -54,8 +54,8 @@ def pad_tails(flat: np.ndarray, lengths: np.ndarray, width: int) -> tuple[torch.
     return torch.from_numpy(out.astype(np.int64)), torch.from_numpy(kept)
 
 
-def build_windows(flat: np.ndarray, lengths: np.ndarray, max_len: int, stride: int) -> torch.Tensor:
-    """Training windows ``[N, max_len + 1]`` ending at ``n, n - stride, ...`` of each sequence."""
+def window_positions(lengths: np.ndarray, max_len: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat positions ``[N, max_len + 1]`` (and their validity) of windows ending at ``n, n - stride, ...``."""
     n_windows = np.where(lengths >= 2, (lengths - 2) // stride + 1, 0)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     seq = np.repeat(np.arange(len(lengths)), n_windows)
@@ -64,7 +64,12 @@ def build_windows(flat: np.ndarray, lengths: np.ndarray, max_len: int, stride: i
     start = np.maximum(end - (max_len + 1), 0)
     cols = np.arange(max_len + 1)
     valid = start[:, None] + cols[None, :] < end[:, None]
-    pos = np.where(valid, offsets[seq][:, None] + start[:, None] + cols[None, :], 0)
+    return np.where(valid, offsets[seq][:, None] + start[:, None] + cols[None, :], 0), valid
+
+
+def build_windows(flat: np.ndarray, lengths: np.ndarray, max_len: int, stride: int) -> torch.Tensor:
+    """Training windows ``[N, max_len + 1]`` ending at ``n, n - stride, ...`` of each sequence."""
+    pos, valid = window_positions(lengths, max_len, stride)
     windows = np.where(valid, flat[pos] if flat.size else 0, 0)
     return torch.from_numpy(windows.astype(np.int64))
 
@@ -78,16 +83,19 @@ def csr_rows(crow: torch.Tensor, col: torch.Tensor, rows: torch.Tensor) -> tuple
 
 
 class TrainWindows:
-    """Dataset indexed by a whole batch of window ids at once."""
+    """Dataset indexed by a whole batch of window ids at once; ``weights`` align with ``items``."""
 
-    def __init__(self, windows: torch.Tensor):
-        self.windows = windows
+    def __init__(self, windows: torch.Tensor, weights: torch.Tensor | None = None):
+        self.windows, self.weights = windows, weights
 
     def __len__(self) -> int:
         return len(self.windows)
 
     def __getitem__(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"window": idx, "items": self.windows[idx]}
+        batch = {"window": idx, "items": self.windows[idx]}
+        if self.weights is not None:
+            batch["weights"] = self.weights[idx]
+        return batch
 
 
 class EvalRows:
@@ -152,6 +160,7 @@ class SequenceDataModule(L.LightningDataModule):
         batch_size: int = 256,
         eval_batch_size: int = 1024,
         stride: int | None = None,
+        window_len: int | None = None,
         seed: int = 0,
         num_workers: int = 0,
         pin_memory: bool = False,
@@ -159,7 +168,9 @@ class SequenceDataModule(L.LightningDataModule):
         super().__init__()
         self.dir = Path(sequences_dir)
         self.max_len, self.batch_size, self.eval_batch_size = max_len, batch_size, eval_batch_size
-        self.stride, self.seed = stride or max_len, seed
+        # Training windows may be longer than the evaluation history: more context per target.
+        self.window_len = window_len or max_len
+        self.stride, self.seed = stride or self.window_len, seed
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.items: pl.DataFrame | None = None
 
@@ -180,7 +191,15 @@ class SequenceDataModule(L.LightningDataModule):
             raise InputError(f"{self.dir / ITEMS_FILE}: column 'item_idx' must be 1..n_items without gaps")
         train = self._read(TRAIN_FILE)
         flat, lengths = _flat_lists(train, "items", self.dir / TRAIN_FILE, self.n_items)
-        self.windows = build_windows(flat, lengths, self.max_len, self.stride)
+        pos, valid = window_positions(lengths, self.window_len, self.stride)
+        self.windows = torch.from_numpy(np.where(valid, flat[pos] if flat.size else 0, 0).astype(np.int64))
+        # Optional per-position weights (sequences.event_weights); weight t belongs to target t.
+        self.weights = None
+        if "weights" in train.columns:
+            w = train.get_column("weights").explode().drop_nulls().to_numpy().astype(np.float32)
+            if len(w) != len(flat):
+                raise InputError(f"{self.dir / TRAIN_FILE}: column 'weights' does not align with 'items'")
+            self.weights = torch.from_numpy(np.where(valid, w[pos] if w.size else 0, 0).astype(np.float32))
         if len(self.windows) == 0:
             raise InputError(f"{self.dir / TRAIN_FILE}: empty training set (no user has two training items)")
         self.train_lists = (flat, lengths, train.get_column("user_idx").to_numpy())
@@ -237,7 +256,7 @@ class SequenceDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(TrainWindows(self.windows), self.batch_size, shuffle=True)
+        return self._loader(TrainWindows(self.windows, self.weights), self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.eval_rows["valid"], self.eval_batch_size, shuffle=False)

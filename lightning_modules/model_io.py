@@ -22,7 +22,7 @@ BEST_CKPT, LAST_CKPT, ITEMS_FILE, CONFIG_FILE, METRICS_FILE, CURVE_FILE = (
     "curve.png",
 )
 # Settings that change the shape or meaning of weights; a checkpoint must agree on them to be reused.
-ARCH_KEYS = ("cell", "embedding_dim", "hidden_size", "num_layers", "tie_weights", "projection")
+ARCH_KEYS = ("cell", "embedding_dim", "hidden_size", "num_layers", "tie_weights", "projection", "item_bias")
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -40,16 +40,17 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def network_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
-    prefix = "network."
+    """The evaluated weights: the moving average (``ema.``) when training kept one, else ``network.``."""
+    prefix = "ema." if any(k.startswith("ema.") for k in ckpt["state_dict"]) else "network."
     return {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
 
 
 def check_compatible(path: Path, saved: dict[str, Any], wanted: dict[str, Any]) -> None:
     """Raise an ``InputError`` naming each architecture setting where checkpoint and config differ."""
     diffs = [
-        f"{key}={saved.get(key)!r} (config asks for {wanted.get(key)!r})"
+        f"{key}={saved.get(key, False)!r} (config asks for {wanted.get(key, False)!r})"
         for key in ARCH_KEYS
-        if saved.get(key) != wanted.get(key)
+        if saved.get(key, False) != wanted.get(key, False)
     ]
     if diffs:
         raise InputError(f"{path}: checkpoint from an incompatible config: {'; '.join(diffs)}")
@@ -88,7 +89,7 @@ def warm_start(network: NextItemNetwork, items: pl.DataFrame, previous_dir: Path
     own = network.state_dict()
     with torch.no_grad():
         for name, value in state.items():
-            if name.endswith("embedding.weight"):
+            if name.endswith("embedding.weight") or name == "bias":
                 own[name][new_idx] = value[old_idx]
             else:
                 own[name].copy_(value)

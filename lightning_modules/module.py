@@ -5,6 +5,7 @@ bookkeeping. Validation metrics are integer counts all-reduced over ranks (see `
 each rank logs the same exact value; ``history`` keeps them per epoch and travels in checkpoints.
 """
 
+import copy
 import time
 from typing import Any
 
@@ -25,6 +26,9 @@ class NextItemModule(L.LightningModule):
     def __init__(self, network: NextItemNetwork, config: dict[str, Any], item_counts: list[int] | None = None):
         super().__init__()
         self.network = network
+        # An exponential moving average of the weights, when configured, is what gets evaluated and
+        # published: it is smoother than the last step's weights on small, noisy data.
+        self.ema = copy.deepcopy(network).requires_grad_(False) if config["train"].get("ema_decay") else None
         self.save_hyperparameters({"arch": network.arch, "config": config})
         self.model_cfg, self.train_cfg = config["model"], config["train"]
         counts = torch.tensor([0, *(item_counts or [1] * network.n_items)], dtype=torch.float)
@@ -48,14 +52,30 @@ class NextItemModule(L.LightningModule):
         keep = targets > 0
         hidden, targets = hidden[keep], targets[keep]
         if self.model_cfg["loss"] == "sampled_softmax":
-            loss = self._sampled_softmax(hidden, targets)
+            losses = self._sampled_softmax(hidden, targets)
         else:
             logits = hidden @ self.network.item_embeddings().T
             logits[:, 0] = float("-inf")
-            loss = F.cross_entropy(logits.float(), targets)
+            losses = F.cross_entropy(logits.float(), targets, reduction="none")
+        if "weights" in batch:
+            weights = batch["weights"][:, 1:][keep]
+            loss = (losses * weights).sum() / weights.sum().clamp(min=1e-12)
+        else:
+            loss = losses.mean()
         self._loss_sum += torch.tensor([loss.item() * len(targets), len(targets)], dtype=torch.float64)
         self.log("train/loss", loss, prog_bar=False, batch_size=len(targets))
         return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.ema is not None:
+            weight = 1.0 - self.train_cfg["ema_decay"]
+            with torch.no_grad():
+                for avg, param in zip(self.ema.parameters(), self.network.parameters(), strict=True):
+                    avg.lerp_(param.detach(), weight)
+
+    @property
+    def eval_network(self) -> NextItemNetwork:
+        return self.ema if self.ema is not None else self.network
 
     def _sampled_softmax(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Shared popularity-sampled negatives with logQ correction; accidental hits are removed."""
@@ -66,7 +86,8 @@ class NextItemModule(L.LightningModule):
         neg = hidden @ table[negatives].T - self.log_q[negatives]
         neg = neg.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
         logits = torch.cat([pos, neg], dim=1).float()
-        return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=logits.device))
+        zeros = torch.zeros(len(targets), dtype=torch.long, device=logits.device)
+        return F.cross_entropy(logits, zeros, reduction="none")
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(
@@ -80,8 +101,9 @@ class NextItemModule(L.LightningModule):
     def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Full-catalogue scores ``[B, n_items + 1]`` in float32, outside any autocast."""
         with torch.autocast(device_type=self.device.type, enabled=False):
-            states = self.network.user_states(batch["history"], batch["lengths"]).float()
-            return states @ self.network.item_embeddings().float().T
+            network = self.eval_network
+            states = network.user_states(batch["history"], batch["lengths"]).float()
+            return states @ network.item_embeddings().float().T
 
     def on_validation_epoch_start(self) -> None:
         self.metrics["valid"].reset()

@@ -27,6 +27,7 @@ class NextItemNetwork(nn.Module):
         hidden_dropout: float = 0.0,
         tie_weights: bool = True,
         projection: bool | None = None,
+        item_bias: bool = False,
     ):
         super().__init__()
         if cell not in CELLS:
@@ -47,6 +48,7 @@ class NextItemNetwork(nn.Module):
             "hidden_dropout": hidden_dropout,
             "tie_weights": tie_weights,
             "projection": projection,
+            "item_bias": item_bias,
         }
         self.n_items = n_items
         self.embedding = nn.Embedding(n_items + 1, embedding_dim, padding_idx=0)
@@ -55,6 +57,8 @@ class NextItemNetwork(nn.Module):
         self.output_dropout = nn.Dropout(hidden_dropout)
         self.projection = nn.Linear(hidden_size, embedding_dim) if projection else None
         self.output_embedding = None if tie_weights else nn.Embedding(n_items + 1, embedding_dim, padding_idx=0)
+        # A per-item score offset (popularity); folded into the dot product as one extra dimension.
+        self.bias = nn.Parameter(torch.zeros(n_items + 1)) if item_bias else None
         self.reset_parameters()
 
     @classmethod
@@ -74,10 +78,13 @@ class NextItemNetwork(nn.Module):
                 nn.init.zeros_(param)
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
-        """Hidden state in item space after every position: ``[B, L] -> [B, L, embedding_dim]``."""
+        """User state after every position: ``[B, L] -> [B, L, d]`` (d = embedding_dim, + 1 with item_bias)."""
         out, _ = self.rnn(self.input_dropout(self.embedding(items)))
         out = self.output_dropout(out)
-        return self.projection(out) if self.projection is not None else out
+        out = self.projection(out) if self.projection is not None else out
+        if self.bias is not None:
+            out = torch.cat([out, torch.ones_like(out[..., :1])], dim=-1)
+        return out
 
     def user_states(self, histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The state after each user's last real item: ``[B, L]`` right-padded, ``[B]`` -> ``[B, d]``."""
@@ -88,7 +95,9 @@ class NextItemNetwork(nn.Module):
     def item_embeddings(self) -> torch.Tensor:
         """The scoring table ``[n_items + 1, d]``; row 0 is padding."""
         table = self.output_embedding if self.output_embedding is not None else self.embedding
-        return table.weight
+        if self.bias is None:
+            return table.weight
+        return torch.cat([table.weight, self.bias.unsqueeze(1)], dim=1)
 
 
 def build_network(model_config: Any, n_items: int) -> NextItemNetwork:
@@ -103,4 +112,5 @@ def build_network(model_config: Any, n_items: int) -> NextItemNetwork:
         hidden_dropout=model_config.hidden_dropout,
         tie_weights=model_config.tie_weights,
         projection=model_config.projection,
+        item_bias=model_config.item_bias,
     )

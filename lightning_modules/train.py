@@ -37,10 +37,13 @@ from nightrec.errors import ConfigError, NightrecError
 
 
 class EpochLog(Callback):
-    """One plain line per epoch on stdout (the flow captures it); only rank 0 prints."""
+    """One plain line per epoch on stdout (the flow captures it); only rank 0 prints.
 
-    def on_validation_end(self, trainer, module) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or not module.history:
+    Printed at the end of the training epoch, after the epoch's checkpoints are on disk.
+    """
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        if not trainer.is_global_zero or not module.history:
             return
         h = module.history[-1]
         v = h["valid"]
@@ -97,6 +100,7 @@ def fit(
         batch_size=config.train.batch_size,
         eval_batch_size=config.train.eval_batch_size,
         stride=config.train.window_stride,
+        window_len=config.train.window_len,
         seed=config.train.seed,
         num_workers=config.train.num_workers,
         pin_memory=settings["accelerator"] == "gpu",
@@ -117,8 +121,9 @@ def fit(
         save_top_k=1,
         save_last=True,
         enable_version_counter=False,
+        save_on_train_epoch_end=False,  # save after validation, before EpochLog reports the epoch
     )
-    early = EarlyStopping(monitor=MONITOR, mode="max", patience=config.train.patience)
+    early = EarlyStopping(monitor=MONITOR, mode="max", patience=config.train.patience, check_on_train_epoch_end=False)
     trainer = L.Trainer(
         **settings,
         max_epochs=config.train.epochs,

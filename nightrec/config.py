@@ -38,6 +38,7 @@ class ModelConfig(_Section):
     projection: bool | None = Field(
         None, description="Linear map from hidden state to item space; None: only where the sizes differ."
     )
+    item_bias: bool = Field(False, description="Learn a per-item score offset (one extra state dimension).")
     loss: Literal["ce", "sampled_softmax"] = "ce"
     num_negatives: int = Field(1024, ge=1, description="Popularity-sampled negatives per batch (sampled_softmax).")
 
@@ -93,12 +94,18 @@ class TrainConfig(_Section):
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float | None = Field(5.0, gt=0)
     lr_schedule: Literal["none", "cosine"] = "none"
+    ema_decay: float | None = Field(
+        None, gt=0, lt=1, description="Evaluate and publish a moving average of the weights (e.g. 0.99)."
+    )
+    window_len: int | None = Field(
+        None, ge=1, description="Items of context in a training window; None: sequences.max_len."
+    )
     window_stride: int | None = Field(
-        None, ge=1, description="Step between training windows; None: max_len (each target trained once)."
+        None, ge=1, description="Step between training windows; None: window_len (each target trained once)."
     )
     seed: int = 42
-    accelerator: Literal["cpu", "gpu", "cuda", "auto"] = "cpu"
-    devices: int | Literal["auto"] = 1
+    accelerator: Literal["cpu", "gpu", "cuda", "auto"] = "auto"
+    devices: int | Literal["auto"] = "auto"
     strategy: str = "auto"
     precision: str = "auto"
     num_threads: int | None = Field(None, ge=1)
