@@ -124,10 +124,19 @@ def recommend(
             if recs.is_empty():
                 when = config.run_date.isoformat() if config.run_date else "the latest run"
                 raise NightrecError(f"{where}: nothing published for {when}")
-            console.print(f"user '{user}' is new (not in the published table): showing the popularity fallback list")
+            console.print(
+                f"user '{user}' is new (not in the published table): showing the popularity fallback list",
+                soft_wrap=True,
+                highlight=False,
+            )
             recs = recs.with_columns(pl.lit(SOURCE_POPULARITY).alias("source"))
         sources = ", ".join(recs["source"].unique(maintain_order=True).to_list())
-        table = Table(title=f"user {user} - {recs['run_date'][0]} - source: {sources} - {recs['model_version'][0]}")
+        console.print(
+            f"user {user} - run {recs['run_date'][0]} - source: {sources} - model {recs['model_version'][0]}",
+            soft_wrap=True,
+            highlight=False,
+        )
+        table = Table()
         for column in ("rank", "item_id", "score", "source"):
             table.add_column(column)
         for row in recs.iter_rows(named=True):
