@@ -146,6 +146,7 @@ def recommend(
 
 # Further command modules register on `app` when imported; one import line each, kept sorted.
 # (e.g. `import flows.cli_validate` with a noqa for E402 and F401)
+import flows.cli_sequences  # noqa: E402, F401
 
 
 def main() -> None:

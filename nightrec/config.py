@@ -8,7 +8,7 @@ import json
 import os
 import re
 import tomllib
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,38 +28,86 @@ class _Section(BaseModel):
 
 
 class ModelConfig(_Section):
-    """The next-item network."""
+    """The next-item network and its training objective."""
 
     cell: Literal["rnn", "lstm", "gru"] = "gru"
     embedding_dim: int = Field(64, ge=1)
     hidden_size: int = Field(64, ge=1)
     num_layers: int = Field(1, ge=1)
-    dropout: float = Field(0.3, ge=0.0, lt=1.0)
-    tie_weights: bool = True
+    dropout: float = Field(0.3, ge=0.0, lt=1.0, description="Dropout on the input item embeddings.")
+    hidden_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the recurrent output.")
+    tie_weights: bool = Field(True, description="Score with the input item embeddings (else a separate table).")
+    projection: bool | None = Field(
+        None, description="Linear map from hidden state to item space; None: only where the sizes differ."
+    )
+    loss: Literal["ce", "sampled_softmax"] = "ce"
+    num_negatives: int = Field(1024, ge=1, description="Popularity-sampled negatives per batch (sampled_softmax).")
 
 
 class SequenceConfig(_Section):
-    """Turning clean events into per-user item sequences."""
+    """Turning clean events into per-user item sequences (``nightrec.sequences``)."""
 
-    max_len: int = Field(50, ge=2)
-    session_timeout_minutes: float = Field(30.0, gt=0)
-    min_item_count: int = Field(1, ge=1)
+    max_len: int = Field(50, ge=2, description="History length kept for evaluation and scoring inputs.")
+    session_timeout_minutes: float = Field(30.0, gt=0, description="A longer gap starts a new session.")
+    min_item_count: int = Field(1, ge=1, description="Items seen fewer times are mapped out (new items only).")
     split: Literal["leave_last_out", "temporal"] = "leave_last_out"
+    temporal_cutoff: datetime | None = Field(
+        None, description="Temporal split: the test cut-off T (UTC); default the latest event minus one window."
+    )
+    temporal_window_days: float = Field(
+        1.0, gt=0, description="Temporal split: validation covers [T - window, T); training is before T - window."
+    )
+    collapse_repeats: bool = Field(True, description="Drop an event whose item repeats the user's previous item.")
+    dedupe: bool = Field(True, description="Drop exact duplicate events (same user, item, type and time).")
+    event_types: list[str] | None = Field(None, description="Build sequences from these event types only.")
+    event_weights: dict[str, float] | None = Field(
+        None, description="Per-type weight of each training position, written as train.parquet 'weights'."
+    )
+
+    @field_validator("event_types", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("temporal_cutoff")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # A naive cut-off means UTC, like every timestamp in the event contract.
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 class TrainConfig(_Section):
-    """Optimisation and hardware; accelerator/devices/strategy/precision are passed to Lightning."""
+    """Optimisation and hardware; accelerator/devices/strategy/precision are passed to Lightning.
 
-    epochs: int = Field(20, ge=1)
+    ``precision="auto"`` means ``bf16-mixed`` on a GPU and ``32-true`` on CPU; ``devices="auto"``
+    takes every visible GPU (with DDP when there are several) or one CPU process.
+    """
+
+    epochs: int = Field(20, ge=1, description="Upper bound; early stopping usually ends sooner.")
+    patience: int = Field(5, ge=1, description="Epochs without a better validation NDCG@10 before stopping.")
     batch_size: int = Field(256, ge=1)
+    eval_batch_size: int = Field(1024, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(5.0, gt=0)
+    lr_schedule: Literal["none", "cosine"] = "none"
+    window_len: int | None = Field(
+        None, ge=1, description="Items of context in a training window; None: sequences.max_len."
+    )
+    window_stride: int | None = Field(
+        None, ge=1, description="Step between training windows; None: window_len (each target trained once)."
+    )
     seed: int = 42
-    accelerator: Literal["cpu", "gpu", "cuda", "auto"] = "cpu"
-    devices: int = Field(1, ge=1)
+    accelerator: Literal["cpu", "gpu", "cuda", "auto"] = "auto"
+    devices: int | Literal["auto"] = "auto"
     strategy: str = "auto"
-    precision: str = "32-true"
+    precision: str = "auto"
     num_threads: int | None = Field(None, ge=1)
+    num_workers: int = Field(0, ge=0)
 
 
 class PopularityConfig(_Section):

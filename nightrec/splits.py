@@ -1,0 +1,83 @@
+"""Leak-free evaluation splits over per-user sequences held as Polars list columns.
+
+Both splits take one row per user (``user_idx``, ``items`` and the aligned per-position lists)
+and return the train / valid / test / full frames of the sequences contract. Every operation is
+a list expression, so no Python loop runs over users.
+"""
+
+import polars as pl
+
+from nightrec.vocab import IDX_DTYPE, USER_IDX
+
+ITEMS = "items"
+SESSIONS = "sessions"
+WEIGHTS = "weights"
+HISTORY = "history"
+TARGET = "target"
+# Per-user prefix counts the temporal split needs (computed before the lists are built).
+N_BEFORE_VALID = "n_before_valid"
+N_BEFORE_TEST = "n_before_test"
+
+TRAIN_SCHEMA = {USER_IDX: IDX_DTYPE, ITEMS: pl.List(IDX_DTYPE), SESSIONS: pl.List(IDX_DTYPE)}
+EVAL_SCHEMA = {USER_IDX: IDX_DTYPE, HISTORY: pl.List(IDX_DTYPE), TARGET: IDX_DTYPE}
+FULL_SCHEMA = {USER_IDX: IDX_DTYPE, HISTORY: pl.List(IDX_DTYPE)}
+
+
+def _train(seqs: pl.DataFrame, length: pl.Expr) -> pl.DataFrame:
+    """Each user's first ``length`` positions; users left with fewer than two have no target."""
+    aligned = [c for c in (ITEMS, SESSIONS, WEIGHTS) if c in seqs.columns]
+    return (
+        seqs.select(pl.col(USER_IDX), length.alias("__n"), *aligned)
+        .filter(pl.col("__n") >= 2)
+        .select(pl.col(USER_IDX), *[pl.col(c).list.head(pl.col("__n")) for c in aligned])
+    )
+
+
+def _targets(seqs: pl.DataFrame, position: pl.Expr, max_len: int) -> pl.DataFrame:
+    """The item at ``position`` as the target, the up-to-``max_len`` items before it as history."""
+    items = pl.col(ITEMS)
+    return (
+        seqs.select(pl.col(USER_IDX), items, position.alias("__p"))
+        .filter(pl.col("__p").is_not_null() & (pl.col("__p") >= 1))
+        .select(
+            pl.col(USER_IDX),
+            items.list.head(pl.col("__p")).list.tail(max_len).alias(HISTORY),
+            items.list.get(pl.col("__p")).cast(IDX_DTYPE).alias(TARGET),
+        )
+    )
+
+
+def full_histories(seqs: pl.DataFrame, max_len: int) -> pl.DataFrame:
+    """Every user's last ``max_len`` items, the input for nightly scoring."""
+    return seqs.select(pl.col(USER_IDX), pl.col(ITEMS).list.tail(max_len).alias(HISTORY))
+
+
+def leave_last_out(seqs: pl.DataFrame, max_len: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """RecBole's ``LS: valid_and_test`` with ``TO`` order: test = last, valid = second to last.
+
+    As in RecBole, a user holds out at most ``n - 1`` items: with two events the last is the
+    test target and there is no validation target; with one event nothing is held out. The
+    test history includes the validation item.
+    """
+    n = pl.col(ITEMS).list.len()
+    held_out = pl.min_horizontal(n - 1, pl.lit(2)).clip(lower_bound=0)
+    train = _train(seqs, n - held_out)
+    valid = _targets(seqs, pl.when(n >= 3).then(n - 2), max_len)
+    test = _targets(seqs, pl.when(n >= 2).then(n - 1), max_len)
+    return train, valid, test
+
+
+def temporal(seqs: pl.DataFrame, max_len: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """A global cut-off: train on events before the validation cut-off, evaluate the next items.
+
+    ``seqs`` carries ``n_before_valid`` and ``n_before_test`` (how many of the user's events fall
+    before each cut-off). The validation target is the user's first event in the validation
+    window, the test target the first event at or after the test cut-off; each history is
+    everything before its target, so no event after a cut-off is ever trained on.
+    """
+    n = pl.col(ITEMS).list.len()
+    before_valid, before_test = pl.col(N_BEFORE_VALID), pl.col(N_BEFORE_TEST)
+    train = _train(seqs, before_valid)
+    valid = _targets(seqs, pl.when(before_test > before_valid).then(before_valid), max_len)
+    test = _targets(seqs, pl.when(n > before_test).then(before_test), max_len)
+    return train, valid, test
