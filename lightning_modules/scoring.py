@@ -1,11 +1,8 @@
-"""Batch scoring: every known user's top-K items from the model, seen items masked.
+"""Batch scoring: every known user's top-K items from a trained model, seen items masked.
 
-Scores are ``user_states @ item_embeddings().T``, computed in chunks of users so memory is
-bounded by ``chunk_size * n_items`` and not by the user count. Within a chunk the matmul runs
-in item tiles sized to stay in the CPU's L2 cache, and each tile is reduced at once to block
-maxima: the top-K items always lie in the K blocks with the highest maxima (each of those
-items is at least its block's maximum), so ``torch.topk`` runs over the block maxima and then
-over K blocks, never over the whole catalogue.
+``score_users`` reads a model folder and tonight's sequences and returns external ids; the
+kernel (``top_k_scores``) lives in ``lightning_modules.topk``: chunked over users so memory is
+bounded by the chunk size, not the user count.
 """
 
 from pathlib import Path
@@ -14,170 +11,11 @@ import numpy as np
 import polars as pl
 import torch
 
+from lightning_modules.topk import seen_csr, top_k_scores
 from nightrec.schema import ITEM_ID, RANK, SCORE, USER_ID
 
-BLOCK = 64
-_TILE_BYTES = 2 << 20
-Seen = list[torch.Tensor] | tuple[torch.Tensor, torch.Tensor] | None
-
-
-def seen_csr(seen: Seen, n_users: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(crow, col) int64 tensors from a list of per-user item-index tensors or a CSR pair."""
-    if seen is None:
-        return torch.zeros(n_users + 1, dtype=torch.long), torch.zeros(0, dtype=torch.long)
-    if isinstance(seen, tuple):
-        crow, col = seen
-        return crow.long(), col.long()
-    if len(seen) != n_users:
-        raise ValueError(f"seen has {len(seen)} rows for {n_users} users")
-    lengths = torch.tensor([len(s) for s in seen], dtype=torch.long)
-    crow = torch.zeros(n_users + 1, dtype=torch.long)
-    crow[1:] = torch.cumsum(lengths, 0)
-    col = torch.cat([torch.as_tensor(s, dtype=torch.long).reshape(-1) for s in seen]) if seen else crow[:0]
-    return crow, col
-
-
-def _chunk_seen(crow: torch.Tensor, col: torch.Tensor, u0: int, u1: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = torch.repeat_interleave(torch.arange(u1 - u0), crow[u0 + 1 : u1 + 1] - crow[u0:u1])
-    return rows.to(device), col[crow[u0] : crow[u1]].to(device)
-
-
-def _exact_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.topk(scores, min(k, scores.shape[1]), dim=1)
-
-
-@torch.no_grad()
-def top_k_scores(
-    user_states: torch.Tensor,
-    item_embeddings: torch.Tensor,
-    seen: Seen,
-    k: int,
-    chunk_size: int = 4096,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-``k`` (scores, item_idx) per user, each ``[n_users, k]``, best first.
-
-    Row 0 of ``item_embeddings`` is padding and never returned; ``seen`` (per-user item
-    indices, as a list of tensors or CSR ``(crow, col)``) is masked. Where a user has fewer
-    than ``k`` eligible items the tail holds score ``-inf``; callers drop those.
-    """
-    n_users, n_rows = user_states.shape[0], item_embeddings.shape[0]
-    device = user_states.device
-    crow, col = seen_csr(seen, n_users)
-    k_eff = min(k, n_rows)
-    out_scores = torch.empty(n_users, k_eff, dtype=torch.float32)
-    out_items = torch.empty(n_users, k_eff, dtype=torch.long)
-    items_t = item_embeddings.float().T.contiguous()
-    users = user_states.float()
-    blocked = device.type == "cpu" and n_rows > 4 * k * BLOCK
-    if blocked:
-        # One tile, allocated once and sized to stay in L2 while it is reduced.
-        rows_per_chunk = min(chunk_size, n_users)
-        per_tile = max(1, _TILE_BYTES // (4 * rows_per_chunk * BLOCK))
-        tile = torch.empty(rows_per_chunk, per_tile * BLOCK)
-    for u0 in range(0, n_users, chunk_size):
-        u1 = min(u0 + chunk_size, n_users)
-        rows, cols = _chunk_seen(crow, col, u0, u1, device)
-        if blocked:
-            vals, idx = _blocked_chunk(users[u0:u1], items_t, rows, cols, k_eff, tile)
-        else:
-            scores = users[u0:u1] @ items_t
-            scores[:, 0] = -torch.inf
-            scores[rows, cols] = -torch.inf
-            vals, idx = _exact_top_k(scores, k_eff)
-        out_scores[u0:u1], out_items[u0:u1] = vals.cpu(), idx.cpu()
-    return out_scores, out_items
-
-
-def _blocked_chunk(
-    users: torch.Tensor, items_t: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, k: int, tile: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One chunk on CPU in a single pass over item tiles that stay in cache.
-
-    Each tile is reduced to block maxima; a running threshold (the k-th best block maximum so
-    far) only rises, and a block is kept as a candidate when its maximum reaches it. Every
-    final top-k item lies in such a block, so the last ``topk`` runs over a few candidates.
-    """
-    b, n_rows = users.shape[0], items_t.shape[1]
-    width = tile.shape[1]
-    per_tile = width // BLOCK
-    tile = tile[:b]
-    both = torch.full((b, k + per_tile), -torch.inf)
-    running = both[:, :k]
-    tile_of = cols // width
-    order = torch.argsort(tile_of)
-    rows, cols, tile_of = rows[order], cols[order], tile_of[order]
-    n_tiles = -(-n_rows // width)
-    bounds = torch.searchsorted(tile_of, torch.arange(n_tiles + 1)).tolist()
-    kept = []
-    for t in range(n_tiles):
-        lo, hi = t * width, min((t + 1) * width, n_rows)
-        if hi - lo < width:
-            # The last, partial tile: columns past the catalogue can never win.
-            tile[:, hi - lo :] = -torch.inf
-            tile[:, : hi - lo] = users @ items_t[:, lo:hi]
-        else:
-            torch.mm(users, items_t[:, lo:hi], out=tile)
-        if t == 0:
-            tile[:, 0] = -torch.inf
-        if bounds[t + 1] > bounds[t]:
-            tile[rows[bounds[t] : bounds[t + 1]], cols[bounds[t] : bounds[t + 1]] - lo] = -torch.inf
-        blocks = tile.view(b, per_tile, BLOCK)
-        maxima = blocks.amax(dim=2)
-        both[:, k:] = maxima
-        running = torch.topk(both, k, dim=1, sorted=False).values
-        both[:, :k] = running
-        threshold = running.amin(dim=1, keepdim=True)
-        flat = ((maxima >= threshold) & (maxima > -torch.inf)).view(-1).nonzero().squeeze(1)
-        if flat.numel():
-            # index_select copies whole 64-float rows: far cheaper than 2-D advanced indexing.
-            kept.append(
-                (
-                    blocks.view(b * per_tile, BLOCK).index_select(0, flat),
-                    maxima.view(-1).index_select(0, flat),
-                    flat // per_tile,
-                    lo + (flat % per_tile) * BLOCK,
-                )
-            )
-    return _finish(kept, running.amin(dim=1), b, k)
-
-
-def _finish(kept: list, threshold: torch.Tensor, b: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row top-k from the candidate blocks kept by ``_blocked_chunk``.
-
-    Blocks whose maximum is below the final threshold are dropped first, leaving about k
-    blocks per row (more only on ties); those are laid out as a padded ``[b, blocks, BLOCK]``
-    array for one last ``topk``.
-    """
-    if not kept:
-        return torch.full((b, k), -torch.inf), torch.zeros((b, k), dtype=torch.long)
-    vals, rows, starts = [], [], []
-    for block_vals, block_max, block_row, block_start in kept:
-        sel = (block_max >= threshold[block_row]).nonzero().squeeze(1)
-        vals.append(block_vals.index_select(0, sel))
-        rows.append(block_row.index_select(0, sel))
-        starts.append(block_start.index_select(0, sel))
-    vals, rows, starts = torch.cat(vals), torch.cat(rows), torch.cat(starts)
-    order = torch.argsort(rows, stable=True)
-    vals, rows, starts = vals[order], rows[order], starts[order]
-    counts = torch.bincount(rows, minlength=b)
-    first = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(rows.numel()) - first[rows]
-    width = max(int(counts.max()), -(-k // BLOCK))
-    padded = torch.full((b, width, BLOCK), -torch.inf)
-    padded[rows, slot] = vals
-    origin = torch.zeros((b, width), dtype=torch.long)
-    origin[rows, slot] = starts
-    top_vals, pos = torch.topk(padded.view(b, -1), k, dim=1)
-    return top_vals, torch.gather(origin, 1, pos // BLOCK) + pos % BLOCK
-
-
-def _padded(histories: list[np.ndarray], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([min(len(h), max_len) for h in histories], dtype=torch.long)
-    batch = torch.zeros(len(histories), max(1, int(lengths.max()) if len(histories) else 1), dtype=torch.long)
-    for i, h in enumerate(histories):
-        tail = h[-max_len:]
-        batch[i, : len(tail)] = torch.from_numpy(np.asarray(tail, dtype=np.int64))
-    return batch, lengths
+__all__ = ["score_network", "score_users", "seen_csr", "top_k_scores"]
+USER_IDX, ITEM_IDX = "user_idx", "item_idx"
 
 
 def score_users(
@@ -186,11 +24,22 @@ def score_users(
     """Top-``k`` for every user in ``sequences_dir/full.parquet``: (user_id, rank, item_id, score).
 
     Loads the network with ``lightning_modules.model_io.load_model`` (the folder is enough).
+    Users whose history holds no item the model knows are left out (they get the fallback).
     """
     from lightning_modules.model_io import load_model
 
     network, items = load_model(Path(model_dir))
     return score_network(network, items, Path(sequences_dir), k, chunk_size, device)
+
+
+def _mapped(frame: pl.DataFrame, column: str, to_model: np.ndarray) -> pl.DataFrame:
+    """(user_idx, pos, model item_idx) rows of a list column, items unknown to the model dropped."""
+    flat = frame.select(USER_IDX, pl.col(column).alias(ITEM_IDX)).with_row_index("__row").explode(ITEM_IDX)
+    flat = flat.drop_nulls(ITEM_IDX).with_columns(pl.int_range(pl.len()).over("__row").alias("__pos"))
+    idx = flat.get_column(ITEM_IDX).to_numpy().astype(np.int64)
+    inside = idx < len(to_model)
+    model_idx = np.where(inside, to_model[np.where(inside, idx, 0)], 0)
+    return flat.with_columns(pl.Series(ITEM_IDX, model_idx)).filter(pl.col(ITEM_IDX) > 0).drop("__row")
 
 
 def score_network(
@@ -208,43 +57,68 @@ def score_network(
     ids, so a vocabulary that grew since training never shifts an item; unknown items are dropped.
     """
     sequences_dir = Path(sequences_dir)
-    users = pl.read_parquet(sequences_dir / "users.parquet")
-    full = pl.read_parquet(sequences_dir / "full.parquet").join(users, on="user_idx")
     to_model = _index_map(pl.read_parquet(sequences_dir / "items.parquet"), model_items)
-    histories = [to_model[np.asarray(h, dtype=np.int64)] for h in full.get_column("history").to_list()]
-    histories = [h[h > 0] for h in histories]
-    seen = {u: h for u, h in zip(full.get_column("user_idx").to_list(), histories, strict=True)}
+    history = _mapped(pl.read_parquet(sequences_dir / "full.parquet"), "history", to_model)
+    users = (
+        history.select(USER_IDX)
+        .unique()
+        .join(pl.read_parquet(sequences_dir / "users.parquet"), on=USER_IDX)
+        .sort(USER_IDX)
+        .with_row_index("__r")
+    )
+    if users.is_empty():
+        return pl.DataFrame(schema={USER_ID: pl.String, RANK: pl.Int32, ITEM_ID: pl.String, SCORE: pl.Float64})
+    rows = users.select(USER_IDX, pl.col("__r").cast(pl.Int64))
+    history = history.join(rows, on=USER_IDX).sort("__r", "__pos")
+    seen = [history.select("__r", ITEM_IDX)]
     train_path = sequences_dir / "train.parquet"
     if train_path.is_file():
-        for u, items in pl.read_parquet(train_path).iter_rows():
-            if u in seen and items:
-                mapped = to_model[np.asarray(items, dtype=np.int64)]
-                seen[u] = np.union1d(seen[u], mapped[mapped > 0])
-    keep = [i for i, h in enumerate(histories) if len(h)]
-    full = full[keep]
-    histories = [histories[i] for i in keep]
-    network = network.to(device).eval()
-    max_len = max((len(h) for h in histories), default=1)
-    states = []
+        train = _mapped(pl.read_parquet(train_path, columns=[USER_IDX, "items"]), "items", to_model)
+        seen.append(train.join(rows, on=USER_IDX).select("__r", ITEM_IDX))
+    seen_flat = pl.concat(seen).unique().sort("__r", ITEM_IDX)
+    states = _user_states(network, history, users.height, chunk_size, device)
     with torch.no_grad():
-        for lo in range(0, len(histories), chunk_size):
-            batch, lengths = _padded(histories[lo : lo + chunk_size], max_len)
-            states.append(network.user_states(batch.to(device), lengths.to(device)).float())
         item_emb = network.item_embeddings().float()
-    if not states:
-        return pl.DataFrame(schema={USER_ID: pl.String, RANK: pl.Int32, ITEM_ID: pl.String, SCORE: pl.Float64})
-    masked = [torch.from_numpy(np.asarray(seen[u], dtype=np.int64)) for u in full.get_column("user_idx").to_list()]
-    scores, idx = top_k_scores(torch.cat(states), item_emb, masked, k, chunk_size)
-    return _to_frame(full.get_column(USER_ID), scores, idx, model_items)
+    crow = _offsets(seen_flat.get_column("__r").to_numpy(), users.height)
+    col = torch.from_numpy(seen_flat.get_column(ITEM_IDX).to_numpy().astype(np.int64))
+    scores, idx = top_k_scores(states, item_emb, (crow, col), k, chunk_size)
+    return _to_frame(users.get_column(USER_ID), scores, idx, model_items)
+
+
+def _offsets(rows: np.ndarray, n: int) -> torch.Tensor:
+    crow = np.zeros(n + 1, dtype=np.int64)
+    crow[1:] = np.cumsum(np.bincount(rows, minlength=n))
+    return torch.from_numpy(crow)
+
+
+@torch.no_grad()
+def _user_states(network: torch.nn.Module, history: pl.DataFrame, n: int, chunk_size: int, device: str) -> torch.Tensor:
+    """Final hidden states from right-padded histories, ``chunk_size`` users at a time."""
+    network = network.to(device).eval()
+    r = history.get_column("__r").to_numpy()
+    items = history.get_column(ITEM_IDX).to_numpy().astype(np.int64)
+    crow = _offsets(r, n).numpy()
+    # Dropping unknown items left gaps in the positions: renumber 0..len-1 per user.
+    pos = np.arange(len(r)) - crow[r]
+    out = []
+    for lo in range(0, n, chunk_size):
+        hi = min(lo + chunk_size, n)
+        a, b = crow[lo], crow[hi]
+        lengths = np.diff(crow[lo : hi + 1])
+        batch = np.zeros((hi - lo, max(1, int(lengths.max()))), dtype=np.int64)
+        batch[r[a:b] - lo, pos[a:b]] = items[a:b]
+        states = network.user_states(torch.from_numpy(batch).to(device), torch.from_numpy(lengths).to(device))
+        out.append(states.float().cpu())
+    return torch.cat(out)
 
 
 def _index_map(seq_items: pl.DataFrame, model_items: pl.DataFrame) -> np.ndarray:
     """Array mapping tonight's item_idx to the model's (0 where the model lacks the item)."""
-    joined = seq_items.select(ITEM_ID, "item_idx").join(
-        model_items.select(ITEM_ID, pl.col("item_idx").alias("model_idx")), on=ITEM_ID, how="left"
+    joined = seq_items.select(ITEM_ID, ITEM_IDX).join(
+        model_items.select(ITEM_ID, pl.col(ITEM_IDX).alias("model_idx")), on=ITEM_ID, how="left"
     )
-    out = np.zeros(int(seq_items.get_column("item_idx").max() or 0) + 1, dtype=np.int64)
-    out[joined.get_column("item_idx").to_numpy()] = joined.get_column("model_idx").fill_null(0).to_numpy()
+    out = np.zeros(int(seq_items.get_column(ITEM_IDX).max() or 0) + 1, dtype=np.int64)
+    out[joined.get_column(ITEM_IDX).to_numpy()] = joined.get_column("model_idx").fill_null(0).to_numpy()
     return out
 
 

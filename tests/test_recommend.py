@@ -94,7 +94,7 @@ def test_mixed_type_user_ids_are_rejected_with_the_column_named(tmp_path):
         build_recommendations(_catalogue_log(), RUN, _config(tmp_path), users=mixed)
     fractional = tmp_path / "frac.parquet"
     pl.DataFrame({USER_ID: [1.0, 2.5]}).write_parquet(fractional)
-    with pytest.raises(InputError, match="frac.parquet: column 'user_id' holds fractional numbers"):
+    with pytest.raises(InputError, match=r"frac\.parquet: column 'user_id' holds fractional numbers"):
         read_user_table(fractional)
 
 
