@@ -6,6 +6,7 @@ Precedence, lowest to highest: defaults < config file (YAML or TOML) < environme
 
 import json
 import os
+import re
 import tomllib
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from nightrec.schema import ADD_TO_CART, CLICK, DEFAULT_EVENT_TYPES, PURCHASE, V
 
 ENV_PREFIX = "NIGHTREC_"
 ENV_CONFIG_FILE = "NIGHTREC_CONFIG"
+SQL_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 class _Section(BaseModel):
@@ -113,13 +115,21 @@ class TrainConfig(_Section):
 
 
 class PopularityConfig(_Section):
-    """The popularity fallback: a trailing window with exponential time decay."""
+    """The popularity fallback and who gets it: a trailing window with exponential time decay."""
 
     window_days: int = Field(14, ge=1)
     half_life_days: float = Field(7.0, gt=0)
     event_weights: dict[str, float] = Field(
         default_factory=lambda: {VIEW: 1.0, CLICK: 2.0, ADD_TO_CART: 4.0, PURCHASE: 8.0}
     )
+    min_history: int = Field(1, ge=1, description="Users with fewer events get the fallback, not the model.")
+    users_file: Path | None = Field(
+        None, description="Optional user table (Parquet or CSV with user_id): these users get a list too."
+    )
+    segment_column: str | None = Field(
+        None, description="A categorical column of the user table (e.g. country) for per-segment popularity."
+    )
+    min_segment_users: int = Field(20, ge=1, description="Segments with fewer users fall back to the global list.")
 
 
 class ValidationConfig(_Section):
@@ -161,8 +171,17 @@ class PublishConfig(_Section):
     parquet: bool = True
     duckdb: bool = True
     postgres_url: SecretStr | None = None
+    postgres_schema: str = "public"
     postgres_table: str = "recommendations"
-    retention_days: int = Field(30, ge=1)
+    retention_days: int = Field(30, ge=1, description="How many run dates are kept; older ones are deleted.")
+
+    @field_validator("postgres_schema", "postgres_table")
+    @classmethod
+    def _sql_identifier(cls, value: str) -> str:
+        # Names are spliced into DDL; only plain identifiers are allowed, never quoting tricks.
+        if not SQL_IDENTIFIER.fullmatch(value):
+            raise ValueError("must be a plain SQL identifier: a letter or _, then letters, digits or _ (max 63)")
+        return value
 
 
 class OrchestrationConfig(_Section):
