@@ -28,8 +28,7 @@ demo: $(VENV)/.installed
 	$(BIN)/nightrec demo-data --out $(DATA_DIR)/events
 	$(BIN)/nightrec run --events $(DATA_DIR)/events --data-dir $(DATA_DIR)
 	@echo "Published table: $(DATA_DIR)/nightrec.duckdb (view recommendations_latest) and $(DATA_DIR)/recommendations/"
-	@for u in $$($(BIN)/python -m flows.demo_users --data-dir $(DATA_DIR) -n 3); do \
-		$(BIN)/nightrec recommend $$u --data-dir $(DATA_DIR); done
+	$(BIN)/nightrec recommend --sample 3 --data-dir $(DATA_DIR)
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
@@ -47,11 +46,9 @@ ui: $(VENV)/.installed
 
 # MovieLens-100k as RecBole ships it; recbole itself is never installed.
 bench-data/ml-100k/ml-100k.inter:
-	mkdir -p bench-data/wheel
+	mkdir -p bench-data/wheel bench-data/ml-100k
 	$(PYTHON) -m pip download --no-deps --dest bench-data/wheel recbole==1.2.1
-	cd bench-data/wheel && $(PYTHON) -m zipfile -e recbole-1.2.1-py3-none-any.whl extracted
-	mkdir -p bench-data/ml-100k
-	cp bench-data/wheel/extracted/recbole/dataset_example/ml-100k/ml-100k.inter $@
+	$(PYTHON) -c "import sys, zipfile; open(sys.argv[2], 'wb').write(zipfile.ZipFile(sys.argv[1]).read('recbole/dataset_example/ml-100k/ml-100k.inter'))" bench-data/wheel/recbole-1.2.1-py3-none-any.whl $@
 	rm -rf bench-data/wheel
 
 bench-data: bench-data/ml-100k/ml-100k.inter

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs Debian's headless-capable Chromium when it is missing, so the behaviour report's
-# rendering test runs instead of skipping. Safe to run repeatedly; a no-op when present.
-set -euo pipefail
+# Installs Debian's Chromium when it is missing, so the behaviour report's headless rendering test
+# (tests/test_behavior_report.py) runs instead of skipping. A no-op when /usr/bin/chromium exists.
+# An install failure only warns: the test then skips and says why, and the rest of CI still runs.
+set -uo pipefail
 if [ -x /usr/bin/chromium ]; then
     exit 0
 fi
@@ -10,6 +11,9 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
-/usr/bin/chromium --version
+if apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; then
+    /usr/bin/chromium --version 2>/dev/null || true
+else
+    echo "chromium.sh: installing chromium failed; the render test will skip" >&2
+fi
+exit 0

@@ -16,28 +16,27 @@ from nightrec.behavior_items import SESSION, browse_step, long_tail_metrics, rep
 from nightrec.behavior_trends import drift_metrics
 from nightrec.config import NightrecConfig
 from nightrec.errors import InputError
+from nightrec.readers import read_events
 from nightrec.schema import EVENT_TYPE, ITEM_ID, REQUIRED_COLUMNS, SESSION_ID, TIMESTAMP, USER_ID
 
 DAY = "__day"
-_NEW = "__new"
 
 
-def load_events(events: Path | str | pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """Events as a DataFrame: a path is read with ``nightrec.readers.read_events`` (any supported format)."""
+def load_events(events: Path | str | pl.DataFrame | pl.LazyFrame, fmt: str = "auto") -> pl.DataFrame:
+    """Events as a DataFrame: a path is read with ``nightrec.readers.read_events`` in format ``fmt``."""
     if isinstance(events, pl.LazyFrame):
         return events.collect()
     if isinstance(events, pl.DataFrame):
         return events
-    from nightrec.readers import read_events
-
-    return read_events(events)
+    return read_events(events, fmt)
 
 
 def prepare_events(events: pl.DataFrame, timeout_minutes: float) -> tuple[pl.DataFrame, dict]:
     """Keep the contract's columns, drop rows without a key value, and number sessions.
 
-    Returns the frame sorted by (user, session, time) with integer ``__session`` and date ``__day``
-    columns, and a note of how sessions were found and how many rows were dropped.
+    Returns the frame (ids as categoricals) sorted by session and time, with ``__session`` numbering
+    the sessions 1..n in that order and a date ``__day`` column, and a note of how sessions were
+    found and how many rows were dropped.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in events.columns]
     if missing:
@@ -49,28 +48,50 @@ def prepare_events(events: pl.DataFrame, timeout_minutes: float) -> tuple[pl.Dat
         raise InputError("events: no rows to analyse (the input is empty)")
     if not isinstance(events.schema[TIMESTAMP], pl.Datetime):
         raise InputError(f"events: column '{TIMESTAMP}' must be a datetime, got {events.schema[TIMESTAMP]}")
-    sid = pl.col(SESSION_ID).cast(pl.String) if SESSION_ID in events.columns else pl.lit(None, pl.String)
-    df = events.select(USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP, sid.alias(SESSION_ID)).drop_nulls(REQUIRED_COLUMNS)
+
+    # Ids become categoricals, each column over its own private dictionary (a shared one serialises
+    # the parallel casts; the process-wide one would keep every id forever): every later group-by
+    # then hashes integer codes instead of strings.
+    def cat() -> pl.Categorical:
+        return pl.Categorical(pl.Categories.random())
+
+    sid = pl.col(SESSION_ID) if SESSION_ID in events.columns else pl.lit(None, pl.String)
+    df = events.select(
+        pl.col(USER_ID).cast(pl.String).cast(cat()),
+        pl.col(ITEM_ID).cast(pl.String).cast(cat()),
+        pl.col(EVENT_TYPE).cast(pl.String).cast(cat()),
+        TIMESTAMP,
+        sid.cast(pl.String).cast(cat()).alias(SESSION_ID),
+    ).drop_nulls(REQUIRED_COLUMNS)
     dropped = events.height - df.height
     if df.height == 0:
         raise InputError(f"events: all {events.height} rows lack a {', '.join(REQUIRED_COLUMNS)} value")
 
-    user_changes = pl.col(USER_ID) != pl.col(USER_ID).shift()
-    with_sid = df.filter(pl.col(SESSION_ID).is_not_null()).sort(USER_ID, SESSION_ID, TIMESTAMP)
-    with_sid = with_sid.with_columns(
-        (user_changes | (pl.col(SESSION_ID) != pl.col(SESSION_ID).shift())).fill_null(True).alias(_NEW)
+    user = pl.col(USER_ID).to_physical().cast(pl.UInt64)
+    # A (user, session_id) pair is one session: both codes fit in 32 bits, so one integer names it.
+    with_sid = df.filter(pl.col(SESSION_ID).is_not_null()).with_columns(
+        (user * (1 << 32) + pl.col(SESSION_ID).to_physical().cast(pl.UInt64)).alias(SESSION)
     )
+    # Without a session id, a user's session ends after ``timeout_minutes`` of silence; these ids
+    # count from 2**63, above every (user, session_id) key.
     gap = timedelta(minutes=timeout_minutes)
     without = df.filter(pl.col(SESSION_ID).is_null()).sort(USER_ID, TIMESTAMP)
+    new_session = (pl.col(USER_ID) != pl.col(USER_ID).shift()) | ((pl.col(TIMESTAMP) - pl.col(TIMESTAMP).shift()) > gap)
     without = without.with_columns(
-        (user_changes | ((pl.col(TIMESTAMP) - pl.col(TIMESTAMP).shift()) > gap)).fill_null(True).alias(_NEW)
+        (new_session.fill_null(True).cum_sum().cast(pl.UInt64) + pl.lit(1 << 63, pl.UInt64)).alias(SESSION)
     )
-    df = pl.concat([with_sid, without]).select(
-        USER_ID,
-        ITEM_ID,
-        EVENT_TYPE,
-        TIMESTAMP,
-        pl.col(_NEW).cum_sum().cast(pl.Int64).alias(SESSION),
+    # One sort puts each session's events together in time order (a stable sort on the session key
+    # alone when the log is already in time order, which is cheaper); sessions are then renumbered
+    # 1..n in that order, so group-bys on the session take Polars' sorted fast path.
+    df = pl.concat([with_sid, without]).select(USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP, SESSION)
+    in_time_order = without.height == 0 and df[TIMESTAMP].is_sorted()
+    df = (df.sort(SESSION, maintain_order=True) if in_time_order else df.sort(SESSION, TIMESTAMP)).with_columns(
+        (pl.col(SESSION) != pl.col(SESSION).shift())
+        .fill_null(True)
+        .cum_sum()
+        .cast(pl.UInt32)
+        .set_sorted()
+        .alias(SESSION),
         pl.col(TIMESTAMP).dt.date().alias(DAY),
     )
     source = "session_id" if without.height == 0 else "timeout" if with_sid.height == 0 else "mixed"
@@ -93,6 +114,8 @@ def distribution(values: np.ndarray, unit: str, integer: bool = False) -> dict:
     if heavy:
         lo, hi = float(positive.min()), float(positive.max())
         edges = np.geomspace(lo, hi * 1.0001, num=31) if hi > lo else np.array([lo, lo + 1])
+        if integer:  # whole-number edges, so no log bin falls between two integers and stays empty
+            edges = np.unique(np.round(np.geomspace(lo, hi + 1, num=31))) - 0.5
         counts, edges = np.histogram(positive, bins=edges)
     elif integer and values.max() - values.min() <= 60:
         edges = np.arange(values.min() - 0.5, values.max() + 1.5)
@@ -224,7 +247,7 @@ def activity_metrics(df: pl.DataFrame, churn_days: int) -> tuple[dict, pl.DataFr
         users.with_columns(((reference - pl.col("last_seen")).dt.total_seconds() / 86_400).alias("days_inactive"))
         .filter(pl.col("days_inactive") > churn_days)
         .sort("days_inactive", descending=True)
-        .select(USER_ID, "last_seen", "days_inactive", "events")
+        .select(pl.col(USER_ID).cast(pl.String), "last_seen", "days_inactive", "events")
     )
     span_days = (reference - df[TIMESTAMP].min()).total_seconds() / 86_400
     note = None

@@ -65,7 +65,7 @@ def funnel_figure(funnel: dict) -> bytes:
         x = (position[conv["from"]] + position[conv["to"]]) / 2
         y = events[position[conv["to"]]] + top * 0.12
         ax.text(x, y, f"→ {conv['rate']:.1%}", ha="center", fontsize=9, color=_ORANGE, fontweight="bold")
-    ax.set_ylim(0, top * 1.12)
+    ax.set_ylim(0, max(top, 1) * 1.12)
     ax.set_ylabel("events")
     ax.set_xlabel("funnel step (event type)")
     title = "Funnel: events per step (orange: conversion from the previous present step)"

@@ -53,7 +53,7 @@ def write_behavior_report(
     """
     config = config or NightrecConfig()
     out_dir = Path(out_dir)
-    metrics, churn = analyze_events(load_events(events), config)
+    metrics, churn = analyze_events(load_events(events, config.format), config)
     figures = render_figures(metrics)
     head = headline(metrics)
     previous_headline, previous_note = read_previous(previous)

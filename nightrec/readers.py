@@ -116,10 +116,10 @@ def _scan_movielens(path: Path) -> pl.LazyFrame:
         lf = _scan_csv(path, separator="\t", has_header=False, new_columns=names)
     elif path.suffix == ".dat":  # "1::1193::5::978300760": split on ':' leaves empty columns between
         lf = _scan_csv(path, separator=":", has_header=False).select(
-            pl.col("column_1").alias(USER_ID),
-            pl.col("column_3").alias(ITEM_ID),
-            pl.col("column_5").alias(VALUE),
-            pl.col("column_7").alias(TIMESTAMP),
+            pl.nth(0).alias(USER_ID),
+            pl.nth(2).alias(ITEM_ID),
+            pl.nth(4).alias(VALUE),
+            pl.nth(6).alias(TIMESTAMP),
         )
     else:
         lf = _scan_csv(path)

@@ -2,10 +2,11 @@
 
 from datetime import date
 
+import numpy as np
 import polars as pl
 import pytest
 
-from nightrec.behavior import analyze_events, prepare_events
+from nightrec.behavior import analyze_events, distribution, prepare_events
 from nightrec.behavior_trends import compare_headline, headline, js_distance, previous_report, read_previous
 from nightrec.config import NightrecConfig
 from nightrec.errors import InputError
@@ -243,3 +244,22 @@ def test_previous_report_finds_the_newest_earlier_night(tmp_path):
     found = previous_report(tmp_path, date(2026, 3, 5))
     assert found == tmp_path / "2026-03-03" / "behavior" / "behavior.json"
     assert previous_report(tmp_path, date(2026, 3, 1)) is None
+
+
+def test_events_outside_the_funnel_still_analyse():
+    metrics = analyze_events(log([("u1", "a", "hover", 0), ("u1", "b", "hover", 5), ("u2", "a", "hover", 9)]))[0]
+    assert metrics["funnel"]["present"] == [] and metrics["funnel"]["other_event_types"] == {"hover": 3}
+    assert "found 0" in metrics["funnel"]["message"]
+    # Without a funnel step, transitions and repeats fall back to every event.
+    assert metrics["transitions"]["event_type"] == "all" and metrics["transitions"]["transitions"] == 1
+    assert metrics["repeat"]["repeat_rate"] == 0.0
+
+
+def test_distributions_switch_to_log_bins_only_when_heavy_tailed():
+    light = distribution(np.array([1, 2, 2, 3, 3, 3, 4, 5]), "events", integer=True)
+    assert light["log_scale"] is False and sum(light["counts"]) == 8 and light["median"] == 3
+    heavy = distribution(np.array([1.0] * 50 + [2.0] * 30 + [500.0, 5000.0]), "minutes")
+    assert heavy["log_scale"] is True
+    assert heavy["edges"][-1] / heavy["edges"][0] > 1000 and sum(heavy["counts"]) == 82
+    with_zeros = distribution(np.array([0.0, 0.0, 1.0, 1.0, 900.0]), "minutes")
+    assert with_zeros["zeros"] == 2 and sum(with_zeros["counts"]) == 3

@@ -1,0 +1,70 @@
+"""The CLI as a user runs it: a real subprocess, one-line errors with exit code 2, the demo path."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+NIGHTREC = str(Path(sys.executable).parent / "nightrec")
+
+
+def _run(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([NIGHTREC, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600)
+
+
+def test_help_lists_the_commands():
+    out = _run("--help")
+    assert out.returncode == 0
+    for command in ("run", "demo-data", "recommend"):
+        assert command in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["run", "--events", "/no/such/events"], {}, "error: /no/such/events: no such file or folder"),
+        (["run"], {}, "error: no input events: pass --events PATH or set NIGHTREC_EVENTS"),
+        (["run", "--events", "x", "--k", "0"], {}, "error: invalid configuration: k: Input should be greater than"),
+        (["run", "--events", "x"], {"NIGHTREC_K": "many"}, "NIGHTREC_K"),
+        (["recommend", "u1", "--data-dir", "/no/such/dir"], {}, "no published recommendations yet"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(args, env, expected):
+    out = _run(*args, env=env)
+    assert out.returncode == 2, out.stderr
+    assert expected in out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_bad_column_and_timestamp_name_the_file(tmp_path):
+    (tmp_path / "a.csv").write_text("user_id,item_id,event_type,timestamp\nu,i,view,yesterday\n")
+    out = _run("run", "--events", str(tmp_path / "a.csv"), "--data-dir", str(tmp_path / "d"))
+    assert out.returncode == 2
+    assert f"error: {tmp_path / 'a.csv'}: column 'timestamp'" in out.stderr
+    (tmp_path / "b.csv").write_text("user,item_id,event_type,timestamp\nu,i,view,2024-01-01\n")
+    out = _run("run", "--events", str(tmp_path / "b.csv"))
+    assert out.returncode == 2 and "missing required column 'user_id'" in out.stderr
+
+
+@pytest.mark.integration
+def test_demo_data_run_and_recommend_like_make_demo(tmp_path):
+    env = {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": ""}
+    data = tmp_path / "nightrec-data"
+    out = _run("demo-data", "--out", str(data / "events"), "--users", "150", "--items", "80", "--days", "3", env=env)
+    assert out.returncode == 0, out.stderr
+    out = _run("run", "--events", str(data / "events"), "--data-dir", str(data), "--k", "7", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "Finished in state Completed" in out.stdout + out.stderr
+    with duckdb.connect(str(data / "nightrec.duckdb"), read_only=True) as con:
+        users, rows = con.execute("SELECT count(DISTINCT user_id), count(*) FROM recommendations_latest").fetchone()
+    assert (users, rows) == (150, 150 * 7)
+    out = _run("recommend", "u000003", "--data-dir", str(data), env=env)
+    assert out.returncode == 0, out.stderr
+    assert "user u000003" in out.stdout and out.stdout.count("popularity") >= 7
+    out = _run("recommend", "--sample", "3", "--data-dir", str(data), env=env)
+    assert out.stdout.count("user u0000") == 3
