@@ -147,9 +147,11 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
     else:
         step("score", "skipped: no serving model" if serving is None else "skipped: scoring not installed")
     version = serving.name if scores_path is not None else None
-    recs_path = _ensure(tasks.assemble_recommendations, clean_path, config, run_date, scores_path, version)
+    recs_path, fallback_path = _ensure(
+        tasks.assemble_recommendations, clean_path, config, run_date, scores_path, version
+    )
     step("fallback", "popularity for users without a model list")
-    published = tasks.publish(recs_path, config, run_date)
+    published = tasks.publish(recs_path, fallback_path, config, run_date)
     step("publish", f"{published['rows']} rows for {published['users']} users")
 
     summary = {

@@ -24,11 +24,12 @@ from expectations.runner import CLEAN_FILE, validate_file
 from flows.caching import CONTENT
 from nightrec.config import NightrecConfig
 from nightrec.errors import NightrecError
-from nightrec.publish import partition_dir, publish_duckdb, publish_parquet
+from nightrec.publish import partition_dir, publish_all, publish_duckdb
 from nightrec.readers import resolve_files
 from nightrec.runs import default_run_date, ingest, require_source
 
 RECOMMENDATIONS_FILE = "recommendations.parquet"
+FALLBACK_FILE = "fallback.parquet"
 BEHAVIOR_DIR = "behavior"
 # Exceptions that say the input or the data is wrong: trying again cannot help.
 PERMANENT = (NightrecError, ValueError, TypeError, KeyError, duckdb.Error, pl.exceptions.PolarsError)
@@ -113,47 +114,59 @@ def build_sequences(clean_path: Path, config: NightrecConfig, previous_vocab: Pa
 @task(name="fallback", timeout_seconds=3600, **CACHED)
 def assemble_recommendations(
     clean_path: Path, config: NightrecConfig, run_date: date, scores_path: Path | None, model_version: str | None
-) -> Path:
-    """Tonight's table: the model's lists where there are scores, popularity for everyone else."""
-    import nightrec.recommend as recommend
+) -> tuple[Path, Path]:
+    """Tonight's table (the model's lists where there are scores, popularity for everyone else)
+    and the list a brand-new user gets: ``runs/<date>/recommendations.parquet``, ``fallback.parquet``."""
+    from nightrec.recommend import build_recommendations, fallback_list
 
     events = pl.read_parquet(clean_path)
-    build = getattr(recommend, "build_recommendations", None)
-    if scores_path is not None and build is not None:
-        recs = build(events, run_date, config, model_scores=pl.read_parquet(scores_path), model_version=model_version)
-    else:
-        recs = recommend.popularity_recommendations(events, run_date, config)
+    scores = pl.read_parquet(scores_path) if scores_path is not None else None
+    recs = build_recommendations(events, run_date, config, model_scores=scores, model_version=model_version)
     out = clean_path.parent / RECOMMENDATIONS_FILE
+    new_users = clean_path.parent / FALLBACK_FILE
+    _write_atomic(recs, out)
+    _write_atomic(fallback_list(events, run_date, config), new_users)
+    return out, new_users
+
+
+def _write_atomic(frame: pl.DataFrame, out: Path) -> None:
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}")
-    recs.write_parquet(tmp)
+    frame.write_parquet(tmp)
     os.replace(tmp, out)
-    return out
 
 
-def publish_night(recs_path: Path, config: NightrecConfig, run_date: date) -> dict:
-    """Publish to every configured target; if any target fails, the run date's Parquet partition
-    goes back to what it was, so readers keep the previous table everywhere."""
-    recs = pl.read_parquet(recs_path)
-    targets: dict[str, str] = {}
+def publish_night(recs_path: Path, fallback_path: Path, config: NightrecConfig, run_date: date) -> dict:
+    """Publish to every configured target (``nightrec.publish.publish_all``). If any target fails,
+    the run date's partition goes back to what it was and the DuckDB file is rebuilt from it, so
+    readers keep the previous table."""
+    recs, new_users = pl.read_parquet(recs_path), pl.read_parquet(fallback_path)
     final = partition_dir(config.data_dir, run_date)
     backup = final.with_name(f".bak-{final.name}-{uuid.uuid4().hex[:8]}") if final.exists() else None
     if backup is not None:
         shutil.copytree(final, backup)
+    db_before = _stat(config.duckdb_path)
     try:
-        if config.publish.parquet or config.publish.duckdb:
-            targets["parquet"] = str(publish_parquet(recs, config.data_dir, run_date))
-        if config.publish.duckdb:
-            targets["duckdb"] = str(publish_duckdb(config.data_dir, config.duckdb_path))
+        published = publish_all(recs, config, run_date, new_users)
     except BaseException:
         shutil.rmtree(final, ignore_errors=True)
         if backup is not None:
             backup.rename(final)
+        if config.publish.duckdb and _stat(config.duckdb_path) != db_before:
+            publish_duckdb(config.data_dir, config.duckdb_path)  # the swap had happened: swap back
         raise
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
-    return {"rows": recs.height, "users": recs.get_column("user_id").n_unique(), "targets": targets}
+    return published
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 @task(name="publish", cache_policy=NO_CACHE, timeout_seconds=3600, **IO_RETRIES)
-def publish(recs_path: Path, config: NightrecConfig, run_date: date) -> dict:
-    return publish_night(recs_path, config, run_date)
+def publish(recs_path: Path, fallback_path: Path, config: NightrecConfig, run_date: date) -> dict:
+    return publish_night(recs_path, fallback_path, config, run_date)
