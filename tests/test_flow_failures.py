@@ -8,23 +8,19 @@ import polars as pl
 import pytest
 
 from nightrec.publish import partition_dir
-from tests.conftest import DEMO_END
-from tests.flow_fixtures import CRASH_TRAINER, NO_TRAINER, latest_table, run_night, small_config, task_states
+from tests.flow_fixtures import (  # noqa: F401 (night2_events is a fixture)
+    CRASH_TRAINER,
+    NIGHT1,
+    NIGHT2,
+    NO_TRAINER,
+    latest_table,
+    night2_events,
+    run_night,
+    small_config,
+    task_states,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-NIGHT1 = DEMO_END + timedelta(days=1)
-NIGHT2 = NIGHT1 + timedelta(days=1)
-
-
-@pytest.fixture(scope="module")
-def night2_events(tmp_path_factory):
-    """The demo log one day longer: the events the second night reads."""
-    from nightrec.synthetic import SyntheticSpec, write_demo_data
-
-    out = tmp_path_factory.mktemp("night2") / "events"
-    write_demo_data(out, SyntheticSpec(users=200, items=120, days=6, seed=7, end_date=NIGHT1))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +66,7 @@ def test_validation_error_fails_the_run_and_names_the_rule(served_night, tmp_pat
     _assert_old_table_serves(config, before)
 
 
-def test_training_crash_fails_the_run_with_the_trainer_output(served_night, night2_events):
+def test_training_crash_fails_the_run_with_the_trainer_output(served_night, night2_events):  # noqa: F811
     config, before = served_night
     crashing = config.model_copy(
         update={"orchestration": config.orchestration.model_copy(update={"train_module": CRASH_TRAINER})}
@@ -84,7 +80,7 @@ def test_training_crash_fails_the_run_with_the_trainer_output(served_night, nigh
     _assert_old_table_serves(config, before)
 
 
-def test_publish_failure_rolls_back_and_the_old_table_serves(served_night, night2_events):
+def test_publish_failure_rolls_back_and_the_old_table_serves(served_night, night2_events):  # noqa: F811
     config, before = served_night
     # a damaged partition of another date breaks the rebuild of the DuckDB file mid-publish,
     # after tonight's Parquet partition was swapped in
