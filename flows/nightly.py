@@ -11,7 +11,7 @@ from prefect.runtime import deployment, flow_run
 from prefect.states import Cancelled
 
 from flows.pipeline import run_pipeline, stale_run_reason
-from nightrec.config import NightrecConfig
+from nightrec.config import NightrecConfig, load_config
 
 
 def run_name(flow_name: str) -> str:
@@ -32,7 +32,8 @@ def restore_secrets(config: NightrecConfig) -> NightrecConfig:
 
 
 def with_run_date(config: NightrecConfig | None, run_date: date | None) -> NightrecConfig:
-    config = restore_secrets(config if config is not None else NightrecConfig())
+    # no config parameter: the process's own (NIGHTREC_* variables, NIGHTREC_CONFIG file)
+    config = restore_secrets(config if config is not None else load_config())
     return config.model_copy(update={"run_date": run_date}) if run_date else config
 
 
