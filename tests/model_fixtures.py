@@ -56,7 +56,15 @@ def tiny_config(path: Path, **train) -> Path:
         {
             "sequences": {"max_len": 8},
             "model": {"embedding_dim": 8, "hidden_size": 8, "dropout": 0.2},
-            "train": {"epochs": 3, "batch_size": 16, "eval_batch_size": 16, "lr": 0.01, "num_threads": 1, "accelerator": "cpu", **train},
+            "train": {
+                "epochs": 3,
+                "batch_size": 16,
+                "eval_batch_size": 16,
+                "lr": 0.01,
+                "num_threads": 1,
+                "accelerator": "cpu",
+                **train,
+            },
         }
     )
     path.write_text(config.model_dump_json())
