@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "bench-data" / "ml-100k" / "ml-100k.inter")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--cells", nargs="+", default=["rnn", "lstm", "gru"])
+    parser.add_argument("--jobs", type=int, default=1, help="training runs at once (timings then share the CPU)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep sequences and models here")
     args = parser.parse_args()
     if not args.data.is_file():
@@ -101,19 +103,25 @@ def main() -> None:
         row(f"item-knn (window {best_w}*)", windows[best_w].evaluate(data.eval_rows["test"])),
     ]
     per_cell: dict[str, list[dict]] = {}
-    for cell in args.cells:
-        for seed in range(args.seeds):
-            config = base.model_copy(deep=True)
-            config.model.cell, config.train.seed = cell, seed
-            run = train_run(config, seq_dir, workdir / f"{cell}-seed{seed}")
+    jobs = [(cell, seed) for cell in args.cells for seed in range(args.seeds)]
+
+    def one(job: tuple[str, int]) -> dict:
+        cell, seed = job
+        config = base.model_copy(deep=True)
+        config.model.cell, config.train.seed = cell, seed
+        run = train_run(config, seq_dir, workdir / f"{cell}-seed{seed}")
+        t = run["test"]
+        print(
+            f"{cell} seed {seed}: test ndcg@10 {t['ndcg@10']:.4f} (masked {t['masked/ndcg@10']:.4f}), "
+            f"best epoch {run['best_epoch']} of {run['epochs']}, {run['seconds_to_best']:.0f}s to best",
+            flush=True,
+        )
+        return run
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for (cell, seed), run in zip(jobs, pool.map(one, jobs), strict=True):
             per_cell.setdefault(cell, []).append(run)
             rows.append(row(f"{cell} seed {seed}", run["test"], run))
-            t = run["test"]
-            print(
-                f"{cell} seed {seed}: test ndcg@10 {t['ndcg@10']:.4f} (masked {t['masked/ndcg@10']:.4f}), "
-                f"best epoch {run['best_epoch']} of {run['epochs']}, {run['seconds_to_best']:.0f}s to best",
-                flush=True,
-            )
     for cell, runs in per_cell.items():
         cost = {k: statistics.fmean(r[k] for r in runs) for k in ("epochs", "seconds_per_epoch", "seconds_to_best")}
         cost["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)

@@ -63,7 +63,8 @@ class NextItemModule(L.LightningModule):
         else:
             loss = losses.mean()
         self._loss_sum += torch.tensor([loss.item() * len(targets), len(targets)], dtype=torch.float64)
-        self.log("train/loss", loss, prog_bar=False, batch_size=len(targets))
+        if self._trainer is not None:
+            self.log("train/loss", loss, prog_bar=False, batch_size=len(targets))
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
