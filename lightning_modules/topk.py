@@ -11,6 +11,8 @@ over K blocks, never over the whole catalogue.
 import torch
 
 BLOCK = 64
+GROUPS_PER_K = 4
+REFRESH = 8
 _TILE_BYTES = 2 << 20
 Seen = list[torch.Tensor] | tuple[torch.Tensor, torch.Tensor] | None
 
@@ -97,8 +99,10 @@ def _blocked_chunk(
     per_tile = width // BLOCK
     tile = tile[:b]
     n_tiles = -(-n_rows // width)
-    group_max = torch.full((b, k), -torch.inf)
-    groups = (torch.arange(n_tiles * per_tile) % k).expand(b, -1)
+    n_groups = GROUPS_PER_K * k
+    group_max = torch.full((b, n_groups), -torch.inf)
+    groups = (torch.arange(n_tiles * per_tile) % n_groups).expand(b, -1)
+    threshold = torch.full((b, 1), -torch.inf)
     tile_of = cols // width
     order = torch.argsort(tile_of)
     rows, cols, tile_of = rows[order], cols[order], tile_of[order]
@@ -118,11 +122,12 @@ def _blocked_chunk(
             tile[rows[bounds[t] : bounds[t + 1]], cols[bounds[t] : bounds[t + 1]] - lo] = -torch.inf
         blocks = tile.view(b, per_tile, BLOCK)
         maxima = blocks.amax(dim=2)
-        # A lower bound on the k-th best block maximum without a topk (slow on CPU): split the
-        # blocks into k interleaved groups; each group's maximum is a distinct real item, so k
-        # items score at least the smallest of them.
+        # A lower bound on the k-th best score so far without a topk over all blocks (slow on
+        # CPU): blocks fall into interleaved groups; each group's maximum is a distinct real
+        # item, so the k-th best group maximum is reached by k items. Refreshed every few tiles.
         group_max.scatter_reduce_(1, groups[:, t * per_tile : (t + 1) * per_tile], maxima, reduce="amax")
-        threshold = group_max.amin(dim=1, keepdim=True)
+        if t < REFRESH or t % REFRESH == REFRESH - 1:
+            threshold = torch.topk(group_max, k, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
         flat = ((maxima >= threshold) & (maxima > -torch.inf)).view(-1).nonzero().squeeze(1)
         if flat.numel():
             # index_select copies whole 64-float rows: far cheaper than 2-D advanced indexing.
@@ -134,7 +139,7 @@ def _blocked_chunk(
                     lo + (flat % per_tile) * BLOCK,
                 )
             )
-    return _finish(kept, group_max.amin(dim=1), b, k)
+    return _finish(kept, torch.topk(group_max, k, dim=1, sorted=False).values.amin(dim=1), b, k)
 
 
 def _finish(kept: list, threshold: torch.Tensor, b: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
