@@ -34,9 +34,9 @@ else
     _pg_as() { "$@"; }
 fi
 
-umask_old=$(umask); umask 077
+_pg_umask=$(umask); umask 077
 printf '%s\n' "$_PG_PASSWORD" >"$_PG_DIR/pwfile"
-umask "$umask_old"
+umask "$_pg_umask"
 mkdir -p "$_PG_DIR/socket"
 [ "$(id -u)" = "0" ] && chown -R postgres "$_PG_DIR"
 

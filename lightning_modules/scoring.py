@@ -78,7 +78,7 @@ def score_network(
     seen_flat = pl.concat(seen).unique().sort("__r", ITEM_IDX)
     states = _user_states(network, history, users.height, chunk_size, device)
     with torch.no_grad():
-        item_emb = network.item_embeddings().float()
+        item_emb = network.item_embeddings().float().to(states.device)
     crow = _offsets(seen_flat.get_column("__r").to_numpy(), users.height)
     col = torch.from_numpy(seen_flat.get_column(ITEM_IDX).to_numpy().astype(np.int64))
     scores, idx = top_k_scores(states, item_emb, (crow, col), k, chunk_size)
@@ -108,7 +108,7 @@ def _user_states(network: torch.nn.Module, history: pl.DataFrame, n: int, chunk_
         batch = np.zeros((hi - lo, max(1, int(lengths.max()))), dtype=np.int64)
         batch[r[a:b] - lo, pos[a:b]] = items[a:b]
         states = network.user_states(torch.from_numpy(batch).to(device), torch.from_numpy(lengths).to(device))
-        out.append(states.float().cpu())
+        out.append(states.float())
     return torch.cat(out)
 
 

@@ -11,6 +11,8 @@ over K blocks, never over the whole catalogue.
 import torch
 
 BLOCK = 64
+GROUPS_PER_K = 4
+REFRESH = 8
 _TILE_BYTES = 2 << 20
 Seen = list[torch.Tensor] | tuple[torch.Tensor, torch.Tensor] | None
 
@@ -88,19 +90,22 @@ def _blocked_chunk(
     """One chunk on CPU in a single pass over item tiles that stay in cache.
 
     Each tile is reduced to block maxima; a running threshold (the k-th best block maximum so
-    far) only rises, and a block is kept as a candidate when its maximum reaches it. Every
-    final top-k item lies in such a block, so the last ``topk`` runs over a few candidates.
+    far, bounded from below cheaply) only rises, and a block is kept as a candidate when its
+    maximum reaches it. Every final top-k item lies in such a block, so the last
+    ``topk`` runs over a few candidates.
     """
     b, n_rows = users.shape[0], items_t.shape[1]
     width = tile.shape[1]
     per_tile = width // BLOCK
     tile = tile[:b]
-    both = torch.full((b, k + per_tile), -torch.inf)
-    running = both[:, :k]
+    n_tiles = -(-n_rows // width)
+    n_groups = GROUPS_PER_K * k
+    group_max = torch.full((b, n_groups), -torch.inf)
+    groups = (torch.arange(n_tiles * per_tile) % n_groups).expand(b, -1)
+    threshold = torch.full((b, 1), -torch.inf)
     tile_of = cols // width
     order = torch.argsort(tile_of)
     rows, cols, tile_of = rows[order], cols[order], tile_of[order]
-    n_tiles = -(-n_rows // width)
     bounds = torch.searchsorted(tile_of, torch.arange(n_tiles + 1)).tolist()
     kept = []
     for t in range(n_tiles):
@@ -117,10 +122,12 @@ def _blocked_chunk(
             tile[rows[bounds[t] : bounds[t + 1]], cols[bounds[t] : bounds[t + 1]] - lo] = -torch.inf
         blocks = tile.view(b, per_tile, BLOCK)
         maxima = blocks.amax(dim=2)
-        both[:, k:] = maxima
-        running = torch.topk(both, k, dim=1, sorted=False).values
-        both[:, :k] = running
-        threshold = running.amin(dim=1, keepdim=True)
+        # A lower bound on the k-th best score so far without a topk over all blocks (slow on
+        # CPU): blocks fall into interleaved groups; each group's maximum is a distinct real
+        # item, so the k-th best group maximum is reached by k items. Refreshed every few tiles.
+        group_max.scatter_reduce_(1, groups[:, t * per_tile : (t + 1) * per_tile], maxima, reduce="amax")
+        if t < REFRESH or t % REFRESH == REFRESH - 1:
+            threshold = torch.topk(group_max, k, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
         flat = ((maxima >= threshold) & (maxima > -torch.inf)).view(-1).nonzero().squeeze(1)
         if flat.numel():
             # index_select copies whole 64-float rows: far cheaper than 2-D advanced indexing.
@@ -132,34 +139,37 @@ def _blocked_chunk(
                     lo + (flat % per_tile) * BLOCK,
                 )
             )
-    return _finish(kept, running.amin(dim=1), b, k)
+    return _finish(kept, torch.topk(group_max, k, dim=1, sorted=False).values.amin(dim=1), b, k)
 
 
 def _finish(kept: list, threshold: torch.Tensor, b: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row top-k from the candidate blocks kept by ``_blocked_chunk``.
 
-    Blocks whose maximum is below the final threshold are dropped first, leaving about k
-    blocks per row (more only on ties); those are laid out as a padded ``[b, blocks, BLOCK]``
-    array for one last ``topk``.
+    Blocks below the final threshold are dropped; of the rest, the k blocks with the highest
+    maxima hold the top-k items. Only those are laid out as ``[b, k * BLOCK]`` for the last
+    ``topk``, so no ``topk`` ever runs over the whole catalogue.
     """
     if not kept:
         return torch.full((b, k), -torch.inf), torch.zeros((b, k), dtype=torch.long)
-    vals, rows, starts = [], [], []
+    vals, maxima, rows, starts = [], [], [], []
     for block_vals, block_max, block_row, block_start in kept:
         sel = (block_max >= threshold[block_row]).nonzero().squeeze(1)
         vals.append(block_vals.index_select(0, sel))
+        maxima.append(block_max.index_select(0, sel))
         rows.append(block_row.index_select(0, sel))
         starts.append(block_start.index_select(0, sel))
-    vals, rows, starts = torch.cat(vals), torch.cat(rows), torch.cat(starts)
+    vals, maxima, rows, starts = torch.cat(vals), torch.cat(maxima), torch.cat(rows), torch.cat(starts)
     order = torch.argsort(rows, stable=True)
-    vals, rows, starts = vals[order], rows[order], starts[order]
+    maxima, rows = maxima[order], rows[order]
     counts = torch.bincount(rows, minlength=b)
-    first = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(rows.numel()) - first[rows]
-    width = max(int(counts.max()), -(-k // BLOCK))
-    padded = torch.full((b, width, BLOCK), -torch.inf)
-    padded[rows, slot] = vals
-    origin = torch.zeros((b, width), dtype=torch.long)
-    origin[rows, slot] = starts
-    top_vals, pos = torch.topk(padded.view(b, -1), k, dim=1)
+    slot = torch.arange(rows.numel()) - (torch.cumsum(counts, 0) - counts)[rows]
+    width = max(int(counts.max()), k)
+    padded_max = torch.full((b, width), -torch.inf)
+    padded_max[rows, slot] = maxima
+    where = torch.zeros((b, width), dtype=torch.long)
+    where[rows, slot] = order
+    best = torch.gather(where, 1, torch.topk(padded_max, k, dim=1).indices)  # [b, k] rows of vals
+    cand = vals.index_select(0, best.view(-1)).view(b, k * BLOCK)
+    top_vals, pos = torch.topk(cand, k, dim=1)
+    origin = starts[best]
     return top_vals, torch.gather(origin, 1, pos // BLOCK) + pos % BLOCK

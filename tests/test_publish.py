@@ -168,3 +168,33 @@ def test_readers_see_the_complete_old_or_new_table_while_publishes_run(tmp_path)
     expected = {fingerprint(t) for t in tables}
     assert len(states) >= 5 and len(set(states)) >= 2  # the reader ran across at least one swap
     assert set(states) <= expected, set(states) - expected
+
+
+def test_cli_prints_a_users_list_and_a_new_user_gets_the_fallback(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.publish_fixtures import ROOT, subprocess_env
+
+    config = _config(tmp_path)
+    fallback = pl.DataFrame(
+        {"run_date": [D2] * 2, "rank": [1, 2], "item_id": ["hot1", "hot2"], "score": [2.0, 1.0]}
+    ).with_columns(pl.lit(f"popularity@{D2}").alias("model_version"))
+    publish_all(table(D1, 4), config, D1)
+    publish_all(table(D2, 4, salt=7), config, D2, fallback=fallback)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "flows.cli", "recommend", *args, "--data-dir", str(config.data_dir)]
+        return subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+
+    latest = cli("u00001")
+    assert latest.returncode == 0, latest.stderr
+    assert f"run {D2} - source: model" in latest.stdout and "i0008" in latest.stdout
+    for flag in ("--date", "--run-date"):
+        older = cli("u00002", flag, D1.isoformat())
+        assert older.returncode == 0 and f"run {D1} - source: popularity" in older.stdout
+    new = cli("someone-new")
+    assert new.returncode == 0, new.stderr
+    assert "is new" in new.stdout and "hot1" in new.stdout and "hot2" in new.stdout
+    missing = cli("u00001", "--date", "2020-01-01")
+    assert missing.returncode == 2 and "nothing published for 2020-01-01" in missing.stderr

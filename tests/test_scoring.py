@@ -7,6 +7,8 @@ from datetime import date
 import polars as pl
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from lightning_modules.scoring import score_network, score_users, seen_csr, top_k_scores
@@ -188,3 +190,34 @@ def test_a_trained_model_folder_scores_every_known_user(tmp_path, demo_events):
     cold = set(counts.filter(pl.col("len") < 3)[USER_ID])
     assert set(recs.filter(pl.col(USER_ID).is_in(list(cold)))[SOURCE]) <= {"popularity"}
     assert "model" in set(recs[SOURCE])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n_items=st.integers(2, 9000),
+    n_users=st.integers(1, 40),
+    k=st.integers(1, 30),
+    chunk=st.integers(1, 64),
+    integer_scores=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_top_k_matches_brute_force_for_any_shape(n_items, n_users, k, chunk, integer_scores, seed):
+    """Values equal brute force (ties may pick either item); every item returned is eligible."""
+    gen = torch.Generator().manual_seed(seed)
+    items, users = torch.randn(n_items, 4, generator=gen), torch.randn(n_users, 4, generator=gen)
+    if integer_scores:  # many exact ties
+        items, users = items.round(), users.round()
+    seen = [
+        torch.randint(1, n_items, (int(torch.randint(0, n_items, (1,), generator=gen)),), generator=gen)
+        for _ in range(n_users)
+    ]
+    vals, idx = top_k_scores(users, items, seen, k, chunk_size=chunk)
+    ref_vals, _ = brute_force(users, items, seen, min(k, n_items))
+    torch.testing.assert_close(vals, ref_vals)
+    scores = users @ items.T
+    for row in range(n_users):
+        finite = torch.isfinite(vals[row])
+        picked = idx[row][finite]
+        assert 0 not in picked.tolist() and not set(picked.tolist()) & set(seen[row].tolist())
+        assert len(set(picked.tolist())) == len(picked)
+        torch.testing.assert_close(scores[row, picked], vals[row][finite])
