@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
-.PHONY: demo test lint bench-data clean
+.PHONY: demo test lint bench-data clean ui
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# A local Prefect server on 127.0.0.1 and the process serving the nightly and retrain deployments.
+UI_PORT ?= 4200
+ui: $(VENV)/.installed
+	$(BIN)/python -m flows.local_server --port $(UI_PORT) --data-dir $(DATA_DIR) \
+		$(if $(wildcard $(DATA_DIR)/events),--events $(DATA_DIR)/events)
 
 # MovieLens-100k as RecBole ships it; recbole itself is never installed.
 bench-data/ml-100k/ml-100k.inter:

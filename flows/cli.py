@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated
 
+import polars as pl
 import typer
 from rich.table import Table
 
@@ -15,6 +16,7 @@ from flows.app import ConfigOpt, DataDirOpt, RunDateOpt, app, build_config, cons
 from nightrec.errors import NightrecError
 from nightrec.readers import FORMATS, check_source
 from nightrec.runs import require_source
+from nightrec.schema import SOURCE_POPULARITY
 from nightrec.synthetic import FaultSpec, SyntheticSpec, write_demo_data
 
 
@@ -72,22 +74,69 @@ def demo_data(
 def recommend(
     user_id: Annotated[str | None, typer.Argument(help="External user id.")] = None,
     data_dir: DataDirOpt = None,
+    config_file: ConfigOpt = None,
+    day: Annotated[
+        str | None, typer.Option("--date", help="Run date YYYY-MM-DD (default: the latest published run).")
+    ] = None,
     run_date: RunDateOpt = None,
     sample: Annotated[int, typer.Option("--sample", help="Print the lists of the first N users instead.")] = 0,
 ) -> None:
-    """Print one user's published list (latest run unless --run-date)."""
-    from nightrec.publish import read_user_recommendations, sample_users
+    """Print one user's published list and its source (PostgreSQL when configured, else DuckDB).
 
-    config = build_config(None, data_dir=data_dir, run_date=run_date)
-    users = sample_users(config.duckdb_path, sample) if sample else [user_id]
-    if users == [None]:
+    A user absent from the table is new: they get the run's popularity fallback list.
+    """
+    from nightrec.publish import read_fallback, read_user_recommendations, sample_users
+
+    config = build_config(config_file, data_dir=data_dir, run_date=day or run_date)
+    pub = config.publish
+    if pub.postgres_url is not None:
+        from nightrec.publish_postgres import describe, read_fallback_pg, read_user_recommendations_pg
+
+        where = f"PostgreSQL {describe(pub.postgres_url)} {pub.postgres_schema}.{pub.postgres_table}"
+        schema = {"schema": pub.postgres_schema, "table": pub.postgres_table}
+
+        def user_list(user: str):
+            return read_user_recommendations_pg(pub.postgres_url, user, config.run_date, **schema)
+
+        def fallback():
+            return read_fallback_pg(pub.postgres_url, config.run_date, **schema)
+    else:
+        where = str(config.duckdb_path)
+
+        def user_list(user: str):
+            return read_user_recommendations(config.duckdb_path, user, config.run_date)
+
+        def fallback():
+            return read_fallback(config.duckdb_path, config.run_date)
+
+    if sample:
+        if pub.postgres_url is not None:
+            raise NightrecError("--sample reads the DuckDB file; unset publish.postgres_url to use it")
+        users = sample_users(config.duckdb_path, sample)
+    elif user_id is None:
         raise NightrecError("give a USER_ID or --sample N")
+    else:
+        users = [user_id]
     for user in users:
-        recs = read_user_recommendations(config.duckdb_path, user, config.run_date)
+        recs = user_list(user)
         if recs.is_empty():
-            err_console.print(f"user '{user}' has no published list in {config.duckdb_path}")
-            raise typer.Exit(1)
-        table = Table(title=f"user {user} - {recs['run_date'][0]} - {recs['model_version'][0]}")
+            recs = fallback()
+            if recs.is_empty():
+                when = config.run_date.isoformat() if config.run_date else "the latest run"
+                raise NightrecError(f"{where}: nothing published for {when}")
+            console.print(
+                f"user '{user}' is new (not in the published table): showing the popularity fallback list",
+                soft_wrap=True,
+                highlight=False,
+            )
+            recs = recs.with_columns(pl.lit(SOURCE_POPULARITY).alias("source"))
+        sources = ", ".join(recs["source"].unique(maintain_order=True).to_list())
+        console.print(
+            f"user {user} - run {recs['run_date'][0]} - source: {sources} - model {recs['model_version'][0]}",
+            soft_wrap=True,
+            highlight=False,
+        )
+        table = Table()
         for column in ("rank", "item_id", "score", "source"):
             table.add_column(column)
         for row in recs.iter_rows(named=True):
@@ -98,6 +147,7 @@ def recommend(
 # Further command modules register on `app` when imported; one import line each, kept sorted.
 # (e.g. `import flows.cli_validate` with a noqa for E402 and F401)
 import flows.cli_analyze  # noqa: E402
+import flows.cli_orchestration  # noqa: E402
 import flows.cli_sequences  # noqa: E402
 import flows.cli_validate  # noqa: E402, F401
 

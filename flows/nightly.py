@@ -1,39 +1,52 @@
-"""The nightly flow: validate -> histories -> popularity fallback -> publish -> report."""
+"""The nightly flow: validate -> sequences -> train (warm start) or reuse the champion -> evaluate
+-> promote or keep -> score -> fallback -> publish -> report. The stages live in
+``flows.pipeline``; this module holds the flow, its parameters and its run name.
+"""
+
+import os
+from datetime import date
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
+from prefect.states import Cancelled
 
-from flows.tasks import ingest_events, publish, recommend_popularity, resolve_run_date, validate_events
-from nightrec.config import NightrecConfig
-
-
-def _run_name() -> str:
-    config = flow_run.parameters.get("config") or {}
-    run_date = config.get("run_date") if isinstance(config, dict) else config.run_date
-    return f"nightly-{run_date or 'latest'}"
+from flows.pipeline import run_pipeline, stale_run_reason
+from nightrec.config import NightrecConfig, load_config
 
 
-def _report(run_date, validation: dict, published: dict) -> str:
-    reasons = "\n".join(f"| {name} | {n} |" for name, n in validation["by_reason"].items())
-    targets = "\n".join(f"- {name}: `{where}`" for name, where in published["targets"].items())
-    return (
-        f"# nightrec nightly run {run_date}\n\n"
-        f"## Data quality\nrows in {validation['rows_in']}, clean {validation['rows_clean']}, "
-        f"quarantined {validation['rows_quarantined']}\n\n| rule | rows |\n|---|---|\n{reasons}\n\n"
-        f"## Published\n{published['rows']} rows for {published['users']} users\n\n{targets}\n"
-    )
+def run_name(flow_name: str) -> str:
+    """``<flow>-<run date>``; a run whose date is resolved from the data is renamed once it is known."""
+    params = flow_run.parameters
+    config = params.get("config") or {}
+    run_date = params.get("run_date") or (config.get("run_date") if isinstance(config, dict) else config.run_date)
+    return f"{flow_name}-{run_date or 'pending'}"
 
 
-@flow(name="nightly", flow_run_name=_run_name, log_prints=True)
-def nightly(config: NightrecConfig) -> dict:
-    """One night: read the events up to the run date, validate, recommend, publish."""
-    run_date = resolve_run_date(config)
-    events_path = ingest_events(config, run_date)
-    clean_path, validation = validate_events(events_path, config, run_date)
-    recs_path = recommend_popularity(clean_path, config, run_date)
-    published = publish(recs_path, config, run_date)
-    create_markdown_artifact(
-        key="nightly-report", markdown=_report(run_date, validation, published), description=f"nightly {run_date}"
-    )
-    return {"run_date": run_date.isoformat(), "validation": validation, "published": published}
+def restore_secrets(config: NightrecConfig) -> NightrecConfig:
+    """Parameters stored by the API carry secrets masked; take them from this process's environment."""
+    secret = config.publish.postgres_url
+    if secret is not None and set(secret.get_secret_value()) <= {"*"}:
+        url = os.environ.get("NIGHTREC_PUBLISH__POSTGRES_URL")
+        config = config.model_copy(update={"publish": config.publish.model_copy(update={"postgres_url": url})})
+    return config
+
+
+def with_run_date(config: NightrecConfig | None, run_date: date | None) -> NightrecConfig:
+    # no config parameter: the process's own (NIGHTREC_* variables, NIGHTREC_CONFIG file)
+    config = restore_secrets(config if config is not None else load_config())
+    return config.model_copy(update={"run_date": run_date}) if run_date else config
+
+
+@flow(name="nightly", flow_run_name=lambda: run_name("nightly"), log_prints=True, timeout_seconds=6 * 3600)
+def nightly(run_date: date | None = None, config: NightrecConfig | None = None) -> dict:
+    """One night for `config` (the run date defaults to the day after the latest event).
+
+    A scheduled run that starts more than `orchestration.late_run_max_age_hours` after its slot
+    ends Cancelled instead of replaying a missed night.
+    """
+    config = with_run_date(config, run_date)
+    if deployment.id and flow_run.scheduled_start_time:
+        stale = stale_run_reason(flow_run.scheduled_start_time, config.orchestration.late_run_max_age_hours)
+        if stale:
+            return Cancelled(message=stale)
+    return run_pipeline(config, "nightly")

@@ -1,24 +1,66 @@
-"""Thin Prefect tasks over the core functions. Tasks exchange paths, never DataFrames.
+"""Thin Prefect tasks over the core functions for the data stages. Tasks exchange paths, never
+DataFrames.
 
 Retries with back-off only where I/O can fail transiently (reading, publishing); deterministic
-stages fail fast. No result caching yet: a rerun recomputes every stage from the input.
+stages fail fast. Stages whose output is a pure function of their inputs are cached on the
+content of their input paths plus the config (``flows.caching.CONTENT``), so rerunning a
+completed night skips them; publishing is never cached (it is idempotent and cheap, and must
+happen when the table was removed).
 """
 
+import importlib.util
+import os
+import shutil
+import uuid
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from expectations.runner import CLEAN_FILE, validate_file
+from flows.caching import CONTENT
 from nightrec.config import NightrecConfig
-from nightrec.publish import publish_duckdb, publish_parquet
-from nightrec.recommend import popularity_recommendations
-from nightrec.runs import default_run_date, ingest
+from nightrec.errors import NightrecError
+from nightrec.publish import partition_dir, publish_all, publish_duckdb
+from nightrec.readers import resolve_files
+from nightrec.runs import default_run_date, ingest, require_source
 
 RECOMMENDATIONS_FILE = "recommendations.parquet"
-IO_RETRIES = {"retries": 2, "retry_delay_seconds": [5, 30]}
+FALLBACK_FILE = "fallback.parquet"
+BEHAVIOR_DIR = "behavior"
+# Exceptions that say the input or the data is wrong: trying again cannot help.
+PERMANENT = (NightrecError, ValueError, TypeError, KeyError, duckdb.Error, pl.exceptions.PolarsError)
+
+
+def transient(task, task_run, state) -> bool:
+    """Retry an I/O task only when its failure could be transient (a network or file-system hiccup)."""
+    exc = state.result(raise_on_failure=False)
+    if isinstance(exc, OSError | TimeoutError | ConnectionError | duckdb.IOException):
+        return True
+    return not isinstance(exc, PERMANENT)
+
+
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": [5, 30], "retry_condition_fn": transient}
+CACHED = {"cache_policy": CONTENT, "persist_result": True}
+
+
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def available(module: str) -> bool:
+    """Whether a pipeline stage's module is part of this code base (stages land one by one).
+
+    The module must come from the same tree as ``flows``: an editable install of another
+    checkout can otherwise lend a half-finished module of a different version.
+    """
+    try:
+        spec = importlib.util.find_spec(module)
+    except ModuleNotFoundError:
+        return False
+    return spec is not None and spec.origin is not None and Path(spec.origin).resolve().is_relative_to(_ROOT)
 
 
 @task(name="resolve-run-date", cache_policy=NO_CACHE, timeout_seconds=600, **IO_RETRIES)
@@ -26,31 +68,105 @@ def resolve_run_date(config: NightrecConfig) -> date:
     return config.run_date or default_run_date(config)
 
 
-@task(name="ingest", cache_policy=NO_CACHE, timeout_seconds=3600, **IO_RETRIES)
-def ingest_events(config: NightrecConfig, run_date: date) -> Path:
+@task(name="locate-input", cache_policy=NO_CACHE, timeout_seconds=600, **IO_RETRIES)
+def locate_input(config: NightrecConfig) -> list[Path]:
+    """The input files tonight's source names (their content keys the ingest cache)."""
+    return resolve_files(require_source(config))
+
+
+@task(name="ingest", timeout_seconds=3600, **CACHED, **IO_RETRIES)
+def ingest_events(config: NightrecConfig, run_date: date, source_files: list[Path]) -> Path:
     return ingest(config, run_date)
 
 
-@task(name="validate", cache_policy=NO_CACHE, timeout_seconds=3600)
+@task(name="validate", timeout_seconds=3600, **CACHED)
 def validate_events(events_path: Path, config: NightrecConfig, run_date: date) -> tuple[Path, dict]:
     summary = validate_file(events_path, config, run_date)
     return events_path.parent / CLEAN_FILE, summary
 
 
-@task(name="popularity-fallback", cache_policy=NO_CACHE, timeout_seconds=3600)
-def recommend_popularity(clean_path: Path, config: NightrecConfig, run_date: date) -> Path:
-    recs = popularity_recommendations(pl.read_parquet(clean_path), run_date, config)
+@task(name="behavior", timeout_seconds=3600, **CACHED)
+def behavior_report(clean_path: Path, config: NightrecConfig, previous: Path | None) -> dict:
+    """``runs/<date>/behavior/``: the behaviour report, its figures and the drift verdict."""
+    from nightrec.behavior_report import write_behavior_report
+
+    out = clean_path.parent / BEHAVIOR_DIR
+    report = write_behavior_report(pl.read_parquet(clean_path), out, config, previous)
+    return {
+        "markdown": report["markdown"],
+        "drift": report["drift"],
+        "drift_message": report["drift_message"],
+        "figures": {name: Path(path) for name, path in report["figures"].items()},
+        "report_html": Path(report["report_html"]),
+    }
+
+
+@task(name="sequences", timeout_seconds=3600, **CACHED)
+def build_sequences(clean_path: Path, config: NightrecConfig, previous_vocab: Path | None) -> Path:
+    """``runs/<date>/sequences/`` from the clean events; ids stay those of ``previous_vocab``."""
+    from nightrec.sequences import build_sequences as build
+    from nightrec.sequences import write_run_sequences
+
+    seqs = build(pl.scan_parquet(clean_path), config.sequences, previous_vocab)
+    return write_run_sequences(seqs, clean_path.parent)
+
+
+@task(name="fallback", timeout_seconds=3600, **CACHED)
+def assemble_recommendations(
+    clean_path: Path, config: NightrecConfig, run_date: date, scores_path: Path | None, model_version: str | None
+) -> tuple[Path, Path]:
+    """Tonight's table (the model's lists where there are scores, popularity for everyone else)
+    and the list a brand-new user gets: ``runs/<date>/recommendations.parquet``, ``fallback.parquet``."""
+    from nightrec.recommend import build_recommendations, fallback_list
+
+    events = pl.read_parquet(clean_path)
+    scores = pl.read_parquet(scores_path) if scores_path is not None else None
+    recs = build_recommendations(events, run_date, config, model_scores=scores, model_version=model_version)
     out = clean_path.parent / RECOMMENDATIONS_FILE
-    recs.write_parquet(out)
-    return out
+    new_users = clean_path.parent / FALLBACK_FILE
+    _write_atomic(recs, out)
+    _write_atomic(fallback_list(events, run_date, config), new_users)
+    return out, new_users
+
+
+def _write_atomic(frame: pl.DataFrame, out: Path) -> None:
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}")
+    frame.write_parquet(tmp)
+    os.replace(tmp, out)
+
+
+def publish_night(recs_path: Path, fallback_path: Path, config: NightrecConfig, run_date: date) -> dict:
+    """Publish to every configured target (``nightrec.publish.publish_all``). If any target fails,
+    the run date's partition goes back to what it was and the DuckDB file is rebuilt from it, so
+    readers keep the previous table."""
+    recs, new_users = pl.read_parquet(recs_path), pl.read_parquet(fallback_path)
+    final = partition_dir(config.data_dir, run_date)
+    backup = final.with_name(f".bak-{final.name}-{uuid.uuid4().hex[:8]}") if final.exists() else None
+    if backup is not None:
+        shutil.copytree(final, backup)
+    db_before = _stat(config.duckdb_path)
+    try:
+        published = publish_all(recs, config, run_date, new_users)
+    except BaseException:
+        shutil.rmtree(final, ignore_errors=True)
+        if backup is not None:
+            backup.rename(final)
+        if config.publish.duckdb and _stat(config.duckdb_path) != db_before:
+            publish_duckdb(config.data_dir, config.duckdb_path)  # the swap had happened: swap back
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+    return published
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 @task(name="publish", cache_policy=NO_CACHE, timeout_seconds=3600, **IO_RETRIES)
-def publish(recs_path: Path, config: NightrecConfig, run_date: date) -> dict:
-    recs = pl.read_parquet(recs_path)
-    targets: dict[str, str] = {}
-    if config.publish.parquet or config.publish.duckdb:
-        targets["parquet"] = str(publish_parquet(recs, config.data_dir, run_date))
-    if config.publish.duckdb:
-        targets["duckdb"] = str(publish_duckdb(config.data_dir, config.duckdb_path))
-    return {"rows": recs.height, "users": recs.get_column("user_id").n_unique(), "targets": targets}
+def publish(recs_path: Path, fallback_path: Path, config: NightrecConfig, run_date: date) -> dict:
+    return publish_night(recs_path, fallback_path, config, run_date)

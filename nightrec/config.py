@@ -6,6 +6,7 @@ Precedence, lowest to highest: defaults < config file (YAML or TOML) < environme
 
 import json
 import os
+import re
 import tomllib
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from nightrec.schema import ADD_TO_CART, CLICK, DEFAULT_EVENT_TYPES, PURCHASE, V
 
 ENV_PREFIX = "NIGHTREC_"
 ENV_CONFIG_FILE = "NIGHTREC_CONFIG"
+SQL_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 class _Section(BaseModel):
@@ -26,14 +28,21 @@ class _Section(BaseModel):
 
 
 class ModelConfig(_Section):
-    """The next-item network."""
+    """The next-item network and its training objective."""
 
     cell: Literal["rnn", "lstm", "gru"] = "gru"
     embedding_dim: int = Field(64, ge=1)
     hidden_size: int = Field(64, ge=1)
     num_layers: int = Field(1, ge=1)
-    dropout: float = Field(0.3, ge=0.0, lt=1.0)
-    tie_weights: bool = True
+    dropout: float = Field(0.3, ge=0.0, lt=1.0, description="Dropout on the input item embeddings.")
+    hidden_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the recurrent output.")
+    tie_weights: bool = Field(True, description="Score with the input item embeddings (else a separate table).")
+    projection: bool | None = Field(
+        None, description="Linear map from hidden state to item space; None: only where the sizes differ."
+    )
+    item_bias: bool = Field(False, description="Learn a per-item score offset (one extra state dimension).")
+    loss: Literal["ce", "sampled_softmax"] = "ce"
+    num_negatives: int = Field(1024, ge=1, description="Popularity-sampled negatives per batch (sampled_softmax).")
 
 
 class SequenceConfig(_Section):
@@ -73,28 +82,54 @@ class SequenceConfig(_Section):
 
 
 class TrainConfig(_Section):
-    """Optimisation and hardware; accelerator/devices/strategy/precision are passed to Lightning."""
+    """Optimisation and hardware; accelerator/devices/strategy/precision are passed to Lightning.
 
-    epochs: int = Field(20, ge=1)
+    ``precision="auto"`` means ``bf16-mixed`` on a GPU and ``32-true`` on CPU; ``devices="auto"``
+    takes every visible GPU (with DDP when there are several) or one CPU process.
+    """
+
+    epochs: int = Field(20, ge=1, description="Upper bound; early stopping usually ends sooner.")
+    patience: int = Field(5, ge=1, description="Epochs without a better validation NDCG@10 before stopping.")
     batch_size: int = Field(256, ge=1)
+    eval_batch_size: int = Field(1024, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(5.0, gt=0)
+    lr_schedule: Literal["none", "cosine"] = "none"
+    ema_decay: float | None = Field(
+        None, gt=0, lt=1, description="Evaluate and publish a moving average of the weights (e.g. 0.99)."
+    )
+    window_len: int | None = Field(
+        None, ge=1, description="Items of context in a training window; None: sequences.max_len."
+    )
+    window_stride: int | None = Field(
+        None, ge=1, description="Step between training windows; None: window_len (each target trained once)."
+    )
     seed: int = 42
-    accelerator: Literal["cpu", "gpu", "cuda", "auto"] = "cpu"
-    devices: int = Field(1, ge=1)
+    accelerator: Literal["cpu", "gpu", "cuda", "auto"] = "auto"
+    devices: int | Literal["auto"] = "auto"
     strategy: str = "auto"
-    precision: str = "32-true"
+    precision: str = "auto"
     num_threads: int | None = Field(None, ge=1)
+    num_workers: int = Field(0, ge=0)
 
 
 class PopularityConfig(_Section):
-    """The popularity fallback: a trailing window with exponential time decay."""
+    """The popularity fallback and who gets it: a trailing window with exponential time decay."""
 
     window_days: int = Field(14, ge=1)
     half_life_days: float = Field(7.0, gt=0)
     event_weights: dict[str, float] = Field(
         default_factory=lambda: {VIEW: 1.0, CLICK: 2.0, ADD_TO_CART: 4.0, PURCHASE: 8.0}
     )
+    min_history: int = Field(1, ge=1, description="Users with fewer events get the fallback, not the model.")
+    users_file: Path | None = Field(
+        None, description="Optional user table (Parquet or CSV with user_id): these users get a list too."
+    )
+    segment_column: str | None = Field(
+        None, description="A categorical column of the user table (e.g. country) for per-segment popularity."
+    )
+    min_segment_users: int = Field(20, ge=1, description="Segments with fewer users fall back to the global list.")
 
 
 class ValidationConfig(_Section):
@@ -136,8 +171,40 @@ class PublishConfig(_Section):
     parquet: bool = True
     duckdb: bool = True
     postgres_url: SecretStr | None = None
+    postgres_schema: str = "public"
     postgres_table: str = "recommendations"
-    retention_days: int = Field(30, ge=1)
+    retention_days: int = Field(30, ge=1, description="How many run dates are kept; older ones are deleted.")
+
+    @field_validator("postgres_schema", "postgres_table")
+    @classmethod
+    def _sql_identifier(cls, value: str) -> str:
+        # Names are spliced into DDL; only plain identifiers are allowed, never quoting tricks.
+        if not SQL_IDENTIFIER.fullmatch(value):
+            raise ValueError("must be a plain SQL identifier: a letter or _, then letters, digits or _ (max 63)")
+        return value
+
+
+class OrchestrationConfig(_Section):
+    """The schedule, retraining and model promotion (Prefect deployments read this)."""
+
+    cron: str = Field("0 2 * * *", description="When the nightly deployment runs, in `timezone`.")
+    timezone: str = Field("UTC", description="IANA time zone of the nightly schedule, e.g. Europe/Berlin.")
+    late_run_max_age_hours: float = Field(24.0, gt=0, description="Scheduled runs later than this are cancelled.")
+    retrain_every_days: int = Field(1, ge=1, description="Warm-start a new model every N nights; reuse it between.")
+    promotion_tolerance: float = Field(0.0, ge=0, description="Allowed drop in validation NDCG@10 vs the champion.")
+    train_timeout_minutes: float = Field(180.0, gt=0)
+    train_module: str = Field("lightning_modules.train", description="Module run as `python -m` to train.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
 
 
 class DriftBands(_Section):
@@ -189,6 +256,7 @@ class NightrecConfig(_Section):
     popularity: PopularityConfig = Field(default_factory=PopularityConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
+    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
     behavior: BehaviorConfig = Field(default_factory=BehaviorConfig)
 
     @field_validator("event_types", mode="before")

@@ -1,8 +1,12 @@
-"""Per-user histories: what each user has already seen, for exclusion and cold-start decisions."""
+"""Per-user histories: what each user has already seen, for exclusion and cold-start decisions,
+and the optional user table (users who get a list even without events tonight)."""
+
+from pathlib import Path
 
 import polars as pl
 
-from nightrec.schema import ITEM_ID, TIMESTAMP, USER_ID
+from nightrec.errors import InputError
+from nightrec.schema import ID_DTYPE, ITEM_ID, TIMESTAMP, USER_ID
 
 N_EVENTS = "n_events"
 LAST_SEEN = "last_seen"
@@ -27,4 +31,50 @@ def user_histories(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
 
 def seen_pairs(histories: pl.DataFrame) -> pl.DataFrame:
     """Distinct (user_id, item_id) pairs from ``user_histories`` output."""
-    return histories.select(USER_ID, pl.col(ITEMS).alias(ITEM_ID)).explode(ITEM_ID)
+    return histories.select(USER_ID, pl.col(ITEMS).alias(ITEM_ID)).explode(ITEM_ID).drop_nulls(ITEM_ID)
+
+
+def as_id_column(frame: pl.DataFrame, column: str, where: str) -> pl.DataFrame:
+    """Carry an id column as text, the way the event readers do, so ``42`` and ``"42"`` match.
+
+    Integers (and floats that are whole numbers, as a CSV with gaps produces) become text;
+    anything else (a mixed-type object column, lists, fractional numbers) is rejected with the
+    file and column named.
+    """
+    if column not in frame.columns:
+        raise InputError(f"{where}: missing column '{column}' (have: {', '.join(frame.columns)})")
+    dtype = frame.schema[column]
+    if dtype == ID_DTYPE:
+        return frame
+    if dtype.is_integer():
+        return frame.with_columns(pl.col(column).cast(ID_DTYPE))
+    if dtype.is_float():
+        values = frame.get_column(column).drop_nulls()
+        if (values == values.floor()).all():
+            return frame.with_columns(pl.col(column).cast(pl.Int64).cast(ID_DTYPE))
+        raise InputError(f"{where}: column '{column}' holds fractional numbers; ids must be text or integers")
+    raise InputError(
+        f"{where}: column '{column}' has type {dtype} (mixed or non-scalar ids); expected text or integers"
+    )
+
+
+def read_user_table(path: Path, segment_column: str | None = None) -> pl.DataFrame:
+    """The user table: ``user_id`` plus the optional segment column, one row per user.
+
+    A Parquet file or a CSV read with every column as text; integer ids are carried as text.
+    Rows without a user id are dropped; a duplicated id keeps its first row.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: user table not found")
+    try:
+        frame = pl.read_csv(path, infer_schema=False) if path.suffix == ".csv" else pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputError(f"{path}: cannot read the user table: {exc}") from None
+    frame = as_id_column(frame, USER_ID, str(path))
+    columns = [USER_ID]
+    if segment_column:
+        if segment_column not in frame.columns:
+            raise InputError(f"{path}: segment column '{segment_column}' not found (have: {', '.join(frame.columns)})")
+        columns.append(segment_column)
+    return frame.select(columns).drop_nulls(USER_ID).unique(USER_ID, keep="first", maintain_order=True)

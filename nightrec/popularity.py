@@ -1,5 +1,6 @@
-"""Popularity: time-decayed, event-weighted item scores over a trailing window, and the
-ranked-list contract every recommender answers: top-K items per user, seen items excluded."""
+"""Popularity: time-decayed, event-weighted item scores over a trailing window, optionally per
+user segment, and the ranked-list contract every recommender answers: top-K items per user,
+seen items excluded."""
 
 from datetime import UTC, date, datetime, timedelta
 
@@ -8,7 +9,21 @@ import polars as pl
 from nightrec.config import PopularityConfig
 from nightrec.schema import EVENT_TYPE, ITEM_ID, RANK, SCORE, TIMESTAMP, USER_ID
 
+GROUP = "__group"
 _CAND_RANK = "__cand_rank"
+GLOBAL_GROUP = 0
+
+
+def _window(events: pl.DataFrame | pl.LazyFrame, run_date: date, config: PopularityConfig) -> pl.LazyFrame:
+    """Events of the trailing window with their decayed weight in column ``SCORE``."""
+    end = datetime.combine(run_date, datetime.min.time(), tzinfo=UTC)
+    start = end - timedelta(days=config.window_days)
+    lf = events.lazy() if isinstance(events, pl.DataFrame) else events
+    age_days = (pl.lit(end) - pl.col(TIMESTAMP)).dt.total_microseconds() / 86_400e6
+    weight = pl.col(EVENT_TYPE).replace_strict(config.event_weights, default=0.0, return_dtype=pl.Float64)
+    return lf.filter((pl.col(TIMESTAMP) >= start) & (pl.col(TIMESTAMP) < end)).with_columns(
+        (weight * pl.lit(0.5).pow(age_days / config.half_life_days)).alias(SCORE)
+    )
 
 
 def popularity_scores(events: pl.DataFrame | pl.LazyFrame, run_date: date, config: PopularityConfig) -> pl.DataFrame:
@@ -17,41 +32,90 @@ def popularity_scores(events: pl.DataFrame | pl.LazyFrame, run_date: date, confi
     Items with no event in the window are absent (never recommended). Sorted best first,
     ties broken by item id so the order is deterministic.
     """
-    end = datetime.combine(run_date, datetime.min.time(), tzinfo=UTC)
-    start = end - timedelta(days=config.window_days)
-    lf = events.lazy() if isinstance(events, pl.DataFrame) else events
-    age_days = (pl.lit(end) - pl.col(TIMESTAMP)).dt.total_microseconds() / 86_400e6
-    weight = pl.col(EVENT_TYPE).replace_strict(config.event_weights, default=0.0, return_dtype=pl.Float64)
     return (
-        lf.filter((pl.col(TIMESTAMP) >= start) & (pl.col(TIMESTAMP) < end))
+        _window(events, run_date, config)
         .group_by(ITEM_ID)
-        .agg((weight * pl.lit(0.5).pow(age_days / config.half_life_days)).sum().alias(SCORE))
+        .agg(pl.col(SCORE).sum())
         .filter(pl.col(SCORE) > 0)
         .sort([SCORE, ITEM_ID], descending=[True, False])
         .collect()
     )
 
 
-def top_k_unseen(users: pl.Series, ranked: pl.DataFrame, seen: pl.DataFrame, k: int) -> pl.DataFrame:
-    """For each user, the first ``k`` items of ``ranked`` (item_id, score; best first) they have not seen.
+def segment_groups(users: pl.DataFrame, segment_column: str, active: pl.Series, min_users: int) -> pl.DataFrame:
+    """Map each user of the user table to a popularity group: its segment's number when the
+    segment has at least ``min_users`` users active in the window, else ``GLOBAL_GROUP``."""
+    seg = users.select(USER_ID, pl.col(segment_column).cast(pl.String).alias(segment_column))
+    sizes = (
+        seg.filter(pl.col(USER_ID).is_in(active.implode()) & pl.col(segment_column).is_not_null())
+        .group_by(segment_column)
+        .agg(pl.col(USER_ID).n_unique().alias("n"))
+        .filter(pl.col("n") >= min_users)
+        .sort(segment_column)
+        .with_row_index(GROUP, offset=GLOBAL_GROUP + 1)
+        .select(segment_column, pl.col(GROUP).cast(pl.Int64))
+    )
+    return (
+        seg.join(sizes, on=segment_column, how="left")
+        .with_columns(pl.col(GROUP).fill_null(GLOBAL_GROUP))
+        .select(USER_ID, segment_column, GROUP)
+    )
 
-    Returns (user_id, rank, item_id, score) with ranks 1..k, or fewer rows when a user has seen
-    all but fewer than ``k`` of the ranked items. Candidates widen geometrically only for the
-    users that still lack items, so cost stays near ``users * 2k`` for typical histories.
+
+def grouped_rankings(
+    events: pl.DataFrame | pl.LazyFrame, run_date: date, config: PopularityConfig, groups: pl.DataFrame | None
+) -> pl.DataFrame:
+    """Candidate lists per popularity group: (GROUP, item_id, score), best first within a group.
+
+    Group 0 is the global list. A segment's list is its own items by segment popularity, then
+    the global items it lacks (the back-up when a segment's catalogue is thin), by global score.
     """
-    ranked = ranked.select(ITEM_ID, SCORE).with_row_index(_CAND_RANK)
-    pending = pl.DataFrame({USER_ID: users.unique(maintain_order=True).cast(pl.String)})
+    global_ranked = popularity_scores(events, run_date, config)
+    parts = [global_ranked.select(pl.lit(GLOBAL_GROUP, pl.Int64).alias(GROUP), ITEM_ID, SCORE)]
+    if groups is not None and groups.filter(pl.col(GROUP) != GLOBAL_GROUP).height:
+        own = (
+            _window(events, run_date, config)
+            .join(groups.lazy().filter(pl.col(GROUP) != GLOBAL_GROUP).select(USER_ID, GROUP), on=USER_ID)
+            .group_by(GROUP, ITEM_ID)
+            .agg(pl.col(SCORE).sum())
+            .filter(pl.col(SCORE) > 0)
+            .sort([GROUP, SCORE, ITEM_ID], descending=[False, True, False])
+            .collect()
+        )
+        for group in own.get_column(GROUP).unique().sort():
+            mine = own.filter(pl.col(GROUP) == group)
+            backup = global_ranked.join(mine.select(ITEM_ID), on=ITEM_ID, how="anti")
+            parts += [mine, backup.select(pl.lit(group, pl.Int64).alias(GROUP), ITEM_ID, SCORE)]
+    return pl.concat(parts)
+
+
+def top_k_unseen(users: pl.Series | pl.DataFrame, ranked: pl.DataFrame, seen: pl.DataFrame, k: int) -> pl.DataFrame:
+    """For each user, the first ``k`` items of their candidate list they have not seen.
+
+    ``users`` is a Series of ids (everyone shares ``ranked``: item_id, score, best first) or a
+    frame (user_id, GROUP) with ``ranked`` holding one list per GROUP. Returns (user_id, rank,
+    item_id, score) with ranks 1..k, fewer rows when a user has seen all but fewer than ``k``
+    candidates. Candidates widen geometrically only for the users that still lack items, so the
+    cost stays near ``users * 2k`` for typical histories.
+    """
+    if isinstance(users, pl.Series):
+        users = pl.DataFrame({USER_ID: users.cast(pl.String)}).with_columns(pl.lit(GLOBAL_GROUP, pl.Int64).alias(GROUP))
+    if GROUP not in ranked.columns:
+        ranked = ranked.with_columns(pl.lit(GLOBAL_GROUP, pl.Int64).alias(GROUP))
+    ranked = ranked.select(GROUP, ITEM_ID, SCORE).with_columns(pl.int_range(pl.len()).over(GROUP).alias(_CAND_RANK))
+    longest = ranked.group_by(GROUP).len().get_column("len").max() or 0
+    pending = users.select(USER_ID, GROUP).unique(USER_ID, keep="first", maintain_order=True)
+    seen = seen.select(USER_ID, ITEM_ID)
     width, parts = 2 * k, []
     while pending.height:
-        candidates = ranked.head(width)
         picked = (
-            pending.join(candidates, how="cross")
-            .join(seen.select(USER_ID, ITEM_ID), on=[USER_ID, ITEM_ID], how="anti")
+            pending.join(ranked.filter(pl.col(_CAND_RANK) < width), on=GROUP)
+            .join(seen, on=[USER_ID, ITEM_ID], how="anti")
             .sort(USER_ID, _CAND_RANK)
             .group_by(USER_ID, maintain_order=True)
             .head(k)
         )
-        exhausted = width >= ranked.height
+        exhausted = width >= longest
         full = picked.group_by(USER_ID).len().filter(pl.col("len") >= k).get_column(USER_ID)
         done = picked if exhausted else picked.filter(pl.col(USER_ID).is_in(full.implode()))
         parts.append(done)
@@ -59,7 +123,12 @@ def top_k_unseen(users: pl.Series, ranked: pl.DataFrame, seen: pl.DataFrame, k: 
         if exhausted:
             break
         width *= 4
-    out = pl.concat(parts) if parts else pl.DataFrame(schema={USER_ID: pl.String, _CAND_RANK: pl.UInt32})
+    schema = {USER_ID: pl.String, _CAND_RANK: pl.Int64, ITEM_ID: pl.String, SCORE: pl.Float64}
+    out = (
+        pl.concat([p.select(pl.col(c).cast(t) for c, t in schema.items()) for p in parts])
+        if parts
+        else pl.DataFrame(schema=schema)
+    )
     return (
         out.sort(USER_ID, _CAND_RANK)
         .with_columns(pl.int_range(1, pl.len() + 1).over(USER_ID).cast(pl.Int32).alias(RANK))

@@ -1,29 +1,149 @@
-"""Assembling tonight's table: every user gets a ranked list with its source and model version."""
+"""Assembling tonight's table: who gets what.
+
+Users the model knows (and with at least ``min_history`` events) get the model's list
+(``model``); when it has fewer than K items after exclusions, the list is filled from the
+fallback (``model+popularity`` on the filled rows). Everyone else present in tonight's events
+or in the user table gets the popularity fallback (``popularity``). Every user gets exactly K
+rows, or every eligible item when fewer exist; ranks run 1..K with no repeats and no seen item.
+"""
 
 from datetime import date
 
 import polars as pl
 
 from nightrec.config import NightrecConfig
-from nightrec.history import seen_pairs, user_histories
-from nightrec.popularity import popularity_scores, top_k_unseen
-from nightrec.publish import conform
-from nightrec.schema import MODEL_VERSION, RUN_DATE, SOURCE, SOURCE_POPULARITY, USER_ID
+from nightrec.history import N_EVENTS, as_id_column, read_user_table, seen_pairs, user_histories
+from nightrec.popularity import GLOBAL_GROUP, GROUP, grouped_rankings, popularity_scores, segment_groups, top_k_unseen
+from nightrec.publish import FALLBACK_SCHEMA, conform
+from nightrec.schema import (
+    ITEM_ID,
+    MODEL_VERSION,
+    RANK,
+    RUN_DATE,
+    SCORE,
+    SOURCE,
+    SOURCE_MODEL,
+    SOURCE_MODEL_POPULARITY,
+    SOURCE_POPULARITY,
+    USER_ID,
+)
 
 
 def popularity_version(run_date: date) -> str:
     return f"popularity@{run_date.isoformat()}"
 
 
-def popularity_recommendations(events: pl.DataFrame, run_date: date, config: NightrecConfig) -> pl.DataFrame:
-    """Popularity lists for every user in ``events``, each user's seen items excluded."""
+def _user_groups(
+    users: pl.Series, table: pl.DataFrame | None, config: NightrecConfig, active: pl.Series
+) -> pl.DataFrame:
+    """(user_id, GROUP) for every user: a segment's group or the global one."""
+    frame = pl.DataFrame({USER_ID: users}).with_columns(pl.lit(GLOBAL_GROUP, pl.Int64).alias(GROUP))
+    segment = config.popularity.segment_column
+    if table is None or not segment:
+        return frame
+    groups = segment_groups(table, segment, active, config.popularity.min_segment_users)
+    return (
+        frame.drop(GROUP)
+        .join(groups.select(USER_ID, GROUP), on=USER_ID, how="left")
+        .with_columns(pl.col(GROUP).fill_null(GLOBAL_GROUP))
+    )
+
+
+def _model_rows(model_scores: pl.DataFrame, eligible: pl.Series, seen: pl.DataFrame, k: int) -> pl.DataFrame:
+    """The model's lists for eligible users: seen and repeated items dropped, at most k each."""
+    model_scores = as_id_column(as_id_column(model_scores, USER_ID, "model scores"), ITEM_ID, "model scores")
+    return (
+        model_scores.filter(pl.col(USER_ID).is_in(eligible.implode()))
+        .filter(pl.col(SCORE).is_finite())
+        .join(seen, on=[USER_ID, ITEM_ID], how="anti")
+        .sort(USER_ID, RANK)
+        .unique([USER_ID, ITEM_ID], keep="first", maintain_order=True)
+        .group_by(USER_ID, maintain_order=True)
+        .head(k)
+        .select(USER_ID, ITEM_ID, pl.col(SCORE).cast(pl.Float64))
+    )
+
+
+def build_recommendations(
+    events: pl.DataFrame,
+    run_date: date,
+    config: NightrecConfig,
+    model_scores: pl.DataFrame | None = None,
+    model_version: str | None = None,
+    users: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Tonight's table in the published schema.
+
+    ``model_scores`` is ``score_users`` output (user_id, rank, item_id, score) or None (the
+    fallback serves everyone); ``users`` the user table (``config.popularity.users_file`` is
+    read when it is None).
+    """
+    k = config.k
+    if users is None and config.popularity.users_file is not None:
+        users = read_user_table(config.popularity.users_file, config.popularity.segment_column)
+    elif users is not None:
+        users = as_id_column(users, USER_ID, "user table")
     histories = user_histories(events)
-    ranked = popularity_scores(events, run_date, config.popularity)
-    recs = top_k_unseen(histories.get_column(USER_ID), ranked, seen_pairs(histories), config.k)
-    return conform(
-        recs.with_columns(
-            pl.lit(run_date).alias(RUN_DATE),
-            pl.lit(SOURCE_POPULARITY).alias(SOURCE),
-            pl.lit(popularity_version(run_date)).alias(MODEL_VERSION),
+    seen = seen_pairs(histories)
+    everyone = histories.get_column(USER_ID)
+    if users is not None:
+        everyone = pl.concat([everyone, users.get_column(USER_ID)]).unique(maintain_order=True)
+    everyone = everyone.sort()
+
+    model = pl.DataFrame(schema={USER_ID: pl.String, ITEM_ID: pl.String, SCORE: pl.Float64})
+    if model_scores is not None and model_version is None:
+        raise ValueError("model_version is required with model_scores")
+    if model_scores is not None:
+        enough = histories.filter(pl.col(N_EVENTS) >= config.popularity.min_history).get_column(USER_ID)
+        model = _model_rows(model_scores, enough, seen, k)
+    model = model.with_columns(pl.int_range(1, pl.len() + 1).over(USER_ID).cast(pl.Int32).alias(RANK))
+
+    # The fallback never repeats an item the model already placed in the same list.
+    exclude = pl.concat([seen, model.select(USER_ID, ITEM_ID)])
+    groups = _user_groups(everyone, users, config, histories.get_column(USER_ID))
+    ranked = grouped_rankings(events, run_date, config.popularity, groups)
+    fallback = top_k_unseen(groups, ranked, exclude, k)
+    n_model = model.group_by(USER_ID).agg(pl.len().cast(pl.Int32).alias("__n"))
+    fill = (
+        fallback.join(n_model, on=USER_ID, how="left")
+        .with_columns(pl.col("__n").fill_null(0))
+        .filter(pl.col(RANK) <= k - pl.col("__n"))
+        .with_columns(
+            (pl.col(RANK) + pl.col("__n")).alias(RANK),
+            pl.when(pl.col("__n") > 0)
+            .then(pl.lit(SOURCE_MODEL_POPULARITY))
+            .otherwise(pl.lit(SOURCE_POPULARITY))
+            .alias(SOURCE),
         )
     )
+    pop_version = popularity_version(run_date)
+    fill = fill.with_columns(
+        pl.when(pl.col(SOURCE) == SOURCE_POPULARITY)
+        .then(pl.lit(pop_version))
+        .otherwise(pl.lit(model_version, pl.String))
+        .alias(MODEL_VERSION)
+    )
+    model = model.with_columns(
+        pl.lit(SOURCE_MODEL).alias(SOURCE), pl.lit(model_version, pl.String).alias(MODEL_VERSION)
+    )
+    columns = [USER_ID, RANK, ITEM_ID, SCORE, SOURCE, MODEL_VERSION]
+    recs = pl.concat([model.select(columns), fill.select(columns)])
+    return conform(recs.with_columns(pl.lit(run_date).alias(RUN_DATE)))
+
+
+def popularity_recommendations(events: pl.DataFrame, run_date: date, config: NightrecConfig) -> pl.DataFrame:
+    """Popularity lists for every user in ``events`` (and the user table), seen items excluded."""
+    return build_recommendations(events, run_date, config)
+
+
+def fallback_list(events: pl.DataFrame, run_date: date, config: NightrecConfig) -> pl.DataFrame:
+    """The global top-K a brand-new user gets (nothing seen, no segment): the CLI shows it for
+    users absent from the published table."""
+    ranked = popularity_scores(events, run_date, config.popularity).head(config.k)
+    return ranked.select(
+        pl.lit(run_date).alias(RUN_DATE),
+        pl.int_range(1, pl.len() + 1).cast(pl.Int32).alias(RANK),
+        ITEM_ID,
+        SCORE,
+        pl.lit(popularity_version(run_date)).alias(MODEL_VERSION),
+    ).cast(FALLBACK_SCHEMA)

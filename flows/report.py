@@ -1,0 +1,146 @@
+"""What a person reads in the Prefect UI after a run: the Markdown report, the metrics table,
+the link to the published table. Plain functions build the content; ``publish_artifacts``
+(called inside a flow run) creates the artifacts.
+"""
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+from nightrec.schema import ITEM_ID, SOURCE, USER_ID
+
+CURVE_FILE = "curve.png"
+
+
+def recommendation_summary(recs_path: Path, clean_path: Path) -> dict[str, Any]:
+    """Users, rows, counts by source and catalogue coverage of tonight's table."""
+    recs = pl.read_parquet(recs_path)
+    catalogue = pl.scan_parquet(clean_path).select(pl.col(ITEM_ID).n_unique()).collect().item()
+    recommended = recs.get_column(ITEM_ID).n_unique()
+    by_source = dict(recs.group_by(SOURCE).len().sort(SOURCE).iter_rows())
+    return {
+        "rows": recs.height,
+        "users": recs.get_column(USER_ID).n_unique(),
+        "by_source": by_source,
+        "items_recommended": recommended,
+        "catalogue_items": catalogue,
+        "coverage": recommended / catalogue if catalogue else 0.0,
+    }
+
+
+def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Flatten ``{model: {split: {metric: value}}}`` into table rows (model, split, metric, value)."""
+    rows = []
+    for model in ("candidate", "champion", "popularity"):
+        block = metrics.get(model)
+        if not block:
+            continue
+        splits = block if any(isinstance(v, dict) for v in block.values()) else {"valid": block}
+        for split in ("valid", "test"):
+            for name, value in (splits.get(split) or {}).items():
+                # headline metrics only: slices ("short/...", "masked/...") stay in metrics.json
+                if isinstance(value, int | float) and name != "users" and "/" not in name:
+                    rows.append({"model": model, "split": split, "metric": name, "value": round(float(value), 5)})
+    return rows
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "_none_\n"
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(r[h]) for h in head) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _validation_md(validation: dict[str, Any]) -> str:
+    try:
+        from expectations.report import markdown_summary
+
+        return markdown_summary(validation)
+    except (ImportError, TypeError, KeyError):
+        reasons = [{"rule": k, "rows": v} for k, v in validation.get("by_reason", {}).items()]
+        return (
+            f"rows in {validation['rows_in']}, clean {validation['rows_clean']}, "
+            f"quarantined {validation['rows_quarantined']}\n\n" + _table(reasons)
+        )
+
+
+def _png_md(png: Path | None, alt: str) -> str:
+    if png is None or not png.is_file():
+        return ""
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()})\n"
+
+
+def _curve_md(model_dir: str | None) -> str:
+    return _png_md(Path(model_dir) / CURVE_FILE if model_dir else None, "training curve") or "_no training tonight_\n"
+
+
+def behavior_markdown(behavior: dict[str, Any]) -> str:
+    """The behaviour report's summary with its figures embedded (the UI shows them inline)."""
+    figures = "\n".join(_png_md(Path(path), name.replace("_", " ")) for name, path in behavior["figures"].items())
+    return f"{behavior['markdown']}\nFull report: `{behavior['report_html']}`\n\n{figures}"
+
+
+def build_report(summary: dict[str, Any]) -> str:
+    """The run's Markdown report from the flow's result dict."""
+    seq_stats = summary.get("sequence_stats") or {}
+    flat_stats = [{"stat": k, "value": v} for k, v in seq_stats.items() if isinstance(v, int | float | str)]
+    recs = summary["recommendations"]
+    sources = [{"source": k, "rows": v} for k, v in recs["by_source"].items()]
+    promotion = summary.get("promotion") or {}
+    stages = "\n".join(f"- **{name}**: {what}" for name, what in summary["stages"].items())
+    return (
+        f"# nightrec {summary['flow']} run {summary['run_date']}\n\n"
+        + (f"Reason: {summary['reason']}\n\n" if summary.get("reason") else "")
+        + f"## Stages\n{stages}\n\n"
+        + f"## Data quality\n{_validation_md(summary['validation'])}\n"
+        + f"## Behaviour\n{summary['behavior']['markdown'].split(chr(10), 1)[-1]}\n"
+        + f"## Sequences\n{_table(flat_stats)}\n"
+        + f"## Model\nServing: `{summary.get('model_version') or 'popularity only'}`\n\n"
+        + f"Promotion: {promotion.get('reason', 'no new model tonight')}\n\n"
+        + f"### Validation metrics (tonight's held-out window)\n{_table(metric_rows(summary.get('metrics') or {}))}\n"
+        + f"### Training curve\n{_curve_md(summary.get('trained'))}\n"
+        + "## Recommendations\n"
+        + f"{recs['rows']} rows for {recs['users']} users; coverage {recs['coverage']:.1%} "
+        + f"({recs['items_recommended']} of {recs['catalogue_items']} items)\n\n{_table(sources)}\n"
+        + f"## Published\n{_table([{'target': k, 'where': v} for k, v in summary['published']['targets'].items()])}"
+        + (f"\n## Quality\n{summary['degraded']}\n" if summary.get("degraded") else "")
+    )
+
+
+def publish_artifacts(summary: dict[str, Any]) -> list[str]:
+    """The report, the metrics table and the link to the published table, keyed per flow;
+    returns the artifact keys."""
+    flow_name, run_date = summary["flow"], summary["run_date"]
+    create_markdown_artifact(key=f"{flow_name}-report", markdown=build_report(summary), description=f"{run_date}")
+    rows = metric_rows(summary.get("metrics") or {})
+    rows.append(
+        {"model": "table", "split": "published", "metric": "coverage", "value": summary["recommendations"]["coverage"]}
+    )
+    create_table_artifact(key=f"{flow_name}-metrics", table=rows, description=f"metrics {run_date}")
+    targets = summary["published"]["targets"]
+    where = targets.get("duckdb") or targets.get("parquet")
+    create_markdown_artifact(
+        key=f"{flow_name}-behavior",
+        markdown=behavior_markdown(summary["behavior"]),
+        description=f"behaviour {run_date}",
+    )
+    keys = [f"{flow_name}-report", f"{flow_name}-metrics", f"{flow_name}-behavior"]
+    if where:
+        keys.append(f"{flow_name}-published")
+        create_link_artifact(
+            key=f"{flow_name}-published",
+            link=Path(where).resolve().as_uri(),
+            link_text=f"recommendations {run_date}",
+            description="the published table (DuckDB view recommendations_latest, Parquet partitions)",
+        )
+    return keys
+
+
+def read_stats(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}

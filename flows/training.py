@@ -1,0 +1,229 @@
+"""Training, evaluation, promotion and scoring tasks.
+
+Training always runs in a subprocess (``python -m lightning_modules.train``): Lightning's DDP
+re-executes the launching command once per rank, and that command must never be the flow.
+The task streams the trainer's output into the Prefect logger, keeps the last lines for the
+error message, and reads back ``metrics.json`` and the checkpoint path.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from datetime import date
+from pathlib import Path
+from uuid import UUID
+
+from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+from flows.caching import CONTENT
+from flows.evaluation import model_valid_metrics, popularity_valid_metrics
+from nightrec.config import NightrecConfig
+from nightrec.errors import NightrecError
+from nightrec.registry import (
+    METRICS_FILE,
+    code_version,
+    content_hash,
+    promotion_decision,
+    read_champion,
+    read_json,
+    set_champion,
+    valid_ndcg,
+    version_name,
+    write_version_meta,
+)
+
+SCORES_FILE = "scores.parquet"
+_EPOCH = re.compile(r"\bepoch\D{0,3}(\d+)", re.IGNORECASE)
+
+
+class TrainingError(NightrecError):
+    """The training subprocess failed; the message carries its exit code and last output lines."""
+
+
+def models_dir(config: NightrecConfig) -> Path:
+    return config.data_dir / "models"
+
+
+def project_env() -> dict[str, str]:
+    """The environment for subprocesses: this process's, with the project root importable."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in paths if p != root]])
+    return env
+
+
+def _progress(artifact_id: UUID | None, line: str, epochs: int) -> None:
+    match = _EPOCH.search(line)
+    if artifact_id is not None and match:
+        done = min(int(match.group(1)) + 1, epochs)
+        update_progress_artifact(artifact_id, progress=100.0 * done / epochs)
+
+
+def run_trainer(cmd: list[str], timeout_s: float, logger, on_line=None) -> tuple[int, list[str]]:
+    """Run ``cmd``, logging each output line as it comes; kill its process group at ``timeout_s``."""
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        env=project_env(),
+        cwd=Path(__file__).resolve().parents[1],
+        start_new_session=True,  # DDP ranks join the group, so a kill reaches all of them
+    )
+    timed_out = threading.Event()
+
+    def _kill() -> None:
+        timed_out.set()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    timer = threading.Timer(timeout_s, _kill)
+    timer.start()
+    tail: deque[str] = deque(maxlen=30)
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.rstrip()
+            if line:
+                logger.info(line)
+                tail.append(line)
+                if on_line is not None:
+                    on_line(line)
+        rc = proc.wait()
+    except BaseException:
+        _kill()
+        proc.wait()
+        raise
+    finally:
+        timer.cancel()
+    if timed_out.is_set():
+        tail.append(f"killed after the {timeout_s:.0f} s training timeout")
+    return rc, list(tail)
+
+
+# No Prefect timeout: the subprocess has its own (config.orchestration.train_timeout_minutes),
+# which kills every DDP rank rather than abandoning them.
+@task(name="train", cache_policy=CONTENT, persist_result=True, timeout_seconds=None)
+def train_model(
+    sequences_dir: Path, config: NightrecConfig, run_date: date, warm_start: Path | None, mode: str
+) -> Path:
+    """Train a new model version into ``models/<version>/`` (atomically) and return its folder.
+
+    ``mode`` is ``warm`` (from ``warm_start``) or ``scratch``. The version name derives from the
+    inputs, so a rerun after a crash resumes from ``last.ckpt`` of the unfinished folder.
+    """
+    logger = get_run_logger()
+    key = content_hash(sequences_dir)
+    root = models_dir(config)
+    root.mkdir(parents=True, exist_ok=True)
+    config_key = json.dumps(config.model_dump(mode="json", include={"model", "train", "sequences"}), sort_keys=True)
+    version = version_name(run_date, mode, hashlib.sha256((key + config_key + str(warm_start)).encode()).hexdigest())
+    final = root / version
+    if (final / METRICS_FILE).is_file():
+        logger.info(f"model {version} already trained; reusing it")
+        return final
+    work = root / f".partial-{version}"
+    work.mkdir(exist_ok=True)
+    config_file = work / "run-config.json"
+    config_file.write_text(config.model_dump_json(exclude={"publish": {"postgres_url"}}))
+    cmd = [sys.executable, "-m", config.orchestration.train_module, "--config", str(config_file)]
+    cmd += ["--sequences", str(sequences_dir), "--out", str(work)]
+    if (work / "last.ckpt").is_file():
+        cmd.append("--resume")
+    if warm_start is not None:
+        cmd += ["--warm-start", str(warm_start)]
+    logger.info(f"training {version}: {' '.join(cmd)}")
+    epochs = config.train.epochs
+    progress = create_progress_artifact(progress=0.0, description=f"training {version}: epochs done of {epochs}")
+    started = time.monotonic()
+    rc, tail = run_trainer(
+        cmd, config.orchestration.train_timeout_minutes * 60, logger, lambda line: _progress(progress, line, epochs)
+    )
+    if rc != 0 or not (work / METRICS_FILE).is_file():
+        shutil.rmtree(work, ignore_errors=True)
+        why = f"exit code {rc}" if rc != 0 else f"no {METRICS_FILE} written"
+        raise TrainingError(f"training {version} failed ({why}); last output:\n" + "\n".join(tail[-15:]))
+    update_progress_artifact(progress, progress=100.0)
+    config_file.unlink()
+    metrics = read_json(work / METRICS_FILE)
+    write_version_meta(
+        work,
+        {
+            "version": version,
+            "run_date": run_date.isoformat(),
+            "mode": mode,
+            "data_snapshot_id": key,
+            "sequences": str(sequences_dir),
+            "warm_start_from": str(warm_start) if warm_start else None,
+            "code_version": code_version(),
+            "train_seconds": round(time.monotonic() - started, 1),
+            # the trainer wrote into the work folder; name the file as it will be found
+            "best_checkpoint": str(final / Path(metrics.get("best_checkpoint") or "model.ckpt").name),
+        },
+    )
+    # the vocabulary and data snapshot travel with the model, whatever the trainer copied
+    if not (work / "items.parquet").is_file():
+        shutil.copy2(sequences_dir / "items.parquet", work / "items.parquet")
+    os.replace(work, final)
+    return final
+
+
+@task(name="evaluate", cache_policy=NO_CACHE, timeout_seconds=3600)
+def evaluate(sequences_dir: Path, candidate: Path | None, champion: Path | None) -> dict:
+    """Validation NDCG@10 of the candidate, the champion and popularity on tonight's window."""
+    out: dict = {"popularity": popularity_valid_metrics(sequences_dir)}
+    if candidate is not None:
+        out["candidate"] = read_json(candidate / METRICS_FILE)
+    if champion is not None and champion != candidate:
+        out["champion"] = {"valid": model_valid_metrics(champion, sequences_dir)}
+    return out
+
+
+@task(name="promote", cache_policy=NO_CACHE, timeout_seconds=600)
+def promote(config: NightrecConfig, candidate: Path | None, metrics: dict) -> dict:
+    """Apply the promotion gate and move ``models/champion`` when the candidate passes."""
+    logger = get_run_logger()
+    root = models_dir(config)
+    champion = read_champion(root)
+    if candidate is None or champion == candidate:
+        reason = "no new model tonight" if candidate is None else f"{candidate.name} is already the champion"
+        return {"promoted": False, "reason": reason, "serving": str(champion) if champion else None}
+    champion_ndcg = valid_ndcg(metrics["champion"]) if "champion" in metrics else None
+    decision = promotion_decision(
+        valid_ndcg(metrics["candidate"]), champion_ndcg, config.orchestration.promotion_tolerance
+    )
+    write_version_meta(
+        candidate, {"promotion": decision.as_dict(), "previous_champion": champion.name if champion else None}
+    )
+    if decision.promote:
+        set_champion(root, candidate)
+    logger.info(f"promotion gate: {decision.reason}")
+    serving = candidate if decision.promote else champion
+    return {"promoted": decision.promote, "reason": decision.reason, "serving": str(serving), **decision.as_dict()}
+
+
+@task(name="score", cache_policy=CONTENT, persist_result=True, timeout_seconds=3600)
+def score(model_dir: Path, sequences_dir: Path, k: int) -> Path:
+    """Top-K for every known user with the serving model, into ``runs/<date>/scores.parquet``."""
+    from lightning_modules.scoring import score_users
+
+    scores = score_users(model_dir, sequences_dir, k)
+    out = sequences_dir.parent / SCORES_FILE
+    tmp = out.with_name(f".{out.name}.tmp")
+    scores.write_parquet(tmp)
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,265 @@
+"""Reading the sequence Parquet files into tensors, and batching them without per-user Python loops.
+
+Training rows are windows of ``max_len + 1`` items cut from each user's whole training sequence,
+aligned to its end, so every training target is kept (the oldest window is right-padded).
+A batch is one fancy-indexing of a prebuilt tensor; the batch sampler shards and shuffles under DDP.
+"""
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import polars as pl
+import torch
+from torch.utils.data import DataLoader
+
+from nightrec.errors import InputError
+
+ITEMS_FILE, TRAIN_FILE, VALID_FILE, TEST_FILE, FULL_FILE = (
+    "items.parquet",
+    "train.parquet",
+    "valid.parquet",
+    "test.parquet",
+    "full.parquet",
+)
+
+
+def _flat_lists(frame: pl.DataFrame, column: str, path: Path, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated values and per-row lengths of a List[Int] column, ids checked against the vocabulary."""
+    lists = frame.get_column(column)
+    lengths = lists.list.len().fill_null(0).to_numpy().astype(np.int64)
+    flat = lists.explode().drop_nulls().to_numpy().astype(np.int64)
+    _check_ids(flat, path, column, n_items)
+    return flat, lengths
+
+
+def _check_ids(values: np.ndarray, path: Path, column: str, n_items: int) -> None:
+    bad = (values < 1) | (values > n_items)
+    if bad.any():
+        raise InputError(
+            f"{path}: column '{column}' holds item id {int(values[bad][0])} outside the vocabulary "
+            f"(items.parquet has item_idx 1..{n_items}; {int(bad.sum())} such values)"
+        )
+
+
+def pad_tails(flat: np.ndarray, lengths: np.ndarray, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last ``width`` items of each row, right-padded with 0: ``([N, width], lengths [N])``."""
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    kept = np.minimum(lengths, width)
+    start = offsets + lengths - kept
+    cols = np.arange(width)
+    valid = cols[None, :] < kept[:, None]
+    pos = np.where(valid, start[:, None] + cols[None, :], 0)
+    out = np.where(valid, flat[pos] if flat.size else 0, 0)
+    return torch.from_numpy(out.astype(np.int64)), torch.from_numpy(kept)
+
+
+def window_positions(lengths: np.ndarray, max_len: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat positions ``[N, max_len + 1]`` (and their validity) of windows ending at ``n, n - stride, ...``."""
+    n_windows = np.where(lengths >= 2, (lengths - 2) // stride + 1, 0)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    seq = np.repeat(np.arange(len(lengths)), n_windows)
+    j = np.arange(n_windows.sum()) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
+    end = lengths[seq] - j * stride
+    start = np.maximum(end - (max_len + 1), 0)
+    cols = np.arange(max_len + 1)
+    valid = start[:, None] + cols[None, :] < end[:, None]
+    return np.where(valid, offsets[seq][:, None] + start[:, None] + cols[None, :], 0), valid
+
+
+def build_windows(flat: np.ndarray, lengths: np.ndarray, max_len: int, stride: int) -> torch.Tensor:
+    """Training windows ``[N, max_len + 1]`` ending at ``n, n - stride, ...`` of each sequence."""
+    pos, valid = window_positions(lengths, max_len, stride)
+    windows = np.where(valid, flat[pos] if flat.size else 0, 0)
+    return torch.from_numpy(windows.astype(np.int64))
+
+
+def csr_rows(crow: torch.Tensor, col: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(batch_row, col)`` pairs of the CSR rows ``rows``, gathered with tensor ops only."""
+    counts = crow[rows + 1] - crow[rows]
+    firsts = torch.repeat_interleave(crow[rows], counts)
+    within = torch.arange(int(counts.sum())) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    return torch.repeat_interleave(torch.arange(len(rows)), counts), col[firsts + within]
+
+
+class TrainWindows:
+    """Dataset indexed by a whole batch of window ids at once; ``weights`` align with ``items``."""
+
+    def __init__(self, windows: torch.Tensor, weights: torch.Tensor | None = None):
+        self.windows, self.weights = windows, weights
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        batch = {"window": idx, "items": self.windows[idx]}
+        if self.weights is not None:
+            batch["weights"] = self.weights[idx]
+        return batch
+
+
+class EvalRows:
+    """Validation or test rows: padded history, target, activity and the CSR of seen items."""
+
+    def __init__(self, history, lengths, target, activity, seen_crow, seen_col):
+        self.history, self.lengths, self.target, self.activity = history, lengths, target, activity
+        self.seen_crow, self.seen_col = seen_crow, seen_col
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def __getitem__(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        seen_rows, seen_cols = csr_rows(self.seen_crow, self.seen_col, idx)
+        return {
+            "history": self.history[idx],
+            "lengths": self.lengths[idx],
+            "target": self.target[idx],
+            "activity": self.activity[idx],
+            "seen_rows": seen_rows,
+            "seen_cols": seen_cols,
+        }
+
+
+class BatchSampler:
+    """Index batches for one rank: shuffled (seed + epoch) and cut to an equal, disjoint shard per rank.
+
+    Training drops the few rows that do not divide evenly over the ranks (different ones each epoch),
+    so no row is duplicated; evaluation gives each rank a contiguous slice and keeps every row.
+    """
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1):
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.rank, self.world, self.epoch = rank, world, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self) -> torch.Tensor:
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed + self.epoch)
+            per_rank = self.n // self.world
+            return torch.randperm(self.n, generator=gen)[self.rank :: self.world][:per_rank]
+        bounds = [self.n * r // self.world for r in range(self.world + 1)]
+        return torch.arange(bounds[self.rank], bounds[self.rank + 1])
+
+    def __iter__(self):
+        yield from torch.split(self.indices(), self.batch_size)
+
+    def __len__(self) -> int:
+        count = self.n // self.world if self.shuffle else len(self.indices())
+        return -(-count // self.batch_size)
+
+
+class SequenceDataModule(L.LightningDataModule):
+    """Train windows and evaluation rows from a sequences folder (see contracts: Sequences)."""
+
+    def __init__(
+        self,
+        sequences_dir: Path,
+        max_len: int,
+        batch_size: int = 256,
+        eval_batch_size: int = 1024,
+        stride: int | None = None,
+        window_len: int | None = None,
+        seed: int = 0,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ):
+        super().__init__()
+        self.dir = Path(sequences_dir)
+        self.max_len, self.batch_size, self.eval_batch_size = max_len, batch_size, eval_batch_size
+        # Training windows may be longer than the evaluation history: more context per target.
+        self.window_len = window_len or max_len
+        self.stride, self.seed = stride or self.window_len, seed
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.items: pl.DataFrame | None = None
+
+    def _read(self, name: str) -> pl.DataFrame:
+        path = self.dir / name
+        if not path.is_file():
+            raise InputError(f"{path}: sequence file not found (expected the output of build_sequences)")
+        return pl.read_parquet(path)
+
+    def load(self) -> None:
+        """Read and check every file; idempotent."""
+        if self.items is not None:
+            return
+        self.items = self._read(ITEMS_FILE).sort("item_idx")
+        self.n_items = self.items.height
+        idx = self.items.get_column("item_idx").to_numpy()
+        if self.n_items == 0 or not np.array_equal(idx, np.arange(1, self.n_items + 1)):
+            raise InputError(f"{self.dir / ITEMS_FILE}: column 'item_idx' must be 1..n_items without gaps")
+        train = self._read(TRAIN_FILE)
+        flat, lengths = _flat_lists(train, "items", self.dir / TRAIN_FILE, self.n_items)
+        pos, valid = window_positions(lengths, self.window_len, self.stride)
+        self.windows = torch.from_numpy(np.where(valid, flat[pos] if flat.size else 0, 0).astype(np.int64))
+        # Optional per-position weights (sequences.event_weights); weight t belongs to target t.
+        self.weights = None
+        if "weights" in train.columns:
+            w = train.get_column("weights").explode().drop_nulls().to_numpy().astype(np.float32)
+            if len(w) != len(flat):
+                raise InputError(f"{self.dir / TRAIN_FILE}: column 'weights' does not align with 'items'")
+            self.weights = torch.from_numpy(np.where(valid, w[pos] if w.size else 0, 0).astype(np.float32))
+        if len(self.windows) == 0:
+            raise InputError(f"{self.dir / TRAIN_FILE}: empty training set (no user has two training items)")
+        self.train_lists = (flat, lengths, train.get_column("user_idx").to_numpy())
+        self.eval_rows = {name: self._eval_rows(name) for name in ("valid", "test")}
+
+    def _eval_rows(self, split: str) -> EvalRows:
+        path = self.dir / f"{split}.parquet"
+        frame = self._read(f"{split}.parquet")
+        targets = frame.get_column("target").to_numpy().astype(np.int64)
+        _check_ids(targets, path, "target", self.n_items)
+        flat, lengths = _flat_lists(frame, "history", path, self.n_items)
+        history, hist_len = pad_tails(flat, lengths, self.max_len)
+        # Seen items: the user's training sequence plus the split's history (which may reach past it).
+        tr_flat, tr_len, tr_users = self.train_lists
+        row_of_user = {int(u): i for i, u in enumerate(tr_users)}
+        tr_rows = np.array([row_of_user.get(int(u), -1) for u in frame.get_column("user_idx").to_numpy()])
+        tr_off = np.concatenate([[0], np.cumsum(tr_len)]).astype(np.int64)
+        seen_len = np.where(tr_rows >= 0, tr_len[tr_rows], 0)
+        seen_pos = np.repeat(tr_off[:-1][tr_rows], seen_len) + (
+            np.arange(seen_len.sum()) - np.repeat(np.cumsum(seen_len) - seen_len, seen_len)
+        )
+        user_of_seen = np.concatenate(
+            [np.repeat(np.arange(len(tr_rows)), seen_len), np.repeat(np.arange(len(lengths)), lengths)]
+        )
+        seen = np.unique(user_of_seen * (self.n_items + 1) + np.concatenate([tr_flat[seen_pos], flat]))
+        rows, cols = seen // (self.n_items + 1), seen % (self.n_items + 1)
+        crow = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(targets)))])
+        return EvalRows(
+            history,
+            hist_len,
+            torch.from_numpy(targets),
+            torch.from_numpy(seen_len),
+            torch.from_numpy(crow.astype(np.int64)),
+            torch.from_numpy(cols.astype(np.int64)),
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        self.load()
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        rank, world = self._rank_world()
+        sampler = BatchSampler(len(dataset), batch_size, shuffle, self.seed, rank, world)
+        return DataLoader(
+            dataset,
+            batch_size=None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(TrainWindows(self.windows, self.weights), self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.eval_rows["valid"], self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.eval_rows["test"], self.eval_batch_size, shuffle=False)

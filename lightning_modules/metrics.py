@@ -1,0 +1,133 @@
+"""Full-ranking next-item metrics: Recall@K (= HR@K with one target), NDCG@K, MRR@K, coverage@K.
+
+Ties count against the target: its rank is the number of *other* items scoring at least as high,
+so a constant scorer never looks good. Masked items (padding, seen items) score ``-inf``; a masked
+target therefore misses, as it would in the published list.
+
+Everything is accumulated as integer counts (targets at each rank below max K, per activity slice,
+items shown per K), so sharded evaluation summed across DDP ranks equals one process exactly.
+"""
+
+import math
+
+import torch
+import torch.distributed as dist
+
+KS = (10, 20)
+MISS = 2**62
+# Activity slices by the number of the user's earlier interactions: [0, 20), [20, 100), [100, inf).
+SLICES = (("short", 0, 20), ("medium", 20, 100), ("long", 100, None))
+
+
+def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """0-based rank of each target among all columns of ``scores``; ties rank above the target.
+
+    A masked target (score -inf) gets a rank beyond any cut-off: it can never be recommended.
+    """
+    target_scores = scores.gather(1, targets.view(-1, 1).long())
+    ranks = (scores >= target_scores).sum(dim=1) - 1
+    return ranks.masked_fill(target_scores.squeeze(1) == float("-inf"), MISS)
+
+
+def mask_items(scores: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Set ``scores[rows, cols]`` to -inf in place (seen items) and return ``scores``."""
+    scores[rows.long(), cols.long()] = float("-inf")
+    return scores
+
+
+class RankingAccumulator:
+    """Integer counts behind the metrics of one split and one protocol (masked or not)."""
+
+    def __init__(self, n_items: int, ks: tuple[int, ...] = KS, slices=SLICES):
+        self.n_items = n_items
+        self.ks = tuple(sorted(ks))
+        self.max_k = self.ks[-1]
+        self.slices = slices
+        self.reset()
+
+    def reset(self) -> None:
+        # row 0 of hits: all users; row s + 1: slice s. Last column: users counted.
+        self.hits = torch.zeros(len(self.slices) + 1, self.max_k + 1, dtype=torch.long)
+        self.shown = torch.zeros(len(self.ks), self.n_items + 1, dtype=torch.long)
+
+    def update(self, scores: torch.Tensor, targets: torch.Tensor, activity: torch.Tensor | None = None) -> None:
+        """Add a batch: ``scores [B, n_items + 1]`` (masked entries -inf), ``targets [B]``, ``activity [B]``."""
+        scores = scores.detach().float()
+        ranks = target_ranks(scores, targets.to(scores.device)).cpu()
+        groups = [torch.ones_like(ranks, dtype=torch.bool)]
+        activity = torch.zeros_like(ranks) if activity is None else activity.cpu()
+        for _, low, high in self.slices:
+            groups.append((activity >= low) & (activity < high if high is not None else True))
+        in_top = ranks < self.max_k
+        for row, members in enumerate(groups):
+            self.hits[row, : self.max_k] += torch.bincount(ranks[members & in_top], minlength=self.max_k)
+            self.hits[row, self.max_k] += int(members.sum())
+        top = torch.topk(scores, min(self.max_k, scores.shape[1]), dim=1)
+        indices, shown = top.indices.cpu(), (top.values > float("-inf")).cpu()
+        for i, k in enumerate(self.ks):
+            self.shown[i].index_fill_(0, indices[:, :k][shown[:, :k]], 1)
+
+    def state(self) -> torch.Tensor:
+        return torch.cat([self.hits.reshape(-1), self.shown.reshape(-1)])
+
+    def load_state(self, state: torch.Tensor) -> None:
+        n = self.hits.numel()
+        self.hits = state[:n].reshape(self.hits.shape).clone()
+        self.shown = state[n:].reshape(self.shown.shape).clamp(max=1).clone()
+
+    def all_reduce(self) -> None:
+        """Sum the counts over DDP ranks (no-op in one process); every rank ends with the totals."""
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            state = self.state()
+            dist.all_reduce(state, op=dist.ReduceOp.SUM)
+            self.load_state(state)
+
+    def compute(self) -> dict[str, float]:
+        """``recall@K, ndcg@K, mrr@K, coverage@K`` plus ``<slice>/...`` and ``users`` counts."""
+        out = self._compute_row(0, "")
+        for i, k in enumerate(self.ks):
+            out[f"coverage@{k}"] = int(self.shown[i, 1:].sum()) / self.n_items
+        for s, (name, _, _) in enumerate(self.slices):
+            out.update(self._compute_row(s + 1, f"{name}/"))
+        return out
+
+    def _compute_row(self, row: int, prefix: str) -> dict[str, float]:
+        counts = self.hits[row, : self.max_k].tolist()
+        users = int(self.hits[row, self.max_k])
+        out: dict[str, float] = {f"{prefix}users": users}
+        for k in self.ks:
+            hits = counts[:k]
+            denom = max(users, 1)
+            out[f"{prefix}recall@{k}"] = sum(hits) / denom
+            out[f"{prefix}ndcg@{k}"] = sum(c / math.log2(r + 2) for r, c in enumerate(hits)) / denom
+            out[f"{prefix}mrr@{k}"] = sum(c / (r + 1) for r, c in enumerate(hits)) / denom
+        return out
+
+
+class SplitMetrics:
+    """Both protocols of one split: ``unmasked`` (RecBole's) and ``masked`` (seen items excluded)."""
+
+    def __init__(self, n_items: int):
+        self.unmasked = RankingAccumulator(n_items)
+        self.masked = RankingAccumulator(n_items)
+
+    def reset(self) -> None:
+        self.unmasked.reset()
+        self.masked.reset()
+
+    def update(self, scores: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
+        """Rank ``batch['target']`` in ``scores`` both ways; ``scores`` is modified in place."""
+        scores[:, 0] = float("-inf")
+        self.unmasked.update(scores, batch["target"], batch["activity"])
+        mask_items(scores, batch["seen_rows"].to(scores.device), batch["seen_cols"].to(scores.device))
+        self.masked.update(scores, batch["target"], batch["activity"])
+
+    def all_reduce(self) -> None:
+        self.unmasked.all_reduce()
+        self.masked.all_reduce()
+
+    def compute(self) -> dict[str, float]:
+        """Unmasked metrics under their plain names, masked ones prefixed ``masked/``."""
+        out = self.unmasked.compute()
+        out.update({f"masked/{key}": value for key, value in self.masked.compute().items()})
+        return out

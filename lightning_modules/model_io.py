@@ -1,0 +1,97 @@
+"""Model folders: loading a trained network from its folder alone, and warm-starting a new one.
+
+A model folder holds ``model.ckpt`` (best weights plus the architecture under
+``hyper_parameters.arch``), ``last.ckpt``, ``config.json``, ``items.parquet`` and ``metrics.json``.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+
+from lightning_modules.network import NextItemNetwork
+from nightrec.errors import InputError
+
+BEST_CKPT, LAST_CKPT, ITEMS_FILE, CONFIG_FILE, METRICS_FILE, CURVE_FILE = (
+    "model.ckpt",
+    "last.ckpt",
+    "items.parquet",
+    "config.json",
+    "metrics.json",
+    "curve.png",
+)
+# Settings that change the shape or meaning of weights; a checkpoint must agree on them to be reused.
+ARCH_KEYS = ("cell", "embedding_dim", "hidden_size", "num_layers", "tie_weights", "projection", "item_bias")
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A Lightning checkpoint as a dict, with a clear error when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise InputError(f"{path}: not a readable checkpoint: {str(exc).splitlines()[0]}") from None
+    if "arch" not in ckpt.get("hyper_parameters", {}):
+        raise InputError(f"{path}: not a nightrec checkpoint (no hyper_parameters.arch)")
+    return ckpt
+
+
+def network_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The evaluated weights: the moving average (``ema.``) when training kept one, else ``network.``."""
+    prefix = "ema." if any(k.startswith("ema.") for k in ckpt["state_dict"]) else "network."
+    return {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+
+
+def check_compatible(path: Path, saved: dict[str, Any], wanted: dict[str, Any]) -> None:
+    """Raise an ``InputError`` naming each architecture setting where checkpoint and config differ."""
+    diffs = [
+        f"{key}={saved.get(key, False)!r} (config asks for {wanted.get(key, False)!r})"
+        for key in ARCH_KEYS
+        if saved.get(key, False) != wanted.get(key, False)
+    ]
+    if diffs:
+        raise InputError(f"{path}: checkpoint from an incompatible config: {'; '.join(diffs)}")
+
+
+def load_model(model_dir: Path) -> tuple[NextItemNetwork, pl.DataFrame]:
+    """``(network in eval mode on CPU, items vocabulary)`` from a model folder; needs nothing else."""
+    model_dir = Path(model_dir)
+    ckpt = read_checkpoint(model_dir / BEST_CKPT)
+    items_path = model_dir / ITEMS_FILE
+    if not items_path.is_file():
+        raise InputError(f"{items_path}: the model folder has no vocabulary")
+    items = pl.read_parquet(items_path).sort("item_idx")
+    network = NextItemNetwork.from_arch(ckpt["hyper_parameters"]["arch"])
+    network.load_state_dict(network_state(ckpt))
+    if items.height != network.n_items:
+        raise InputError(f"{items_path}: {items.height} items but the checkpoint scores {network.n_items}")
+    return network.eval(), items
+
+
+def warm_start(network: NextItemNetwork, items: pl.DataFrame, previous_dir: Path) -> dict[str, int]:
+    """Copy a previous model's weights into ``network`` (built for vocabulary ``items``) in place.
+
+    Items known to the previous model keep their trained embedding rows (matched by external id,
+    wherever their new ``item_idx`` is); new items keep their fresh initialisation. Every other
+    weight is copied as is. Returns ``{"kept_items": ..., "new_items": ...}``.
+    """
+    previous_dir = Path(previous_dir)
+    ckpt = read_checkpoint(previous_dir / BEST_CKPT)
+    check_compatible(previous_dir / BEST_CKPT, ckpt["hyper_parameters"]["arch"], network.arch)
+    old_items = pl.read_parquet(previous_dir / ITEMS_FILE).select("item_id", pl.col("item_idx").alias("old_idx"))
+    pairs = items.select("item_id", "item_idx").join(old_items, on="item_id", how="inner")
+    new_idx = torch.from_numpy(pairs.get_column("item_idx").to_numpy().astype("int64"))
+    old_idx = torch.from_numpy(pairs.get_column("old_idx").to_numpy().astype("int64"))
+    state = network_state(ckpt)
+    own = network.state_dict()
+    with torch.no_grad():
+        for name, value in state.items():
+            if name.endswith("embedding.weight") or name == "bias":
+                own[name][new_idx] = value[old_idx]
+            else:
+                own[name].copy_(value)
+    network.load_state_dict(own)
+    return {"kept_items": len(pairs), "new_items": items.height - len(pairs)}

@@ -1,0 +1,152 @@
+"""The LightningModule: next-item loss at every position, full-ranking validation and test.
+
+The network is injected; the module only adds the objective, the optimiser and the metric
+bookkeeping. Validation metrics are integer counts all-reduced over ranks (see ``metrics``), so
+each rank logs the same exact value; ``history`` keeps them per epoch and travels in checkpoints.
+"""
+
+import copy
+import time
+from typing import Any
+
+import lightning as L
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from lightning_modules.metrics import SplitMetrics
+from lightning_modules.network import NextItemNetwork
+
+MONITOR = "valid/ndcg@10"
+
+
+class NextItemModule(L.LightningModule):
+    """Trains a ``NextItemNetwork`` with full or sampled softmax; evaluates by full ranking."""
+
+    def __init__(self, network: NextItemNetwork, config: dict[str, Any], item_counts: list[int] | None = None):
+        super().__init__()
+        self.network = network
+        # An exponential moving average of the weights, when configured, is what gets evaluated and
+        # published: it is smoother than the last step's weights on small, noisy data.
+        self.ema = copy.deepcopy(network).requires_grad_(False) if config["train"].get("ema_decay") else None
+        self.save_hyperparameters({"arch": network.arch, "config": config})
+        self.model_cfg, self.train_cfg = config["model"], config["train"]
+        counts = torch.tensor([0, *(item_counts or [1] * network.n_items)], dtype=torch.float)
+        self.register_buffer("log_q", torch.log(counts / counts.sum()).clamp(min=-1e4), persistent=False)
+        self.metrics = {"valid": SplitMetrics(network.n_items), "test": SplitMetrics(network.n_items)}
+        self.history: list[dict[str, Any]] = []
+        self.test_results: dict[str, float] = {}
+        self._loss_sum = torch.zeros(2, dtype=torch.float64)
+        self._epoch_started = 0.0
+
+    def on_train_epoch_start(self) -> None:
+        # Dropout masks depend only on (seed, epoch, rank), so a resumed run draws the same ones.
+        torch.manual_seed(self.train_cfg["seed"] + 1_000_003 * self.current_epoch + self.global_rank)
+        self._loss_sum.zero_()
+        self._epoch_started = time.perf_counter()
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        items = batch["items"]
+        inputs, targets = items[:, :-1], items[:, 1:]
+        hidden = self.network(inputs)
+        keep = targets > 0
+        hidden, targets = hidden[keep], targets[keep]
+        if self.model_cfg["loss"] == "sampled_softmax":
+            losses = self._sampled_softmax(hidden, targets)
+        else:
+            logits = hidden @ self.network.item_embeddings().T
+            logits[:, 0] = float("-inf")
+            losses = F.cross_entropy(logits.float(), targets, reduction="none")
+        if "weights" in batch:
+            weights = batch["weights"][:, 1:][keep]
+            loss = (losses * weights).sum() / weights.sum().clamp(min=1e-12)
+        else:
+            loss = losses.mean()
+        self._loss_sum += torch.tensor([loss.item() * len(targets), len(targets)], dtype=torch.float64)
+        if self._trainer is not None:
+            self.log("train/loss", loss, prog_bar=False, batch_size=len(targets))
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.ema is not None:
+            weight = 1.0 - self.train_cfg["ema_decay"]
+            with torch.no_grad():
+                for avg, param in zip(self.ema.parameters(), self.network.parameters(), strict=True):
+                    avg.lerp_(param.detach(), weight)
+
+    @property
+    def eval_network(self) -> NextItemNetwork:
+        return self.ema if self.ema is not None else self.network
+
+    def _sampled_softmax(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Shared popularity-sampled negatives with logQ correction; accidental hits are removed."""
+        probs = self.log_q.exp()
+        negatives = torch.multinomial(probs, self.model_cfg["num_negatives"], replacement=True)
+        table = self.network.item_embeddings()
+        pos = (hidden * table[targets]).sum(-1, keepdim=True) - self.log_q[targets].unsqueeze(1)
+        neg = hidden @ table[negatives].T - self.log_q[negatives]
+        neg = neg.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
+        logits = torch.cat([pos, neg], dim=1).float()
+        zeros = torch.zeros(len(targets), dtype=torch.long, device=logits.device)
+        return F.cross_entropy(logits, zeros, reduction="none")
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(
+            self.network.parameters(), lr=self.train_cfg["lr"], weight_decay=self.train_cfg["weight_decay"]
+        )
+        if self.train_cfg["lr_schedule"] == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.train_cfg["epochs"])
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return optimizer
+
+    def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Full-catalogue scores ``[B, n_items + 1]`` in float32, outside any autocast."""
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            network = self.eval_network
+            states = network.user_states(batch["history"], batch["lengths"]).float()
+            return states @ network.item_embeddings().float().T
+
+    def on_validation_epoch_start(self) -> None:
+        self.metrics["valid"].reset()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.metrics["valid"].update(self.score(batch), batch)
+
+    def on_validation_epoch_end(self) -> None:
+        split = self.metrics["valid"]
+        split.all_reduce()
+        values = split.compute()
+        if self.trainer.sanity_checking:
+            return
+        loss = self._loss_sum.clone()
+        if dist.is_available() and dist.is_initialized():
+            loss = loss.to(self.device)
+            dist.all_reduce(loss)
+        elapsed = time.perf_counter() - self._epoch_started
+        previous = self.history[-1]["elapsed_s"] if self.history else 0.0
+        entry = {
+            "epoch": self.current_epoch,
+            "train_loss": float(loss[0] / loss[1]) if loss[1] > 0 else None,
+            "epoch_s": elapsed,
+            "elapsed_s": previous + elapsed,
+            "valid": values,
+        }
+        self.history.append(entry)
+        self.log(MONITOR, values["ndcg@10"], sync_dist=True)
+        self.log("valid/masked_ndcg@10", values["masked/ndcg@10"], sync_dist=True)
+
+    def on_test_epoch_start(self) -> None:
+        self.metrics["test"].reset()
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.metrics["test"].update(self.score(batch), batch)
+
+    def on_test_epoch_end(self) -> None:
+        self.metrics["test"].all_reduce()
+        self.test_results = self.metrics["test"].compute()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["nightrec_history"] = self.history
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.history = list(checkpoint.get("nightrec_history", []))

@@ -1,0 +1,139 @@
+"""Batch scoring: every known user's top-K items from a trained model, seen items masked.
+
+``score_users`` reads a model folder and tonight's sequences and returns external ids; the
+kernel (``top_k_scores``) lives in ``lightning_modules.topk``: chunked over users so memory is
+bounded by the chunk size, not the user count.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from lightning_modules.topk import seen_csr, top_k_scores
+from nightrec.schema import ITEM_ID, RANK, SCORE, USER_ID
+
+__all__ = ["score_network", "score_users", "seen_csr", "top_k_scores"]
+USER_IDX, ITEM_IDX = "user_idx", "item_idx"
+
+
+def score_users(
+    model_dir: Path, sequences_dir: Path, k: int, chunk_size: int = 4096, device: str = "cpu"
+) -> pl.DataFrame:
+    """Top-``k`` for every user in ``sequences_dir/full.parquet``: (user_id, rank, item_id, score).
+
+    Loads the network with ``lightning_modules.model_io.load_model`` (the folder is enough).
+    Users whose history holds no item the model knows are left out (they get the fallback).
+    """
+    from lightning_modules.model_io import load_model
+
+    network, items = load_model(Path(model_dir))
+    return score_network(network, items, Path(sequences_dir), k, chunk_size, device)
+
+
+def _mapped(frame: pl.DataFrame, column: str, to_model: np.ndarray) -> pl.DataFrame:
+    """(user_idx, pos, model item_idx) rows of a list column, items unknown to the model dropped."""
+    flat = frame.select(USER_IDX, pl.col(column).alias(ITEM_IDX)).with_row_index("__row").explode(ITEM_IDX)
+    flat = flat.drop_nulls(ITEM_IDX).with_columns(pl.int_range(pl.len()).over("__row").alias("__pos"))
+    idx = flat.get_column(ITEM_IDX).to_numpy().astype(np.int64)
+    inside = idx < len(to_model)
+    model_idx = np.where(inside, to_model[np.where(inside, idx, 0)], 0)
+    return flat.with_columns(pl.Series(ITEM_IDX, model_idx)).filter(pl.col(ITEM_IDX) > 0).drop("__row")
+
+
+def score_network(
+    network: torch.nn.Module,
+    model_items: pl.DataFrame,
+    sequences_dir: Path,
+    k: int,
+    chunk_size: int = 4096,
+    device: str = "cpu",
+) -> pl.DataFrame:
+    """``score_users`` for a loaded network and its vocabulary (``item_id``, ``item_idx``).
+
+    Histories come from ``full.parquet``; every item a user interacted with (``train`` and
+    ``full``) is masked. Tonight's item indices are mapped to the model's through the external
+    ids, so a vocabulary that grew since training never shifts an item; unknown items are dropped.
+    """
+    sequences_dir = Path(sequences_dir)
+    to_model = _index_map(pl.read_parquet(sequences_dir / "items.parquet"), model_items)
+    history = _mapped(pl.read_parquet(sequences_dir / "full.parquet"), "history", to_model)
+    users = (
+        history.select(USER_IDX)
+        .unique()
+        .join(pl.read_parquet(sequences_dir / "users.parquet"), on=USER_IDX)
+        .sort(USER_IDX)
+        .with_row_index("__r")
+    )
+    if users.is_empty():
+        return pl.DataFrame(schema={USER_ID: pl.String, RANK: pl.Int32, ITEM_ID: pl.String, SCORE: pl.Float64})
+    rows = users.select(USER_IDX, pl.col("__r").cast(pl.Int64))
+    history = history.join(rows, on=USER_IDX).sort("__r", "__pos")
+    seen = [history.select("__r", ITEM_IDX)]
+    train_path = sequences_dir / "train.parquet"
+    if train_path.is_file():
+        train = _mapped(pl.read_parquet(train_path, columns=[USER_IDX, "items"]), "items", to_model)
+        seen.append(train.join(rows, on=USER_IDX).select("__r", ITEM_IDX))
+    seen_flat = pl.concat(seen).unique().sort("__r", ITEM_IDX)
+    states = _user_states(network, history, users.height, chunk_size, device)
+    with torch.no_grad():
+        item_emb = network.item_embeddings().float().to(states.device)
+    crow = _offsets(seen_flat.get_column("__r").to_numpy(), users.height)
+    col = torch.from_numpy(seen_flat.get_column(ITEM_IDX).to_numpy().astype(np.int64))
+    scores, idx = top_k_scores(states, item_emb, (crow, col), k, chunk_size)
+    return _to_frame(users.get_column(USER_ID), scores, idx, model_items)
+
+
+def _offsets(rows: np.ndarray, n: int) -> torch.Tensor:
+    crow = np.zeros(n + 1, dtype=np.int64)
+    crow[1:] = np.cumsum(np.bincount(rows, minlength=n))
+    return torch.from_numpy(crow)
+
+
+@torch.no_grad()
+def _user_states(network: torch.nn.Module, history: pl.DataFrame, n: int, chunk_size: int, device: str) -> torch.Tensor:
+    """Final hidden states from right-padded histories, ``chunk_size`` users at a time."""
+    network = network.to(device).eval()
+    r = history.get_column("__r").to_numpy()
+    items = history.get_column(ITEM_IDX).to_numpy().astype(np.int64)
+    crow = _offsets(r, n).numpy()
+    # Dropping unknown items left gaps in the positions: renumber 0..len-1 per user.
+    pos = np.arange(len(r)) - crow[r]
+    out = []
+    for lo in range(0, n, chunk_size):
+        hi = min(lo + chunk_size, n)
+        a, b = crow[lo], crow[hi]
+        lengths = np.diff(crow[lo : hi + 1])
+        batch = np.zeros((hi - lo, max(1, int(lengths.max()))), dtype=np.int64)
+        batch[r[a:b] - lo, pos[a:b]] = items[a:b]
+        states = network.user_states(torch.from_numpy(batch).to(device), torch.from_numpy(lengths).to(device))
+        out.append(states.float())
+    return torch.cat(out)
+
+
+def _index_map(seq_items: pl.DataFrame, model_items: pl.DataFrame) -> np.ndarray:
+    """Array mapping tonight's item_idx to the model's (0 where the model lacks the item)."""
+    joined = seq_items.select(ITEM_ID, ITEM_IDX).join(
+        model_items.select(ITEM_ID, pl.col(ITEM_IDX).alias("model_idx")), on=ITEM_ID, how="left"
+    )
+    out = np.zeros(int(seq_items.get_column(ITEM_IDX).max() or 0) + 1, dtype=np.int64)
+    out[joined.get_column(ITEM_IDX).to_numpy()] = joined.get_column("model_idx").fill_null(0).to_numpy()
+    return out
+
+
+def _to_frame(user_ids: pl.Series, scores: torch.Tensor, idx: torch.Tensor, model_items: pl.DataFrame) -> pl.DataFrame:
+    n, k = scores.shape
+    frame = pl.DataFrame(
+        {
+            USER_ID: np.repeat(user_ids.to_numpy(), k),
+            RANK: np.tile(np.arange(1, k + 1, dtype=np.int32), n),
+            "item_idx": idx.reshape(-1).numpy(),
+            SCORE: scores.reshape(-1).double().numpy(),
+        }
+    )
+    frame = frame.filter(pl.col(SCORE).is_finite())
+    items = pl.DataFrame(
+        {"item_idx": model_items.get_column("item_idx").cast(pl.Int64), ITEM_ID: model_items.get_column(ITEM_ID)}
+    )
+    return frame.join(items, on="item_idx", how="left").select(USER_ID, RANK, ITEM_ID, SCORE).sort(USER_ID, RANK)

@@ -1,0 +1,234 @@
+"""Training entry point: ``python -m lightning_modules.train --config CONFIG.json --sequences DIR --out MODEL_DIR``.
+
+Runs as its own process (Prefect never hosts DDP ranks). Writes ``model.ckpt`` (best validation
+NDCG@10), ``last.ckpt``, ``config.json``, ``items.parquet``, ``metrics.json`` and ``curve.png``.
+Exit code 0 on success, 2 on bad input or config, 1 on anything else.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from pydantic import ValidationError
+
+from lightning_modules.data import ITEMS_FILE, SequenceDataModule
+from lightning_modules.model_io import (
+    BEST_CKPT,
+    CONFIG_FILE,
+    CURVE_FILE,
+    LAST_CKPT,
+    METRICS_FILE,
+    check_compatible,
+    read_checkpoint,
+    warm_start,
+)
+from lightning_modules.module import MONITOR, NextItemModule
+from lightning_modules.network import build_network
+from nightrec.config import NightrecConfig
+from nightrec.errors import ConfigError, NightrecError
+
+
+class EpochLog(Callback):
+    """One plain line per epoch on stdout (the flow captures it); only rank 0 prints.
+
+    Printed at the end of the training epoch, after the epoch's checkpoints are on disk.
+    """
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        if not trainer.is_global_zero or not module.history:
+            return
+        h = module.history[-1]
+        v = h["valid"]
+        print(
+            f"epoch {h['epoch']} loss {h['train_loss']:.4f} valid ndcg@10 {v['ndcg@10']:.4f} "
+            f"recall@10 {v['recall@10']:.4f} masked ndcg@10 {v['masked/ndcg@10']:.4f} ({h['epoch_s']:.1f}s)",
+            flush=True,
+        )
+
+
+def trainer_settings(config: NightrecConfig) -> dict[str, Any]:
+    """Lightning accelerator/devices/strategy/precision from the config, checked against the machine."""
+    tc = config.train
+    gpu_wanted = tc.accelerator in ("gpu", "cuda")
+    if gpu_wanted and not torch.cuda.is_available():
+        raise ConfigError(
+            f"train.accelerator: '{tc.accelerator}' asks for a GPU but this machine has none "
+            "(set NIGHTREC_TRAIN__ACCELERATOR=cpu or auto)"
+        )
+    on_gpu = gpu_wanted or (tc.accelerator == "auto" and torch.cuda.is_available())
+    if isinstance(tc.devices, int) and tc.devices < 1:
+        raise ConfigError("train.devices: must be a positive number or 'auto'")
+    if on_gpu and isinstance(tc.devices, int) and tc.devices > torch.cuda.device_count():
+        raise ConfigError(f"train.devices: {tc.devices} GPUs asked for, {torch.cuda.device_count()} visible")
+    precision = tc.precision if tc.precision != "auto" else ("bf16-mixed" if on_gpu else "32-true")
+    if precision.startswith("bf16") and not on_gpu and tc.precision != "auto":
+        raise ConfigError(f"train.precision: '{precision}' is meant for GPUs; use 32-true on CPU")
+    devices = tc.devices if on_gpu or tc.devices != "auto" else 1
+    return {
+        "accelerator": "gpu" if on_gpu else "cpu",
+        "devices": devices,
+        "strategy": tc.strategy,
+        "precision": precision,
+    }
+
+
+def fit(
+    config: NightrecConfig,
+    sequences_dir: Path,
+    out: Path,
+    resume: bool = False,
+    warm_start_dir: Path | None = None,
+    callbacks: list[Callback] | None = None,
+) -> dict[str, Any]:
+    """Train, select the best epoch on validation NDCG@10, test it; returns (and writes) the metrics."""
+    out = Path(out)
+    settings = trainer_settings(config)
+    if config.train.num_threads:
+        torch.set_num_threads(config.train.num_threads)
+    L.seed_everything(config.train.seed, workers=True, verbose=False)
+    data = SequenceDataModule(
+        sequences_dir,
+        max_len=config.sequences.max_len,
+        batch_size=config.train.batch_size,
+        eval_batch_size=config.train.eval_batch_size,
+        stride=config.train.window_stride,
+        window_len=config.train.window_len,
+        seed=config.train.seed,
+        num_workers=config.train.num_workers,
+        pin_memory=settings["accelerator"] == "gpu",
+    )
+    data.load()
+    network = build_network(config.model, data.n_items)
+    resume_path = out / LAST_CKPT if resume else None
+    if resume_path is not None:
+        check_compatible(resume_path, read_checkpoint(resume_path)["hyper_parameters"]["arch"], network.arch)
+    warm = warm_start(network, data.items, warm_start_dir) if warm_start_dir is not None and not resume else None
+    counts = data.items.get_column("count").to_list() if "count" in data.items.columns else None
+    module = NextItemModule(network, config.model_dump(mode="json"), counts)
+    checkpoint = ModelCheckpoint(
+        dirpath=out,
+        filename=Path(BEST_CKPT).stem,
+        monitor=MONITOR,
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,
+        save_on_train_epoch_end=False,  # save after validation, before EpochLog reports the epoch
+    )
+    early = EarlyStopping(monitor=MONITOR, mode="max", patience=config.train.patience, check_on_train_epoch_end=False)
+    trainer = L.Trainer(
+        **settings,
+        max_epochs=config.train.epochs,
+        callbacks=[checkpoint, early, EpochLog(), *(callbacks or [])],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        gradient_clip_val=config.train.grad_clip,
+        default_root_dir=out,
+    )
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=resume_path)
+    fit_s = time.perf_counter() - started
+    history = list(module.history)
+    best_path = checkpoint.best_model_path
+    trainer.test(module, datamodule=data, ckpt_path=best_path, verbose=False)
+    best = max(history, key=lambda h: h["valid"]["ndcg@10"])
+    metrics = {
+        "valid": best["valid"],
+        "test": module.test_results,
+        "best_checkpoint": str(Path(best_path).resolve()),
+        "best_epoch": best["epoch"],
+        "epochs": len(history),
+        "seconds_to_best": best["elapsed_s"],
+        "seconds_per_epoch": sum(h["epoch_s"] for h in history) / len(history),
+        "fit_seconds": fit_s,
+        "warm_start": warm,
+        "history": history,
+        "settings": {k: str(v) for k, v in settings.items()} | {"world_size": trainer.world_size},
+    }
+    if trainer.is_global_zero:
+        write_outputs(out, config, data, metrics)
+    return metrics
+
+
+def write_outputs(out: Path, config: NightrecConfig, data: SequenceDataModule, metrics: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONFIG_FILE).write_text(config.model_dump_json(indent=2))
+    shutil.copyfile(data.dir / ITEMS_FILE, out / ITEMS_FILE)
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    plot_curve(metrics["history"], out / CURVE_FILE)
+
+
+def plot_curve(history: list[dict[str, Any]], path: Path) -> None:
+    """Training loss and validation NDCG@10 (both protocols) per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_ndcg) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o")
+    ax_loss.set(xlabel="epoch", ylabel="train loss", title="training loss")
+    ax_ndcg.plot(epochs, [h["valid"]["ndcg@10"] for h in history], marker="o", label="unmasked")
+    ax_ndcg.plot(epochs, [h["valid"]["masked/ndcg@10"] for h in history], marker="o", label="seen masked")
+    ax_ndcg.set(xlabel="epoch", ylabel="valid NDCG@10", title="validation")
+    ax_ndcg.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m lightning_modules.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, type=Path, help="NightrecConfig as JSON (model_dump_json)")
+    parser.add_argument("--sequences", required=True, type=Path, help="folder written by write_sequences")
+    parser.add_argument("--out", required=True, type=Path, help="model folder to write")
+    parser.add_argument("--resume", action="store_true", help="continue from MODEL_DIR/last.ckpt")
+    parser.add_argument("--warm-start", type=Path, default=None, metavar="PREV_MODEL_DIR")
+    return parser.parse_args(argv)
+
+
+def load_run_config(path: Path) -> NightrecConfig:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        return NightrecConfig.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{path}: invalid configuration: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
+        ) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_run_config(args.config)
+        if args.resume and not (args.out / LAST_CKPT).is_file():
+            raise ConfigError(f"{args.out / LAST_CKPT}: --resume given but there is no checkpoint to resume")
+        metrics = fit(config, args.sequences, args.out, resume=args.resume, warm_start_dir=args.warm_start)
+    except NightrecError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
+        t = metrics["test"]
+        print(
+            f"best epoch {metrics['best_epoch']} of {metrics['epochs']}: test ndcg@10 {t['ndcg@10']:.4f} "
+            f"recall@10 {t['recall@10']:.4f} mrr@10 {t['mrr@10']:.4f} masked ndcg@10 {t['masked/ndcg@10']:.4f}",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

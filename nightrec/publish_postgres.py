@@ -1,0 +1,239 @@
+"""Publishing to PostgreSQL: ``COPY`` into a staging table, then one transaction swaps the run in.
+
+The staging table is a session-local TEMP table, so a writer killed before the swap leaves
+nothing behind, and the live table is only touched inside the swap transaction: readers (in
+any isolation level) see the old rows or the new ones, never a mix. The URL is a secret: no
+message, log line or return value ever contains it; errors name host and port only.
+"""
+
+import io
+from datetime import date
+
+import polars as pl
+from pydantic import SecretStr
+
+from nightrec.config import SQL_IDENTIFIER
+from nightrec.errors import ConfigError, NightrecError
+from nightrec.schema import RECOMMENDATION_SCHEMA
+
+_PG_TYPES = {pl.Date: "date", pl.String: "text", pl.Int32: "integer", pl.Float64: "double precision"}
+_MAX_TABLE = 40  # leaves room for the _latest / _fallback / index suffixes within 63 bytes
+CONNECT_TIMEOUT_S = 5
+
+
+def _psycopg():
+    try:
+        import psycopg
+    except ImportError as exc:  # the optional extra
+        raise ConfigError("publishing to PostgreSQL needs psycopg: pip install 'nightrec[postgres]'") from exc
+    return psycopg
+
+
+def check_identifier(name: str, what: str) -> str:
+    """Reject anything but a plain SQL identifier (names are spliced into DDL)."""
+    if not isinstance(name, str) or not SQL_IDENTIFIER.fullmatch(name):
+        raise ConfigError(f"publish.{what}: {name!r} is not a plain SQL identifier (letters, digits, _)")
+    if what == "postgres_table" and len(name) > _MAX_TABLE:
+        raise ConfigError(f"publish.{what}: {name!r} is longer than {_MAX_TABLE} characters")
+    return name
+
+
+def _secret(url: SecretStr | str) -> str:
+    return url.get_secret_value() if isinstance(url, SecretStr) else url
+
+
+def describe(url: SecretStr | str) -> str:
+    """``host:port/dbname`` of a URL, never its user or password."""
+    psycopg = _psycopg()
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(_secret(url))
+    except psycopg.ProgrammingError:
+        return "<unparseable PostgreSQL URL>"
+    host = info.get("host") or "localhost"
+    return f"{host}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
+
+
+def _scrub(message: str, url: SecretStr | str) -> str:
+    psycopg = _psycopg()
+    secret = _secret(url)
+    try:
+        password = psycopg.conninfo.conninfo_to_dict(secret).get("password")
+    except psycopg.ProgrammingError:
+        password = None
+    for needle in filter(None, (secret, password)):
+        message = message.replace(needle, "***")
+    return message.strip().splitlines()[0] if message.strip() else "no detail"
+
+
+def connect(url: SecretStr | str):
+    """Open a connection, or raise ``NightrecError`` naming host and port (no credentials)."""
+    psycopg = _psycopg()
+    where = describe(url)
+    try:
+        return psycopg.connect(_secret(url), connect_timeout=CONNECT_TIMEOUT_S)
+    except psycopg.Error as exc:
+        raise NightrecError(f"PostgreSQL at {where} does not answer: {_scrub(str(exc), url)}") from None
+
+
+def _names(schema: str, table: str) -> dict:
+    from psycopg import sql
+
+    check_identifier(schema, "postgres_schema")
+    check_identifier(table, "postgres_table")
+    return {
+        "schema": sql.Identifier(schema),
+        "table": sql.Identifier(schema, table),
+        "latest": sql.Identifier(schema, f"{table}_latest"),
+        "fallback": sql.Identifier(schema, f"{table}_fallback"),
+        "user_rank": sql.Identifier(f"{table}_user_id_rank_idx"),
+        "by_date": sql.Identifier(f"{table}_run_date_idx"),
+        "fallback_date": sql.Identifier(f"{table}_fallback_run_date_idx"),
+    }
+
+
+def _columns(schema: dict) -> str:
+    return ", ".join(f"{name} {_PG_TYPES[dtype]}" for name, dtype in schema.items())
+
+
+def _ensure_tables(con, names: dict, fallback_schema: dict) -> None:
+    from psycopg import sql
+
+    statements = [
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {schema}"),
+        sql.SQL("CREATE TABLE IF NOT EXISTS {table} (" + _columns(RECOMMENDATION_SCHEMA) + ")"),
+        sql.SQL("CREATE INDEX IF NOT EXISTS {user_rank} ON {table} (user_id, rank)"),
+        sql.SQL("CREATE INDEX IF NOT EXISTS {by_date} ON {table} (run_date)"),
+        sql.SQL("CREATE TABLE IF NOT EXISTS {fallback} (" + _columns(fallback_schema) + ")"),
+        sql.SQL("CREATE INDEX IF NOT EXISTS {fallback_date} ON {fallback} (run_date)"),
+    ]
+    with con.transaction():
+        # Serialise concurrent first publishes; readers are never blocked by this lock.
+        con.execute("SELECT pg_advisory_xact_lock(hashtext('nightrec-publish-ddl'))")
+        for statement in statements:
+            con.execute(statement.format(**names))
+        exists = con.execute("SELECT to_regclass(%s)", [names["latest"].as_string(con)]).fetchone()[0]
+        if exists is None:
+            latest = (
+                "CREATE VIEW {latest} AS SELECT * FROM {table} WHERE run_date = (SELECT max(run_date) FROM {table})"
+            )
+            con.execute(sql.SQL(latest).format(**names))
+
+
+def _copy_into(con, target: str, frame: pl.DataFrame) -> None:
+    buffer = io.BytesIO()
+    frame.write_csv(buffer, include_header=False)
+    with con.cursor() as cur, cur.copy(f"COPY {target} FROM STDIN (FORMAT csv)") as copy:
+        view = buffer.getbuffer()
+        for start in range(0, len(view), 1 << 20):
+            copy.write(view[start : start + (1 << 20)])
+
+
+def _stage(con, names: dict, recs: pl.DataFrame, fallback: pl.DataFrame | None) -> None:
+    """COPY tonight's rows into session-local staging tables (gone if the writer dies)."""
+    from psycopg import sql
+
+    with con.transaction():
+        con.execute(sql.SQL("CREATE TEMP TABLE stage_recs (LIKE {table}) ON COMMIT PRESERVE ROWS").format(**names))
+        con.execute(sql.SQL("CREATE TEMP TABLE stage_fallback (LIKE {fallback})").format(**names))
+        _copy_into(con, "stage_recs", recs)
+        if fallback is not None:
+            _copy_into(con, "stage_fallback", fallback)
+
+
+def _swap(con, names: dict, run_date: date, keep: int, with_fallback: bool) -> None:
+    """One transaction: replace the run date's rows with the staged ones and apply retention."""
+    from psycopg import sql
+
+    cutoff = sql.SQL(
+        "DELETE FROM {t} WHERE run_date < (SELECT coalesce(min(d), '-infinity'::date) FROM "
+        "(SELECT DISTINCT run_date AS d FROM {t} ORDER BY d DESC LIMIT %s) AS kept)"
+    )
+    with con.transaction():
+        con.execute(sql.SQL("DELETE FROM {table} WHERE run_date = %s").format(**names), [run_date])
+        con.execute(sql.SQL("INSERT INTO {table} SELECT * FROM stage_recs").format(**names))
+        if with_fallback:
+            con.execute(sql.SQL("DELETE FROM {fallback} WHERE run_date = %s").format(**names), [run_date])
+            con.execute(sql.SQL("INSERT INTO {fallback} SELECT * FROM stage_fallback").format(**names))
+        con.execute(cutoff.format(t=names["table"]), [keep])
+        con.execute(cutoff.format(t=names["fallback"]), [keep])
+
+
+def publish_postgres(
+    recs: pl.DataFrame,
+    url: SecretStr | str,
+    run_date: date,
+    schema: str = "public",
+    table: str = "recommendations",
+    keep: int = 30,
+    fallback: pl.DataFrame | None = None,
+) -> str:
+    """Publish one run date into ``schema.table`` (view ``<table>_latest``, new-user list in
+    ``<table>_fallback``), keeping the last ``keep`` dates. Returns ``host:port/db schema.table``.
+    """
+    from nightrec.publish import FALLBACK_SCHEMA, conform
+
+    names = _names(schema, table)
+    recs = conform(recs)
+    if recs.is_empty():
+        raise NightrecError("refusing to publish an empty table to PostgreSQL: it keeps the last run")
+    if fallback is not None:
+        fallback = fallback.select(pl.col(c).cast(t) for c, t in FALLBACK_SCHEMA.items())
+    psycopg = _psycopg()
+    where = describe(url)
+    try:
+        with connect(url) as con:
+            _ensure_tables(con, names, FALLBACK_SCHEMA)
+            _stage(con, names, recs, fallback)
+            _swap(con, names, run_date, keep, fallback is not None)
+            con.execute(psycopg.sql.SQL("ANALYZE {table}").format(**names))
+    except psycopg.Error as exc:
+        raise NightrecError(
+            f"PostgreSQL at {where}: publishing {schema}.{table} failed: {_scrub(str(exc), url)}"
+        ) from None
+    return f"{where} {schema}.{table}"
+
+
+def read_user_recommendations_pg(
+    url: SecretStr | str,
+    user_id: str,
+    run_date: date | None = None,
+    schema: str = "public",
+    table: str = "recommendations",
+) -> pl.DataFrame:
+    """One user's list (latest run unless ``run_date``), in the published schema."""
+    from psycopg import sql
+
+    names = _names(schema, table)
+    if run_date is None:
+        query = sql.SQL("SELECT * FROM {latest} WHERE user_id = %s ORDER BY rank").format(**names)
+        params: list = [user_id]
+    else:
+        query = sql.SQL("SELECT * FROM {table} WHERE user_id = %s AND run_date = %s ORDER BY rank").format(**names)
+        params = [user_id, run_date]
+    return _query(url, query, params, RECOMMENDATION_SCHEMA)
+
+
+def read_fallback_pg(
+    url: SecretStr | str, run_date: date | None = None, schema: str = "public", table: str = "recommendations"
+) -> pl.DataFrame:
+    """The new-user list of the latest run (or ``run_date``)."""
+    from psycopg import sql
+
+    from nightrec.publish import FALLBACK_SCHEMA
+
+    names = _names(schema, table)
+    when = sql.SQL("%s") if run_date else sql.SQL("(SELECT max(run_date) FROM {table})").format(**names)
+    query = sql.SQL("SELECT * FROM {fallback} WHERE run_date = {when} ORDER BY rank").format(when=when, **names)
+    return _query(url, query, [run_date] if run_date else [], FALLBACK_SCHEMA)
+
+
+def _query(url: SecretStr | str, query, params: list, schema: dict) -> pl.DataFrame:
+    psycopg = _psycopg()
+    try:
+        with connect(url) as con:
+            rows = con.execute(query, params).fetchall()
+    except psycopg.errors.UndefinedTable:
+        raise NightrecError(f"PostgreSQL at {describe(url)}: no published recommendations yet") from None
+    except psycopg.Error as exc:
+        raise NightrecError(f"PostgreSQL at {describe(url)}: {_scrub(str(exc), url)}") from None
+    return pl.DataFrame(rows, schema=schema, orient="row")

@@ -1,0 +1,71 @@
+"""Tiny sequence folders in the contract's layout, written directly so model tests need no other stage."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from nightrec.config import NightrecConfig
+
+
+def write_sequence_dir(
+    out: Path, users: int = 60, items: int = 30, length: int = 14, max_len: int = 8, seed: int = 0, item_ids=None
+) -> Path:
+    """Users walk the catalogue mostly in steps of +1 (learnable), sometimes jumping at random."""
+    rng = np.random.default_rng(seed)
+    seqs = []
+    for _ in range(users):
+        n = int(rng.integers(length // 2, length + 1))
+        seq = [int(rng.integers(1, items + 1))]
+        for _ in range(n - 1):
+            seq.append(seq[-1] % items + 1 if rng.random() < 0.8 else int(rng.integers(1, items + 1)))
+        seqs.append(seq)
+    out.mkdir(parents=True, exist_ok=True)
+    ids = item_ids or [f"i{i}" for i in range(1, items + 1)]
+    counts = np.bincount(np.concatenate(seqs), minlength=items + 1)[1:]
+    pl.DataFrame(
+        {"item_id": ids, "item_idx": np.arange(1, items + 1, dtype=np.int32), "count": counts.astype(np.int64)}
+    ).write_parquet(out / "items.parquet")
+    pl.DataFrame(
+        {"user_id": [f"u{u}" for u in range(users)], "user_idx": np.arange(users, dtype=np.int32)}
+    ).write_parquet(out / "users.parquet")
+    user_idx = pl.Series("user_idx", np.arange(users, dtype=np.int32))
+    lists = pl.Series
+    pl.DataFrame([user_idx, lists("items", [s[:-2] for s in seqs], dtype=pl.List(pl.Int32))]).write_parquet(
+        out / "train.parquet"
+    )
+    for name, cut in (("valid", 2), ("test", 1)):
+        pl.DataFrame(
+            [
+                user_idx,
+                lists("history", [s[:-cut][-max_len:] for s in seqs], dtype=pl.List(pl.Int32)),
+                lists("target", [s[-cut] for s in seqs], dtype=pl.Int32),
+            ]
+        ).write_parquet(out / f"{name}.parquet")
+    pl.DataFrame([user_idx, lists("history", [s[-max_len:] for s in seqs], dtype=pl.List(pl.Int32))]).write_parquet(
+        out / "full.parquet"
+    )
+    (out / "sequence_stats.json").write_text(json.dumps({"users": users, "items": items}))
+    return out
+
+
+def tiny_config(path: Path, **train) -> Path:
+    """A run config for a very small model, written as JSON the way the flow passes it."""
+    config = NightrecConfig.model_validate(
+        {
+            "sequences": {"max_len": 8},
+            "model": {"embedding_dim": 8, "hidden_size": 8, "dropout": 0.2},
+            "train": {
+                "epochs": 3,
+                "batch_size": 16,
+                "eval_batch_size": 16,
+                "lr": 0.01,
+                "num_threads": 1,
+                "accelerator": "cpu",
+                **train,
+            },
+        }
+    )
+    path.write_text(config.model_dump_json())
+    return path

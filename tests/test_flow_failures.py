@@ -1,0 +1,94 @@
+"""Failure semantics: a validation error, a training crash and a publishing failure each end the
+run Failed with the cause named, and yesterday's table keeps serving with nothing half-written."""
+
+import shutil
+from datetime import timedelta
+
+import polars as pl
+import pytest
+
+from nightrec.publish import partition_dir
+from tests.flow_fixtures import (  # noqa: F401 (night2_events is a fixture)
+    CRASH_TRAINER,
+    NIGHT1,
+    NIGHT2,
+    NO_TRAINER,
+    latest_table,
+    night2_events,
+    run_night,
+    small_config,
+    task_states,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def night1_dir(prefect_harness, demo_events, tmp_path_factory):
+    """A data directory where night 1 was published (popularity: no trainer installed)."""
+    events, _ = demo_events
+    data = tmp_path_factory.mktemp("night1") / "data"
+    state = run_night(small_config(data, events, train_module=NO_TRAINER), NIGHT1)
+    assert state.is_completed(), state.message
+    return data
+
+
+@pytest.fixture
+def served_night(night1_dir, demo_events, tmp_path):
+    """A private copy of night 1's data directory for one test to break."""
+    events, _ = demo_events
+    shutil.copytree(night1_dir, tmp_path / "data")
+    config = small_config(tmp_path / "data", events, train_module=NO_TRAINER)
+    return config, latest_table(config)
+
+
+def _assert_old_table_serves(config, before):
+    assert latest_table(config).equals(before), "readers still see night 1"
+    assert not partition_dir(config.data_dir, NIGHT2).exists(), "no partition of the failed night"
+    leftovers = [p.name for p in (config.data_dir / "recommendations").iterdir() if p.name.startswith(".")]
+    assert leftovers == [], leftovers
+
+
+def test_validation_error_fails_the_run_and_names_the_rule(served_night, tmp_path):
+    config, before = served_night
+    bad = tmp_path / "bad-night" / "events.parquet"
+    bad.parent.mkdir()
+    good = pl.read_parquet(config.run_dir(NIGHT1) / "events.parquet").select(
+        "user_id", "item_id", "event_type", "timestamp"
+    )
+    good.with_columns(pl.lit(None, pl.String).alias("user_id")).write_parquet(bad)
+    state = run_night(config.model_copy(update={"events": str(bad)}), NIGHT2)
+    assert state.is_failed()
+    assert "user_id" in state.message, state.message
+    states = task_states(state)
+    assert states["validate"] == "Failed"
+    assert "publish" not in states and "train" not in states
+    _assert_old_table_serves(config, before)
+
+
+def test_training_crash_fails_the_run_with_the_trainer_output(served_night, night2_events):  # noqa: F811
+    config, before = served_night
+    crashing = config.model_copy(
+        update={"orchestration": config.orchestration.model_copy(update={"train_module": CRASH_TRAINER})}
+    )
+    state = run_night(crashing.model_copy(update={"events": str(night2_events)}), NIGHT2)
+    assert state.is_failed()
+    assert "exit code 3" in state.message and "out of memory" in state.message, state.message
+    assert task_states(state)["train"] == "Failed"
+    models = config.data_dir / "models"
+    assert list(models.iterdir()) == [], "no model folder, finished or partial, and no champion"
+    _assert_old_table_serves(config, before)
+
+
+def test_publish_failure_rolls_back_and_the_old_table_serves(served_night, night2_events):  # noqa: F811
+    config, before = served_night
+    # a damaged partition of another date breaks the rebuild of the DuckDB file mid-publish,
+    # after tonight's Parquet partition was swapped in
+    damaged = partition_dir(config.data_dir, NIGHT1 - timedelta(days=30))
+    damaged.mkdir(parents=True)
+    (damaged / "part-0.parquet").write_bytes(b"not parquet")
+    state = run_night(config.model_copy(update={"events": str(night2_events)}), NIGHT2)
+    assert state.is_failed()
+    assert "part-0.parquet" in state.message or "parquet" in state.message.lower(), state.message
+    assert task_states(state)["publish"] == "Failed"
+    _assert_old_table_serves(config, before)

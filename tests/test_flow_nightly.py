@@ -1,0 +1,88 @@
+"""The nightly flow on the real Prefect engine: a completed night with its artifacts, and a
+rerun of the same night that reuses every finished stage and leaves the table as it was."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from flows.evaluation import model_valid_metrics
+from nightrec.registry import read_json
+from tests.conftest import DEMO_END
+from tests.flow_fixtures import (  # noqa: F401 (night2_events is a fixture)
+    NIGHT2,
+    flow_run_artifacts,
+    latest_table,
+    night2_events,
+    run_night,
+    small_config,
+    task_states,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_night_completes_trains_publishes_and_a_rerun_reuses_cached_stages(
+    prefect_harness,
+    demo_events,
+    night2_events,  # noqa: F811
+    tmp_path,
+):
+    events, _ = demo_events
+    config = small_config(tmp_path / "data", events)
+    run_date = DEMO_END + timedelta(days=1)
+
+    first = run_night(config)
+    assert first.is_completed(), first.message
+    summary = first.result()
+    assert summary["run_date"] == run_date.isoformat()
+    table = latest_table(config)
+    assert table["run_date"].unique().to_list() == [run_date]
+    assert table["user_id"].n_unique() == summary["recommendations"]["users"] == 200
+    # the UI shows the report, the metrics table and the link to the published table
+    artifacts = flow_run_artifacts(first)
+    assert artifacts["nightly-report"] == "markdown"
+    assert artifacts["nightly-metrics"] == "table"
+    assert artifacts["nightly-behavior"] == "markdown"
+    assert artifacts["nightly-published"] == "markdown"  # link artifacts are stored as markdown links
+    assert "progress" in artifacts.values()
+
+    champion = config.data_dir / "models" / "champion"
+    assert champion.is_symlink(), "the first trained model becomes the champion"
+    version = champion.resolve()
+    for name in ("model.ckpt", "metrics.json", "config.json", "items.parquet", "version.json"):
+        assert (version / name).is_file(), name
+    assert summary["promotion"]["promoted"] is True
+    trained_ndcg = summary["metrics"]["candidate"]["valid"]["ndcg@10"]
+    assert trained_ndcg > 0
+    # the gate's own evaluation of a model folder reproduces the trainer's validation NDCG@10
+    seq_dir = config.run_dir(run_date) / "sequences"
+    assert model_valid_metrics(version, seq_dir)["ndcg@10"] == pytest.approx(trained_ndcg, abs=1e-6)
+    assert set(table["source"].unique()) <= {"model", "model+popularity", "popularity"}
+    assert "model" in set(table["source"].unique()), "the trained model serves the users it knows"
+    assert not list((config.data_dir / "models").glob(".partial-*")), "no half-written model folder"
+
+    second = run_night(config)
+    assert second.is_completed(), second.message
+    states = task_states(second)
+    for stage in ("ingest", "validate", "behavior", "sequences", "train", "fallback"):
+        assert states[stage] == "Cached", (stage, states)
+    assert states["publish"] == "Completed"
+    assert latest_table(config).equals(table), "the rerun left the published table unchanged"
+    assert champion.resolve() == version
+    assert [p.name for p in (config.data_dir / "models").iterdir() if p.name != "champion"] == [version.name]
+
+    # night 2: a warm start from the champion, judged against it on night 2's held-out window
+    night2 = run_night(config.model_copy(update={"events": str(night2_events)}))
+    assert night2.is_completed(), night2.message
+    result = night2.result()
+    assert result["run_date"] == NIGHT2.isoformat()
+    candidate = config.data_dir / "models" / Path(result["trained"]).name
+    meta = read_json(candidate / "version.json")
+    assert meta["mode"] == "warm" and meta["warm_start_from"] == str(version)
+    assert meta["data_snapshot_id"] and meta["code_version"]
+    decision = meta["promotion"]
+    assert decision["champion_ndcg"] == pytest.approx(result["metrics"]["champion"]["valid"]["ndcg@10"])
+    assert decision["promote"] == (decision["candidate_ndcg"] >= decision["champion_ndcg"] - decision["tolerance"])
+    assert champion.resolve() == (candidate if decision["promote"] else version)
+    assert result["promotion"]["reason"] == decision["reason"]

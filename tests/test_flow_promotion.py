@@ -1,0 +1,119 @@
+"""The model registry and the promotion gate, the popularity baseline on the held-out window,
+and the guard that keeps a missed night from being replayed."""
+
+import math
+import os
+from datetime import UTC, date, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from flows.evaluation import popularity_valid_metrics
+from flows.pipeline import quality_degraded, stale_run_reason
+from nightrec.errors import NightrecError
+from nightrec.registry import (
+    champion_before,
+    content_hash,
+    promotion_decision,
+    read_champion,
+    retrain_due,
+    set_champion,
+    write_version_meta,
+)
+
+
+def _version(models, name, run_date, previous=None):
+    folder = models / name
+    folder.mkdir(parents=True)
+    write_version_meta(folder, {"run_date": run_date.isoformat(), "previous_champion": previous})
+    return folder
+
+
+def test_gate_promotes_within_tolerance_and_keeps_the_champion_otherwise():
+    assert promotion_decision(0.30, None, 0.0).promote
+    assert promotion_decision(0.30, 0.30, 0.0).promote, "not worse is enough"
+    assert promotion_decision(0.295, 0.30, 0.01).promote, "a drop inside the tolerance passes"
+    kept = promotion_decision(0.28, 0.30, 0.01)
+    assert not kept.promote
+    assert "0.2800" in kept.reason and "0.3000" in kept.reason and "keeps serving" in kept.reason
+
+
+def test_champion_pointer_swaps_atomically_and_resolves(tmp_path):
+    models = tmp_path / "models"
+    first = _version(models, "2026-03-10-scratch-a", date(2026, 3, 10))
+    second = _version(models, "2026-03-11-warm-b", date(2026, 3, 11), previous=first.name)
+    assert read_champion(models) is None
+    set_champion(models, first)
+    assert read_champion(models) == first.resolve()
+    set_champion(models, second)
+    assert read_champion(models) == second.resolve()
+    assert os.readlink(models / "champion") == second.name, "relative: the data directory can move"
+    assert [p.name for p in models.iterdir() if p.name.startswith(".")] == []
+    with pytest.raises(NightrecError):
+        set_champion(models, tmp_path)
+
+
+def test_a_rerun_starts_from_the_champion_before_its_night(tmp_path):
+    models = tmp_path / "models"
+    first = _version(models, "a", date(2026, 3, 10))
+    second = _version(models, "b", date(2026, 3, 11), previous="a")
+    set_champion(models, second)
+    assert champion_before(models, date(2026, 3, 12)) == second.resolve()
+    assert champion_before(models, date(2026, 3, 11)) == first.resolve(), "rerun of night 2 sees night 1's model"
+    assert champion_before(models, date(2026, 3, 10)) is None
+
+
+def test_retraining_is_due_every_n_days(tmp_path):
+    champion = _version(tmp_path, "a", date(2026, 3, 10))
+    assert retrain_due(None, date(2026, 3, 11), 1)
+    assert retrain_due(champion, date(2026, 3, 11), 1)
+    assert not retrain_due(champion, date(2026, 3, 11), 3)
+    assert retrain_due(champion, date(2026, 3, 13), 3)
+
+
+def test_content_hash_follows_content_not_timestamps(tmp_path):
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    (folder / "a.parquet").write_bytes(b"abc")
+    before = content_hash(folder)
+    (folder / "a.parquet").write_bytes(b"abc")
+    (folder / ".partial").write_bytes(b"work in progress is ignored")
+    assert content_hash(folder) == before
+    (folder / "a.parquet").write_bytes(b"abd")
+    assert content_hash(folder) != before
+    assert content_hash(tmp_path / "nope") == "missing"
+
+
+def test_popularity_baseline_ndcg_by_hand(tmp_path):
+    # items 1..4; training counts: item 1 x3, item 2 x2, item 3 x2, item 4 x0
+    pl.DataFrame({"item_id": ["a", "b", "c", "d"], "item_idx": [1, 2, 3, 4], "count": [3, 2, 2, 0]}).write_parquet(
+        tmp_path / "items.parquet"
+    )
+    pl.DataFrame({"user_idx": [0, 1], "items": [[1, 1, 2], [1, 2, 3, 3]]}).write_parquet(tmp_path / "train.parquet")
+    pl.DataFrame({"user_idx": [0, 1, 2], "history": [[1], [2], [3]], "target": [1, 3, 4]}).write_parquet(
+        tmp_path / "valid.parquet"
+    )
+    got = popularity_valid_metrics(tmp_path, k=10)
+    # target 1: rank 1; target 3 ties with item 2 (a tie counts against it): rank 3; target 4: rank 4
+    expected = (1 / math.log2(2) + 1 / math.log2(4) + 1 / math.log2(5)) / 3
+    assert got["ndcg@10"] == pytest.approx(expected)
+    assert got["recall@10"] == 1.0 and got["users"] == 3
+    assert popularity_valid_metrics(tmp_path, k=2)["ndcg@2"] == pytest.approx(1 / 3)
+
+
+def test_late_scheduled_runs_are_not_replayed():
+    now = datetime(2026, 3, 12, 2, 0, tzinfo=UTC)
+    assert stale_run_reason(now - timedelta(hours=2), 24, now) is None
+    reason = stale_run_reason(now - timedelta(days=2), 24, now)
+    assert reason is not None and "not replayed" in reason and "48.0 h" in reason
+    assert stale_run_reason(None, 24, now) is None
+
+
+def test_quality_degraded_when_the_live_model_is_below_popularity_or_data_drifts():
+    below = {"candidate": {"valid": {"ndcg@10": 0.10}}, "popularity": {"ndcg@10": 0.20}}
+    calm = {"drift": False, "drift_message": "no drift"}
+    assert "below the popularity baseline" in quality_degraded(below, {"promoted": True}, calm)
+    above = {"champion": {"valid": {"ndcg@10": 0.30}}, "popularity": {"ndcg@10": 0.20}}
+    assert quality_degraded(above, {"promoted": False}, calm) is None
+    drifted = {"drift": True, "drift_message": "drift: events moved"}
+    assert quality_degraded(above, {"promoted": False}, drifted) == "drift: events moved"

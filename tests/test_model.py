@@ -1,0 +1,145 @@
+"""The network, the DataModule's tensors, bad sequence input and the ranked-list contract."""
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from lightning_modules.baselines import ItemKNNRecommender, PopularityRecommender
+from lightning_modules.data import SequenceDataModule, build_windows, pad_tails
+from lightning_modules.network import NextItemNetwork
+from lightning_modules.recommend import ModelRecommender
+from nightrec.errors import InputError
+from tests.model_fixtures import write_sequence_dir
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_padding_never_changes_a_hidden_state(cell):
+    torch.manual_seed(0)
+    net = NextItemNetwork(n_items=20, cell=cell, embedding_dim=6, hidden_size=10, num_layers=2).eval()
+    short = torch.tensor([[3, 7, 1, 0, 0]])
+    long = torch.tensor([[3, 7, 1, 0, 0, 0, 0, 0, 0]])
+    assert torch.equal(net(short)[0, :3], net(torch.tensor([[3, 7, 1]]))[0])
+    states = net.user_states(torch.cat([short, torch.tensor([[5, 0, 0, 0, 0]])]), torch.tensor([3, 1]))
+    assert torch.allclose(states[0], net.user_states(long, torch.tensor([3]))[0])
+    assert torch.allclose(states[1], net.user_states(torch.tensor([[5]]), torch.tensor([1]))[0])
+    # Contract shapes: user_states [B, d], item_embeddings [n_items + 1, d] (projection 10 -> 6).
+    assert states.shape == (2, 6) and net.item_embeddings().shape == (21, 6)
+
+
+def test_untied_output_table_and_row_zero_is_padding():
+    net = NextItemNetwork(n_items=5, embedding_dim=4, hidden_size=4, tie_weights=False)
+    assert net.item_embeddings() is not net.embedding.weight
+    assert torch.count_nonzero(net.item_embeddings()[0]) == 0
+
+
+def test_item_bias_is_folded_into_the_dot_product():
+    torch.manual_seed(0)
+    net = NextItemNetwork(n_items=5, embedding_dim=4, hidden_size=4, item_bias=True).eval()
+    with torch.no_grad():
+        net.bias.copy_(torch.arange(6, dtype=torch.float))
+    hist, lengths = torch.tensor([[2, 3, 0]]), torch.tensor([2])
+    scores = net.user_states(hist, lengths) @ net.item_embeddings().T
+    plain = net.rnn(net.embedding(hist))[0][0, 1] @ net.embedding.weight.T
+    assert torch.allclose(scores[0], plain + torch.arange(6, dtype=torch.float), atol=1e-6)
+    assert net.user_states(hist, lengths).shape == (1, 5) and net.item_embeddings().shape == (6, 5)
+
+
+def test_windows_keep_every_target_once_aligned_to_the_end():
+    flat = np.array([1, 2, 3, 4, 5, 6, 7, 9, 8])
+    lengths = np.array([7, 1, 1])  # the single-item users yield no window
+    windows = build_windows(flat, lengths, max_len=3, stride=3)
+    expected = [[4, 5, 6, 7], [1, 2, 3, 4]]
+    assert windows.tolist() == expected
+    targets = windows[:, 1:]
+    assert sorted(targets[targets > 0].tolist()) == [2, 3, 4, 5, 6, 7]
+
+
+def test_short_first_window_is_right_padded_and_stride_overlaps():
+    windows = build_windows(np.array([1, 2, 3, 4, 5]), np.array([5]), max_len=3, stride=3)
+    assert windows.tolist() == [[2, 3, 4, 5], [1, 2, 0, 0]]
+    overlapping = build_windows(np.array([1, 2, 3, 4, 5]), np.array([5]), max_len=3, stride=1)
+    assert overlapping.tolist() == [[2, 3, 4, 5], [1, 2, 3, 4], [1, 2, 3, 0], [1, 2, 0, 0]]
+
+
+def test_pad_tails_keeps_the_most_recent_items():
+    padded, lengths = pad_tails(np.array([1, 2, 3, 4, 5, 6]), np.array([4, 2]), width=3)
+    assert padded.tolist() == [[2, 3, 4], [5, 6, 0]] and lengths.tolist() == [3, 2]
+
+
+def test_datamodule_reads_the_contract(tmp_path):
+    seq_dir = write_sequence_dir(tmp_path / "seq")
+    data = SequenceDataModule(seq_dir, max_len=8)
+    data.load()
+    valid = data.eval_rows["valid"]
+    batch = valid[torch.tensor([0, 3])]
+    train = pl.read_parquet(seq_dir / "train.parquet")
+    seen_user3 = set(train.get_column("items")[3].to_list()) | set(
+        pl.read_parquet(seq_dir / "valid.parquet").get_column("history")[3].to_list()
+    )
+    assert set(batch["seen_cols"][batch["seen_rows"] == 1].tolist()) == seen_user3
+    assert batch["activity"][1] == len(train.get_column("items")[3])
+    assert (data.windows[:, 1:] > 0).sum() == (train.get_column("items").list.len() - 1).clip(0).sum()
+
+
+def test_item_ids_outside_the_vocabulary_are_named(tmp_path):
+    seq_dir = write_sequence_dir(tmp_path / "seq", items=30)
+    pl.DataFrame(
+        {"user_idx": [0], "items": [[1, 2, 31]]}, schema={"user_idx": pl.Int32, "items": pl.List(pl.Int32)}
+    ).write_parquet(seq_dir / "train.parquet")
+    with pytest.raises(InputError, match=r"train.parquet: column 'items' holds item id 31 outside the vocabulary"):
+        SequenceDataModule(seq_dir, max_len=8).load()
+
+
+def test_empty_training_set_is_an_error(tmp_path):
+    seq_dir = write_sequence_dir(tmp_path / "seq")
+    pl.DataFrame(
+        {"user_idx": [0], "items": [[4]]}, schema={"user_idx": pl.Int32, "items": pl.List(pl.Int32)}
+    ).write_parquet(seq_dir / "train.parquet")
+    with pytest.raises(InputError, match="empty training set"):
+        SequenceDataModule(seq_dir, max_len=8).load()
+
+
+def test_every_recommender_answers_the_same_ranked_list_contract(tmp_path):
+    seq_dir = write_sequence_dir(tmp_path / "seq")
+    data = SequenceDataModule(seq_dir, max_len=8)
+    data.load()
+    flat, lengths, _ = data.train_lists
+    net = NextItemNetwork(n_items=data.n_items, embedding_dim=8, hidden_size=8)
+    recommenders = [
+        ModelRecommender(net, data.items, max_len=8),
+        PopularityRecommender(data.items, flat, max_len=8),
+        ItemKNNRecommender(data.items, flat, lengths, max_len=8),
+    ]
+    histories = [["i3", "i4", "i5"], ["i10", "unknown-item"]]
+    for rec in recommenders:
+        top = rec.top_k(histories, k=5)
+        assert top.columns == ["user", "rank", "item_id", "score"]
+        for user, hist in enumerate(histories):
+            mine = top.filter(pl.col("user") == user)
+            assert mine.get_column("rank").to_list() == [1, 2, 3, 4, 5]
+            assert not set(mine.get_column("item_id")) & set(hist)
+            assert mine.get_column("score").to_list() == sorted(mine.get_column("score").to_list(), reverse=True)
+        with_seen = rec.top_k(histories, k=data.n_items, exclude_seen=False)
+        assert with_seen.filter(pl.col("user") == 0).height == data.n_items
+    # The kNN baseline knows that i5 is mostly followed by i6 in this data.
+    assert recommenders[2].top_k([["i4", "i5"]], k=1).get_column("item_id").to_list() == ["i6"]
+
+
+@pytest.mark.parametrize("loss", ["ce", "sampled_softmax"])
+def test_both_objectives_learn_a_sequence(loss):
+    from lightning_modules.module import NextItemModule
+    from nightrec.config import NightrecConfig
+
+    torch.manual_seed(0)
+    config = NightrecConfig.model_validate({"model": {"loss": loss, "num_negatives": 8}, "train": {"lr": 0.05}})
+    net = NextItemNetwork(n_items=12, embedding_dim=8, hidden_size=8, dropout=0.0)
+    module = NextItemModule(net, config.model_dump(mode="json"), item_counts=list(range(1, 13)))
+    optimizer = module.configure_optimizers()
+    batch = {"items": torch.tensor([[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]])}
+    for _ in range(60):
+        optimizer.zero_grad()
+        module.training_step(batch, 0).backward()
+        optimizer.step()
+    scores = net.user_states(torch.tensor([[1, 2, 3], [7, 8, 9]]), torch.tensor([3, 3])) @ net.item_embeddings().T
+    assert scores[:, 1:].argmax(dim=1).add(1).tolist() == [4, 10]
