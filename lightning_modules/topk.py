@@ -1,11 +1,11 @@
 """The top-K kernel: every user's best items from ``user_states @ item_embeddings().T``.
 
-Scores are ``user_states @ item_embeddings().T``, computed in chunks of users so memory is
-bounded by ``chunk_size * n_items`` and not by the user count. Within a chunk the matmul runs
-in item tiles sized to stay in the CPU's L2 cache, and each tile is reduced at once to block
-maxima: the top-K items always lie in the K blocks with the highest maxima (each of those
-items is at least its block's maximum), so ``torch.topk`` runs over the block maxima and then
-over K blocks, never over the whole catalogue.
+Scores are computed in chunks of users and, within a chunk, in item tiles that stay in the CPU
+cache, so memory is bounded by the chunk and tile sizes, never by the user count. Each tile is
+reduced at once to block maxima (blocks of 64 items): the top-K items always lie in the K
+blocks with the highest maxima, so only blocks whose maximum reaches a running lower bound on
+the K-th best score are kept, and ``torch.topk`` finally runs over K blocks, never over the
+whole catalogue. On a GPU the plain chunked ``torch.topk`` is used.
 """
 
 import torch
@@ -13,7 +13,9 @@ import torch
 BLOCK = 64
 GROUPS_PER_K = 4
 REFRESH = 8
-_TILE_BYTES = 2 << 20
+# Per-tile torch overhead favours larger tiles than L2 (2 MiB here); 8 MiB measured best on
+# this CPU, 1 and 2 threads (benchmarks/bench_scoring.py).
+_TILE_BYTES = 8 << 20
 Seen = list[torch.Tensor] | tuple[torch.Tensor, torch.Tensor] | None
 
 
@@ -66,7 +68,7 @@ def top_k_scores(
     users = user_states.float()
     blocked = device.type == "cpu" and n_rows > 4 * k * BLOCK
     if blocked:
-        # One tile, allocated once and sized to stay in L2 while it is reduced.
+        # One tile, allocated once and sized to stay in cache while it is reduced.
         rows_per_chunk = min(chunk_size, n_users)
         per_tile = max(1, _TILE_BYTES // (4 * rows_per_chunk * BLOCK))
         tile = torch.empty(rows_per_chunk, per_tile * BLOCK)
