@@ -159,7 +159,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--seen", type=int, default=20, help="Mean seen items per user (masked).")
-    parser.add_argument("--chunk", type=int, default=512)
+    parser.add_argument("--chunk", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own).")
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument("--skip-publish", action="store_true")

@@ -1,11 +1,11 @@
 """The top-K kernel: every user's best items from ``user_states @ item_embeddings().T``.
 
-Scores are ``user_states @ item_embeddings().T``, computed in chunks of users so memory is
-bounded by ``chunk_size * n_items`` and not by the user count. Within a chunk the matmul runs
-in item tiles sized to stay in the CPU's L2 cache, and each tile is reduced at once to block
-maxima: the top-K items always lie in the K blocks with the highest maxima (each of those
-items is at least its block's maximum), so ``torch.topk`` runs over the block maxima and then
-over K blocks, never over the whole catalogue.
+Scores are computed in chunks of users and, within a chunk, in item tiles that stay in the CPU
+cache, so memory is bounded by the chunk and tile sizes, never by the user count. Each tile is
+reduced at once to block maxima (blocks of 64 items): the top-K items always lie in the K
+blocks with the highest maxima, so only blocks whose maximum reaches a running lower bound on
+the K-th best score are kept, and ``torch.topk`` finally runs over K blocks, never over the
+whole catalogue. On a GPU the plain chunked ``torch.topk`` is used.
 """
 
 import torch
@@ -13,7 +13,9 @@ import torch
 BLOCK = 64
 GROUPS_PER_K = 4
 REFRESH = 8
-_TILE_BYTES = 2 << 20
+# Per-tile torch overhead favours larger tiles than L2 (2 MiB here); 8 MiB measured best on
+# this CPU, 1 and 2 threads (benchmarks/bench_scoring.py).
+_TILE_BYTES = 8 << 20
 Seen = list[torch.Tensor] | tuple[torch.Tensor, torch.Tensor] | None
 
 
@@ -66,7 +68,7 @@ def top_k_scores(
     users = user_states.float()
     blocked = device.type == "cpu" and n_rows > 4 * k * BLOCK
     if blocked:
-        # One tile, allocated once and sized to stay in L2 while it is reduced.
+        # One tile, allocated once and sized to stay in cache while it is reduced.
         rows_per_chunk = min(chunk_size, n_users)
         per_tile = max(1, _TILE_BYTES // (4 * rows_per_chunk * BLOCK))
         tile = torch.empty(rows_per_chunk, per_tile * BLOCK)
@@ -102,10 +104,14 @@ def _blocked_chunk(
     n_groups = GROUPS_PER_K * k
     group_max = torch.full((b, n_groups), -torch.inf)
     groups = (torch.arange(n_tiles * per_tile) % n_groups).expand(b, -1)
-    threshold = torch.full((b, 1), -torch.inf)
+    # Masked (-inf) blocks must never count as candidates, so the threshold starts above -inf.
+    floor = torch.finfo(tile.dtype).min
+    threshold = torch.full((b, 1), floor)
+    # Seen items as flat offsets into each tile, grouped by tile: one index_fill_ per tile.
     tile_of = cols // width
     order = torch.argsort(tile_of)
     rows, cols, tile_of = rows[order], cols[order], tile_of[order]
+    in_tile = rows * width + (cols - tile_of * width)
     bounds = torch.searchsorted(tile_of, torch.arange(n_tiles + 1)).tolist()
     kept = []
     for t in range(n_tiles):
@@ -119,7 +125,7 @@ def _blocked_chunk(
         if t == 0:
             tile[:, 0] = -torch.inf
         if bounds[t + 1] > bounds[t]:
-            tile[rows[bounds[t] : bounds[t + 1]], cols[bounds[t] : bounds[t + 1]] - lo] = -torch.inf
+            tile.view(-1).index_fill_(0, in_tile[bounds[t] : bounds[t + 1]], -torch.inf)
         blocks = tile.view(b, per_tile, BLOCK)
         maxima = blocks.amax(dim=2)
         # A lower bound on the k-th best score so far without a topk over all blocks (slow on
@@ -127,22 +133,19 @@ def _blocked_chunk(
         # item, so the k-th best group maximum is reached by k items. Refreshed every few tiles.
         group_max.scatter_reduce_(1, groups[:, t * per_tile : (t + 1) * per_tile], maxima, reduce="amax")
         if t < REFRESH or t % REFRESH == REFRESH - 1:
-            threshold = torch.topk(group_max, k, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
-        flat = ((maxima >= threshold) & (maxima > -torch.inf)).view(-1).nonzero().squeeze(1)
+            threshold = _kth_best(group_max, k).clamp_min_(floor)
+        flat = (maxima >= threshold).view(-1).nonzero().view(-1)
         if flat.numel():
             # index_select copies whole 64-float rows: far cheaper than 2-D advanced indexing.
-            kept.append(
-                (
-                    blocks.view(b * per_tile, BLOCK).index_select(0, flat),
-                    maxima.view(-1).index_select(0, flat),
-                    flat // per_tile,
-                    lo + (flat % per_tile) * BLOCK,
-                )
-            )
-    return _finish(kept, torch.topk(group_max, k, dim=1, sorted=False).values.amin(dim=1), b, k)
+            kept.append((blocks.view(b * per_tile, BLOCK).index_select(0, flat), maxima.view(-1)[flat], flat, t))
+    return _finish(kept, _kth_best(group_max, k).view(-1), b, k, per_tile)
 
 
-def _finish(kept: list, threshold: torch.Tensor, b: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _kth_best(values: torch.Tensor, k: int) -> torch.Tensor:
+    return torch.topk(values, k, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
+
+
+def _finish(kept: list, threshold: torch.Tensor, b: int, k: int, per_tile: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row top-k from the candidate blocks kept by ``_blocked_chunk``.
 
     Blocks below the final threshold are dropped; of the rest, the k blocks with the highest
@@ -152,12 +155,13 @@ def _finish(kept: list, threshold: torch.Tensor, b: int, k: int) -> tuple[torch.
     if not kept:
         return torch.full((b, k), -torch.inf), torch.zeros((b, k), dtype=torch.long)
     vals, maxima, rows, starts = [], [], [], []
-    for block_vals, block_max, block_row, block_start in kept:
-        sel = (block_max >= threshold[block_row]).nonzero().squeeze(1)
+    for block_vals, block_max, flat, t in kept:
+        block_row = flat // per_tile
+        sel = (block_max >= threshold[block_row]).nonzero().view(-1)
         vals.append(block_vals.index_select(0, sel))
-        maxima.append(block_max.index_select(0, sel))
-        rows.append(block_row.index_select(0, sel))
-        starts.append(block_start.index_select(0, sel))
+        maxima.append(block_max[sel])
+        rows.append(block_row[sel])
+        starts.append((t * per_tile + flat[sel] % per_tile) * BLOCK)
     vals, maxima, rows, starts = torch.cat(vals), torch.cat(maxima), torch.cat(rows), torch.cat(starts)
     order = torch.argsort(rows, stable=True)
     maxima, rows = maxima[order], rows[order]
@@ -168,8 +172,12 @@ def _finish(kept: list, threshold: torch.Tensor, b: int, k: int) -> tuple[torch.
     padded_max[rows, slot] = maxima
     where = torch.zeros((b, width), dtype=torch.long)
     where[rows, slot] = order
-    best = torch.gather(where, 1, torch.topk(padded_max, k, dim=1).indices)  # [b, k] rows of vals
-    cand = vals.index_select(0, best.view(-1)).view(b, k * BLOCK)
+    best_max, best_slot = torch.topk(padded_max, k, dim=1)
+    best = torch.gather(where, 1, best_slot)  # [b, k] rows of vals
+    cand = vals.index_select(0, best.view(-1)).view(b, k, BLOCK)
+    # A row with fewer than k candidate blocks picked padding slots: those hold nothing.
+    cand[best_max == -torch.inf] = -torch.inf
+    cand = cand.view(b, k * BLOCK)
     top_vals, pos = torch.topk(cand, k, dim=1)
     origin = starts[best]
     return top_vals, torch.gather(origin, 1, pos // BLOCK) + pos % BLOCK

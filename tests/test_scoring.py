@@ -221,3 +221,20 @@ def test_top_k_matches_brute_force_for_any_shape(n_items, n_users, k, chunk, int
         assert 0 not in picked.tolist() and not set(picked.tolist()) & set(seen[row].tolist())
         assert len(set(picked.tolist())) == len(picked)
         torch.testing.assert_close(scores[row, picked], vals[row][finite])
+
+
+def test_users_with_fewer_eligible_items_than_k_in_a_large_catalogue():
+    """The blocked path: one user has seen all but 3 items, one everything, one nothing."""
+    gen = torch.Generator().manual_seed(3)
+    items, users = torch.randn(20_000, 8, generator=gen), torch.randn(3, 8, generator=gen)
+    everything = torch.arange(1, 20_000)
+    seen = [
+        everything[~torch.isin(everything, torch.tensor([5, 7_000, 19_999]))],
+        everything,
+        torch.tensor([], dtype=torch.long),
+    ]
+    vals, idx = top_k_scores(users, items, seen, 20, chunk_size=3)
+    assert sorted(idx[0, :3].tolist()) == [5, 7_000, 19_999] and torch.isinf(vals[0, 3:]).all()
+    assert torch.isinf(vals[1]).all()
+    _, ref_idx = brute_force(users[2:], items, seen[2:], 20)
+    assert torch.equal(idx[2], ref_idx[0])
