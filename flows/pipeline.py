@@ -112,18 +112,11 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
 
     root = training.models_dir(config)
     champion = champion_before(root, run_date)
-    seq_dir = candidate = None
-    metrics: dict[str, Any] = {}
-    if tasks.available("nightrec.sequences"):
-        seq_dir = _ensure(tasks.build_sequences, clean_path, config, champion)
-        step("sequences", f"`{seq_dir}`")
-    else:
-        step("sequences", "skipped: sequence building not installed")
+    candidate = None
+    seq_dir = _ensure(tasks.build_sequences, clean_path, config, champion)
+    step("sequences", f"`{seq_dir}`")
 
-    can_train = seq_dir is not None and tasks.available(config.orchestration.train_module)
-    if not can_train:
-        step("train", "skipped: no trainer installed (popularity serves everyone)")
-    elif retrain_reason is not None:
+    if retrain_reason is not None:
         candidate = _ensure(training.train_model, seq_dir, config, run_date, None, "scratch")
         step("train", f"retrained from scratch ({retrain_reason}): `{candidate.name}`")
     elif retrain_due(champion, run_date, config.orchestration.retrain_every_days):
@@ -133,19 +126,18 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
     else:
         step("train", f"not due; champion `{champion.name}` reused")
 
-    if seq_dir is not None:
-        metrics = training.evaluate(seq_dir, candidate, read_champion(root) if can_train else None)
-    step("evaluate", "validation NDCG@10 on tonight's window" if metrics else "skipped")
-    promotion = training.promote(config, candidate, metrics) if can_train else {"reason": "no model"}
+    metrics = training.evaluate(seq_dir, candidate, read_champion(root))
+    step("evaluate", "validation NDCG@10 on tonight's window")
+    promotion = training.promote(config, candidate, metrics)
     step("promote", promotion["reason"])
 
-    serving = read_champion(root) if can_train else None
+    serving = read_champion(root)
     scores_path = None
-    if serving is not None and tasks.available("lightning_modules.scoring"):
+    if serving is not None:
         scores_path = _ensure(training.score, serving, seq_dir, config.k)
         step("score", f"model `{serving.name}` scored every known user")
     else:
-        step("score", "skipped: no serving model" if serving is None else "skipped: scoring not installed")
+        step("score", "skipped: no serving model")
     version = serving.name if scores_path is not None else None
     recs_path, fallback_path = _ensure(
         tasks.assemble_recommendations, clean_path, config, run_date, scores_path, version
@@ -160,7 +152,7 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
         "reason": retrain_reason,
         "validation": validation,
         "behavior": behavior,
-        "sequence_stats": read_stats(seq_dir / "sequence_stats.json") if seq_dir else {},
+        "sequence_stats": read_stats(seq_dir / "sequence_stats.json"),
         "metrics": metrics,
         "promotion": promotion,
         "trained": str(candidate) if candidate else None,

@@ -8,7 +8,6 @@ completed night skips them; publishing is never cached (it is idempotent and che
 happen when the table was removed).
 """
 
-import importlib.util
 import os
 import shutil
 import uuid
@@ -47,20 +46,6 @@ IO_RETRIES = {"retries": 2, "retry_delay_seconds": [5, 30], "retry_condition_fn"
 CACHED = {"cache_policy": CONTENT, "persist_result": True}
 
 
-_ROOT = Path(__file__).resolve().parents[1]
-
-
-def available(module: str) -> bool:
-    """Whether a pipeline stage's module is part of this code base (stages land one by one).
-
-    The module must come from the same tree as ``flows``: an editable install of another
-    checkout can otherwise lend a half-finished module of a different version.
-    """
-    try:
-        spec = importlib.util.find_spec(module)
-    except ModuleNotFoundError:
-        return False
-    return spec is not None and spec.origin is not None and Path(spec.origin).resolve().is_relative_to(_ROOT)
 
 
 @task(name="resolve-run-date", cache_policy=NO_CACHE, timeout_seconds=600, **IO_RETRIES)

@@ -20,6 +20,8 @@ from nightrec.schema import ADD_TO_CART, CLICK, DEFAULT_EVENT_TYPES, PURCHASE, V
 
 ENV_PREFIX = "NIGHTREC_"
 ENV_CONFIG_FILE = "NIGHTREC_CONFIG"
+# Variables for the test suite (e.g. NIGHTREC_TEST_POSTGRES_URL) are not config keys.
+ENV_TEST_PREFIX = "NIGHTREC_TEST_"
 SQL_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
@@ -296,7 +298,7 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
     environ = os.environ if environ is None else environ
     out: dict[str, Any] = {}
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG_FILE:
+        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG_FILE or name.startswith(ENV_TEST_PREFIX):
             continue
         keys = name[len(ENV_PREFIX) :].lower().split("__")
         value: Any = raw

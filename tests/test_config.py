@@ -74,3 +74,8 @@ def test_missing_or_malformed_file(tmp_path):
 def test_config_round_trips_through_json():
     config = load_config(overrides={"k": 4, "run_date": "2026-02-03"}, environ={})
     assert NightrecConfig.model_validate_json(config.model_dump_json()) == config
+
+
+def test_test_suite_variables_are_not_config_keys():
+    config = load_config(environ={"NIGHTREC_TEST_POSTGRES_URL": "postgresql://x@h/db", "NIGHTREC_K": "3"})
+    assert config.k == 3

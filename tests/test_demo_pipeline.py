@@ -19,7 +19,9 @@ def test_nightly_publishes_k_unseen_items_for_every_user(prefect_harness, demo_e
     from flows.nightly import nightly
 
     events_dir, manifest = demo_events
-    config = load_config(overrides={"events": str(events_dir), "data_dir": tmp_path, "k": 10}, environ={})
+    config = load_config(
+        overrides={"events": str(events_dir), "data_dir": tmp_path, "k": 10, "train": {"epochs": 2}}, environ={}
+    )
     state = nightly(config=config, return_state=True)
     assert state.is_completed()
     result = state.result()
@@ -34,7 +36,9 @@ def test_nightly_publishes_k_unseen_items_for_every_user(prefect_harness, demo_e
     assert per_user["rank"].to_list()[0] == list(range(1, 11))
     seen = events.select("user_id", "item_id").unique()
     assert table.join(seen, on=["user_id", "item_id"]).is_empty()
-    assert table["source"].unique().to_list() == ["popularity"]
+    assert set(table["source"]) <= {"model", "model+popularity", "popularity"}
+    assert "model" in set(table["source"])  # the trained model serves the users it knows
+    assert table["model_version"].null_count() == 0
     assert str(table["run_date"][0]) == manifest["run_date"]
     assert (tmp_path / "recommendations" / f"run_date={manifest['run_date']}" / "part-0.parquet").is_file()
 
@@ -49,7 +53,9 @@ def test_a_night_of_unknown_event_types_fails_and_keeps_the_table(prefect_harnes
     from flows.nightly import nightly
 
     events_dir, _ = demo_events
-    good = load_config(overrides={"events": str(events_dir), "data_dir": tmp_path, "k": 5}, environ={})
+    good = load_config(
+        overrides={"events": str(events_dir), "data_dir": tmp_path, "k": 5, "train": {"epochs": 1}}, environ={}
+    )
     assert nightly(config=good, return_state=True).is_completed()
     before = _latest(good.duckdb_path)
 
