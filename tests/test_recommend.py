@@ -117,18 +117,27 @@ def test_after_the_demo_flow_every_user_has_k_rows_and_no_seen_item(prefect_harn
     from flows.nightly import nightly
 
     events_dir, _ = demo_events
-    config = load_config(
-        None,
-        {"data_dir": str(tmp_path / "data"), "events": str(events_dir), "run_date": DEMO_END.replace(day=11)},
-        environ={},
-    )
+    overrides = {
+        "data_dir": str(tmp_path / "data"),
+        "events": str(events_dir),
+        "run_date": DEMO_END.replace(day=11),
+        "train": {"epochs": 2},
+        "popularity": {"min_history": 3},
+    }
+    config = load_config(None, overrides, environ={})
     nightly(config=config)
     clean = pl.read_parquet(config.run_dir(config.run_date) / "clean.parquet")
     with duckdb.connect(str(config.duckdb_path), read_only=True) as con:
         latest = con.sql("SELECT * FROM recommendations_latest").pl()
     _check_lists(latest, clean, k=config.k)
     assert set(latest[USER_ID]) == set(clean[USER_ID])
-    assert set(latest[SOURCE]) == {"popularity"}  # no model in the flow yet: every user is cold
+    history = clean.group_by(USER_ID).len()
+    cold = set(history.filter(pl.col("len") < 3)[USER_ID])
+    sources = latest.group_by(USER_ID).agg(pl.col(SOURCE).unique())
+    by_user = {row[USER_ID]: set(row[SOURCE]) for row in sources.iter_rows(named=True)}
+    assert cold and all(by_user[u] == {"popularity"} for u in cold)  # too little history: the fallback
+    warm = set(by_user) - cold
+    assert warm and all(by_user[u] <= {"model", "model+popularity"} for u in warm)
     nightly(config=config)
     with duckdb.connect(str(config.duckdb_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM recommendations").fetchone()[0] == latest.height
