@@ -249,7 +249,8 @@ def _docs_site(context, out: Path) -> None:
         {
             "class_name": "SiteBuilder",
             "show_how_to_buttons": False,
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(out)},
+            # GX rejects a relative base_directory (the default data dir, ./nightrec-data, is relative).
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(out.resolve())},
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         },
     )

@@ -101,7 +101,8 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
 
     stages: dict[str, str] = {}
     run_date = tasks.resolve_run_date(config)
-    config = config.model_copy(update={"run_date": run_date})
+    # Absolute from here on: the trainer subprocess and GX do not share this process's working directory.
+    config = config.model_copy(update={"run_date": run_date, "data_dir": config.data_dir.resolve()})
     _rename_run(flow_name, run_date)
     files = tasks.locate_input(config)
     events_path = _ensure(tasks.ingest_events, config, run_date, files)

@@ -53,19 +53,25 @@ def test_bad_column_and_timestamp_name_the_file(tmp_path):
 
 @pytest.mark.integration
 def test_demo_data_run_and_recommend_like_make_demo(tmp_path):
+    # relative paths from the working directory, exactly as the Makefile passes them
     env = {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": "", "NIGHTREC_TRAIN__EPOCHS": "2"}
-    data = tmp_path / "nightrec-data"
-    out = _run("demo-data", "--out", str(data / "events"), "--users", "150", "--items", "80", "--days", "3", env=env)
+    out = _run(
+        "demo-data", "--out", "nightrec-data/events", "--users", "150", "--items", "80", "--days", "3",
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    out = _run("run", "--events", str(data / "events"), "--data-dir", str(data), "--k", "7", env=env)
+    out = _run(
+        "run", "--events", "nightrec-data/events", "--data-dir", "nightrec-data", "--k", "7", env=env, cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     assert "Finished in state Completed" in out.stdout + out.stderr
+    data = tmp_path / "nightrec-data"
     with duckdb.connect(str(data / "nightrec.duckdb"), read_only=True) as con:
         users, rows = con.execute("SELECT count(DISTINCT user_id), count(*) FROM recommendations_latest").fetchone()
     assert (users, rows) == (150, 150 * 7)
-    out = _run("recommend", "u000003", "--data-dir", str(data), env=env)
+    out = _run("recommend", "u000003", "--data-dir", "nightrec-data", env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "user u000003" in out.stdout
     assert "│ 7 " in out.stdout and "│ 8 " not in out.stdout  # ranks 1..K
-    out = _run("recommend", "--sample", "3", "--data-dir", str(data), env=env)
+    out = _run("recommend", "--sample", "3", "--data-dir", "nightrec-data", env=env, cwd=tmp_path)
     assert out.stdout.count("user u0000") == 3
