@@ -12,7 +12,6 @@ from nightrec.config import NightrecConfig
 from tests.conftest import DEMO_END
 
 # A module that does not exist: the flow then serves popularity to everyone (no trainer installed).
-NO_TRAINER = "nightrec_tests_no_such_trainer"
 CRASH_TRAINER = "tests.flow_crash_trainer"
 
 

@@ -12,7 +12,6 @@ from tests.flow_fixtures import (  # noqa: F401 (night2_events is a fixture)
     CRASH_TRAINER,
     NIGHT1,
     NIGHT2,
-    NO_TRAINER,
     latest_table,
     night2_events,
     run_night,
@@ -25,10 +24,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def night1_dir(prefect_harness, demo_events, tmp_path_factory):
-    """A data directory where night 1 was published (popularity: no trainer installed)."""
+    """A data directory where night 1 was published with a trained champion."""
     events, _ = demo_events
     data = tmp_path_factory.mktemp("night1") / "data"
-    state = run_night(small_config(data, events, train_module=NO_TRAINER), NIGHT1)
+    state = run_night(small_config(data, events), NIGHT1)
     assert state.is_completed(), state.message
     return data
 
@@ -37,8 +36,8 @@ def night1_dir(prefect_harness, demo_events, tmp_path_factory):
 def served_night(night1_dir, demo_events, tmp_path):
     """A private copy of night 1's data directory for one test to break."""
     events, _ = demo_events
-    shutil.copytree(night1_dir, tmp_path / "data")
-    config = small_config(tmp_path / "data", events, train_module=NO_TRAINER)
+    shutil.copytree(night1_dir, tmp_path / "data", symlinks=True)  # models/champion is a symlink
+    config = small_config(tmp_path / "data", events)
     return config, latest_table(config)
 
 
@@ -76,7 +75,11 @@ def test_training_crash_fails_the_run_with_the_trainer_output(served_night, nigh
     assert "exit code 3" in state.message and "out of memory" in state.message, state.message
     assert task_states(state)["train"] == "Failed"
     models = config.data_dir / "models"
-    assert list(models.iterdir()) == [], "no model folder, finished or partial, and no champion"
+    champion = (models / "champion").resolve()
+    assert sorted(p.name for p in models.iterdir()) == sorted(["champion", champion.name]), (
+        "no new model folder, finished or partial"
+    )
+    assert champion.name.startswith(NIGHT1.isoformat()), "night 1's champion keeps serving"
     _assert_old_table_serves(config, before)
 
 
