@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from nightrec.config import BehaviorConfig
+from nightrec.runs import latest_earlier_run
 from nightrec.schema import ITEM_ID
 
 HEADLINE_KEYS = (
@@ -216,12 +217,4 @@ def compare_headline(current: dict, previous: dict | None) -> dict:
 
 def previous_report(runs_dir: Path, run_date: date, subdir: str = "behavior") -> Path | None:
     """The newest ``runs/<date>/<subdir>/behavior.json`` strictly before ``run_date``, if any."""
-    candidates = []
-    for path in Path(runs_dir).glob(f"*/{subdir}/behavior.json"):
-        try:
-            day = date.fromisoformat(path.parent.parent.name)
-        except ValueError:
-            continue
-        if day < run_date:
-            candidates.append((day, path))
-    return max(candidates)[1] if candidates else None
+    return latest_earlier_run(runs_dir, run_date, f"{subdir}/behavior.json")

@@ -10,10 +10,10 @@ import re
 import tomllib
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from nightrec.errors import ConfigError
 from nightrec.schema import ADD_TO_CART, CLICK, DEFAULT_EVENT_TYPES, PURCHASE, VIEW
@@ -22,6 +22,16 @@ ENV_PREFIX = "NIGHTREC_"
 ENV_CONFIG_FILE = "NIGHTREC_CONFIG"
 # Variables for the test suite (e.g. NIGHTREC_TEST_POSTGRES_URL) are not config keys.
 ENV_TEST_PREFIX = "NIGHTREC_TEST_"
+
+
+def _split_csv(value: Any) -> Any:
+    """A list setting may come as ``"a, b"`` (an environment variable or a flag)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], BeforeValidator(_split_csv)]
 SQL_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
@@ -62,17 +72,10 @@ class SequenceConfig(_Section):
     )
     collapse_repeats: bool = Field(True, description="Drop an event whose item repeats the user's previous item.")
     dedupe: bool = Field(True, description="Drop exact duplicate events (same user, item, type and time).")
-    event_types: list[str] | None = Field(None, description="Build sequences from these event types only.")
+    event_types: CsvList | None = Field(None, description="Build sequences from these event types only.")
     event_weights: dict[str, float] | None = Field(
         None, description="Per-type weight of each training position, written as train.parquet 'weights'."
     )
-
-    @field_validator("event_types", mode="before")
-    @classmethod
-    def _split_csv(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
 
     @field_validator("temporal_cutoff")
     @classmethod
@@ -225,7 +228,7 @@ class DriftBands(_Section):
 class BehaviorConfig(_Section):
     """The behaviour report: funnel, sessions, activity, long tail, transitions and drift."""
 
-    funnel_steps: list[str] | None = Field(None, description="Funnel order; defaults to event_types.")
+    funnel_steps: CsvList | None = Field(None, description="Funnel order; defaults to event_types.")
     session_timeout_minutes: float | None = Field(
         None, gt=0, description="Inactivity gap for events without session_id; defaults to sequences'."
     )
@@ -234,13 +237,6 @@ class BehaviorConfig(_Section):
     baseline_days: int = Field(28, ge=1, description="Trailing days the last day is compared with.")
     min_history_days: int = Field(3, ge=1, description="Fewer prior days than this: no drift verdict.")
     drift_bands: DriftBands = Field(default_factory=DriftBands)
-
-    @field_validator("funnel_steps", mode="before")
-    @classmethod
-    def _split_csv(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
 
 
 class NightrecConfig(_Section):
@@ -251,7 +247,7 @@ class NightrecConfig(_Section):
     format: str = Field("auto", description="Input format; 'auto' detects it from the file names.")
     run_date: date | None = Field(None, description="Defaults to the day after the latest event.")
     k: int = Field(20, ge=1, le=1000)
-    event_types: list[str] = Field(default_factory=lambda: list(DEFAULT_EVENT_TYPES), min_length=1)
+    event_types: CsvList = Field(default_factory=lambda: list(DEFAULT_EVENT_TYPES), min_length=1)
     sequences: SequenceConfig = Field(default_factory=SequenceConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -260,13 +256,6 @@ class NightrecConfig(_Section):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
     behavior: BehaviorConfig = Field(default_factory=BehaviorConfig)
-
-    @field_validator("event_types", mode="before")
-    @classmethod
-    def _split_csv(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
 
     @property
     def duckdb_path(self) -> Path:

@@ -38,6 +38,7 @@ from nightrec.ordering import (
     sorted_codes,
     temporal_cutoffs,
 )
+from nightrec.runs import latest_earlier_run
 from nightrec.schema import EVENT_TYPE, ITEM_ID, USER_ID
 from nightrec.sequence_stats import sequence_stats
 from nightrec.splits import (
@@ -208,15 +209,8 @@ def write_run_sequences(seqs: SequenceSet, run_dir: Path) -> Path:
 
 def previous_sequences_dir(runs_dir: Path, run_date: date) -> Path | None:
     """The newest ``runs/<d>/sequences/`` with ``d`` before ``run_date``: last night's vocabulary."""
-    found = []
-    for path in Path(runs_dir).glob(f"*/{SEQUENCES_DIR}/{ITEMS_FILE}"):
-        try:
-            day = date.fromisoformat(path.parent.parent.name)
-        except ValueError:
-            continue
-        if day < run_date:
-            found.append((day, path.parent))
-    return max(found)[1] if found else None
+    items = latest_earlier_run(runs_dir, run_date, f"{SEQUENCES_DIR}/{ITEMS_FILE}")
+    return items.parent if items else None
 
 
 def build_run_sequences(clean_path: Path, config: SequenceConfig, previous_vocab_dir: Path | None = None) -> Path:
