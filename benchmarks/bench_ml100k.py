@@ -79,6 +79,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "bench-data" / "ml-100k" / "ml-100k.inter")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--cells", nargs="+", default=["rnn", "lstm", "gru"])
+    parser.add_argument(
+        "--threads", type=int, default=1, help="train.num_threads of each run (1 beats 2 on a busy 2-core box)"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="training runs at once (timings then share the CPU)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep sequences and models here")
     args = parser.parse_args()
@@ -108,7 +111,7 @@ def main() -> None:
     def one(job: tuple[str, int]) -> dict:
         cell, seed = job
         config = base.model_copy(deep=True)
-        config.model.cell, config.train.seed = cell, seed
+        config.model.cell, config.train.seed, config.train.num_threads = cell, seed, args.threads
         run = train_run(config, seq_dir, workdir / f"{cell}-seed{seed}")
         t = run["test"]
         print(
