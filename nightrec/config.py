@@ -86,8 +86,8 @@ class TrainConfig(_Section):
     takes every visible GPU (with DDP when there are several) or one CPU process.
     """
 
-    epochs: int = Field(80, ge=1, description="Upper bound; early stopping usually ends sooner.")
-    patience: int = Field(10, ge=1, description="Epochs without a better validation NDCG@10 before stopping.")
+    epochs: int = Field(100, ge=1, description="Upper bound; early stopping usually ends sooner.")
+    patience: int = Field(20, ge=1, description="Epochs without a better validation NDCG@10 before stopping.")
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int = Field(1024, ge=1)
     lr: float = Field(3e-3, gt=0)
