@@ -62,7 +62,7 @@ def fmt_row(r: dict) -> str:
     t = r["test"]
     cells = [f"{t[c]:.4f}" for c in COLUMNS] + [f"{t['masked/' + c]:.4f}" for c in COLUMNS]
     cost = [
-        str(r.get("epochs", "-")),
+        f"{r['epochs']:.0f}" if "epochs" in r else "-",
         f"{r['seconds_per_epoch']:.1f}" if "seconds_per_epoch" in r else "-",
         f"{r['seconds_to_best']:.0f}" if "seconds_to_best" in r else "-",
         f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "-",
@@ -150,6 +150,7 @@ def main() -> None:
             f"{statistics.fmean(masked) / knn_t['masked/ndcg@10']:.2f}x masked; bar {BAR_NDCG10}: "
             f"{'met' if mean >= BAR_NDCG10 else 'NOT met'}"
         )
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (timings include that sharing)")
     print(
         f"bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; workdir {workdir}"
     )
