@@ -62,7 +62,7 @@ def fmt_row(r: dict) -> str:
     t = r["test"]
     cells = [f"{t[c]:.4f}" for c in COLUMNS] + [f"{t['masked/' + c]:.4f}" for c in COLUMNS]
     cost = [
-        str(r.get("epochs", "-")),
+        f"{r['epochs']:.0f}" if "epochs" in r else "-",
         f"{r['seconds_per_epoch']:.1f}" if "seconds_per_epoch" in r else "-",
         f"{r['seconds_to_best']:.0f}" if "seconds_to_best" in r else "-",
         f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "-",
@@ -79,6 +79,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "bench-data" / "ml-100k" / "ml-100k.inter")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--cells", nargs="+", default=["rnn", "lstm", "gru"])
+    parser.add_argument(
+        "--threads", type=int, default=1, help="train.num_threads of each run (1 beats 2 on a busy 2-core box)"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="training runs at once (timings then share the CPU)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep sequences and models here")
     args = parser.parse_args()
@@ -108,7 +111,7 @@ def main() -> None:
     def one(job: tuple[str, int]) -> dict:
         cell, seed = job
         config = base.model_copy(deep=True)
-        config.model.cell, config.train.seed = cell, seed
+        config.model.cell, config.train.seed, config.train.num_threads = cell, seed, args.threads
         run = train_run(config, seq_dir, workdir / f"{cell}-seed{seed}")
         t = run["test"]
         print(
@@ -147,6 +150,7 @@ def main() -> None:
             f"{statistics.fmean(masked) / knn_t['masked/ndcg@10']:.2f}x masked; bar {BAR_NDCG10}: "
             f"{'met' if mean >= BAR_NDCG10 else 'NOT met'}"
         )
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (timings include that sharing)")
     print(
         f"bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; workdir {workdir}"
     )

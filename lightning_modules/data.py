@@ -214,8 +214,11 @@ class SequenceDataModule(L.LightningDataModule):
         history, hist_len = pad_tails(flat, lengths, self.max_len)
         # Seen items: the user's training sequence plus the split's history (which may reach past it).
         tr_flat, tr_len, tr_users = self.train_lists
-        row_of_user = {int(u): i for i, u in enumerate(tr_users)}
-        tr_rows = np.array([row_of_user.get(int(u), -1) for u in frame.get_column("user_idx").to_numpy()])
+        users = frame.get_column("user_idx").to_numpy()
+        order = np.argsort(tr_users, kind="stable")
+        at = np.minimum(np.searchsorted(tr_users[order], users), max(len(order) - 1, 0))
+        found = len(order) > 0 and tr_users[order][at] == users
+        tr_rows = np.where(found, order[at] if len(order) else -1, -1)
         tr_off = np.concatenate([[0], np.cumsum(tr_len)]).astype(np.int64)
         seen_len = np.where(tr_rows >= 0, tr_len[tr_rows], 0)
         seen_pos = np.repeat(tr_off[:-1][tr_rows], seen_len) + (

@@ -69,7 +69,9 @@ class NextItemModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.ema is not None:
-            weight = 1.0 - self.train_cfg["ema_decay"]
+            # Warm-up as in TensorFlow's ExponentialMovingAverage: short runs are not stuck near the init.
+            step = self.global_step
+            weight = 1.0 - min(self.train_cfg["ema_decay"], (1 + step) / (10 + step))
             with torch.no_grad():
                 for avg, param in zip(self.ema.parameters(), self.network.parameters(), strict=True):
                     avg.lerp_(param.detach(), weight)

@@ -50,7 +50,7 @@ class ModelConfig(_Section):
     hidden_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the recurrent output.")
     tie_weights: bool = Field(True, description="Score with the input item embeddings (else a separate table).")
     projection: bool | None = Field(
-        None, description="Linear map from hidden state to item space; None: only where the sizes differ."
+        True, description="Linear map from hidden state to item space; None: only where the sizes differ."
     )
     item_bias: bool = Field(False, description="Learn a per-item score offset (one extra state dimension).")
     loss: Literal["ce", "sampled_softmax"] = "ce"
@@ -93,16 +93,16 @@ class TrainConfig(_Section):
     takes every visible GPU (with DDP when there are several) or one CPU process.
     """
 
-    epochs: int = Field(20, ge=1, description="Upper bound; early stopping usually ends sooner.")
-    patience: int = Field(5, ge=1, description="Epochs without a better validation NDCG@10 before stopping.")
-    batch_size: int = Field(256, ge=1)
+    epochs: int = Field(100, ge=1, description="Upper bound; early stopping usually ends sooner.")
+    patience: int = Field(20, ge=1, description="Epochs without a better validation NDCG@10 before stopping.")
+    batch_size: int = Field(64, ge=1)
     eval_batch_size: int = Field(1024, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float | None = Field(5.0, gt=0)
     lr_schedule: Literal["none", "cosine"] = "none"
     ema_decay: float | None = Field(
-        None, gt=0, lt=1, description="Evaluate and publish a moving average of the weights (e.g. 0.99)."
+        0.99, gt=0, lt=1, description="Evaluate and publish a moving average of the weights (e.g. 0.99)."
     )
     window_len: int | None = Field(
         None, ge=1, description="Items of context in a training window; None: sequences.max_len."
