@@ -54,9 +54,16 @@ class NextItemModule(L.LightningModule):
         if self.model_cfg["loss"] == "sampled_softmax":
             losses = self._sampled_softmax(hidden, targets)
         else:
-            logits = hidden @ self.network.item_embeddings().T
-            logits[:, 0] = float("-inf")
-            losses = F.cross_entropy(logits.float(), targets, reduction="none")
+            smoothing = self.model_cfg.get("label_smoothing", 0.0)
+            if smoothing:
+                # Smoothing spreads mass over real items only: the padding column is left out, not
+                # given a -inf logit (which would make the smoothed loss infinite).
+                logits = hidden @ self.network.item_embeddings()[1:].T
+                losses = F.cross_entropy(logits.float(), targets - 1, reduction="none", label_smoothing=smoothing)
+            else:
+                logits = hidden @ self.network.item_embeddings().T
+                logits[:, 0] = float("-inf")
+                losses = F.cross_entropy(logits.float(), targets, reduction="none")
         if "weights" in batch:
             weights = batch["weights"][:, 1:][keep]
             loss = (losses * weights).sum() / weights.sum().clamp(min=1e-12)

@@ -42,18 +42,19 @@ class _Section(BaseModel):
 class ModelConfig(_Section):
     """The next-item network and its training objective."""
 
-    cell: Literal["rnn", "lstm", "gru"] = "gru"
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"
     embedding_dim: int = Field(64, ge=1)
     hidden_size: int = Field(64, ge=1)
     num_layers: int = Field(1, ge=1)
     dropout: float = Field(0.3, ge=0.0, lt=1.0, description="Dropout on the input item embeddings.")
-    hidden_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the recurrent output.")
+    hidden_dropout: float = Field(0.3, ge=0.0, lt=1.0, description="Dropout on the recurrent output.")
     tie_weights: bool = Field(True, description="Score with the input item embeddings (else a separate table).")
     projection: bool | None = Field(
         True, description="Linear map from hidden state to item space; None: only where the sizes differ."
     )
     item_bias: bool = Field(False, description="Learn a per-item score offset (one extra state dimension).")
     loss: Literal["ce", "sampled_softmax"] = "ce"
+    label_smoothing: float = Field(0.2, ge=0.0, lt=1.0, description="Label smoothing of the full-softmax CE loss.")
     num_negatives: int = Field(1024, ge=1, description="Popularity-sampled negatives per batch (sampled_softmax).")
 
 

@@ -121,7 +121,8 @@ def test_warm_start_keeps_known_rows_and_appends_new_items(trained, tmp_path):
     ids = [f"i{i}" for i in range(30, 0, -1)] + [f"new{i}" for i in range(5)]
     seq = write_sequence_dir(tmp_path / "seq", items=35, item_ids=ids)
     items = pl.read_parquet(seq / "items.parquet")
-    net = NextItemNetwork(n_items=35, embedding_dim=8, hidden_size=8, projection=True)
+    # The same architecture as the trained model (whatever the config defaults are), 35 items.
+    net = NextItemNetwork.from_arch({**old_net.arch, "n_items": 35})
     fresh = net.item_embeddings().detach().clone()
     assert warm_start(net, items, tmp / "model") == {"kept_items": 30, "new_items": 5}
     old_rows = dict(zip(old_items.get_column("item_id"), old_net.item_embeddings().detach()[1:], strict=True))
