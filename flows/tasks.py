@@ -46,8 +46,6 @@ IO_RETRIES = {"retries": 2, "retry_delay_seconds": [5, 30], "retry_condition_fn"
 CACHED = {"cache_policy": CONTENT, "persist_result": True}
 
 
-
-
 @task(name="resolve-run-date", cache_policy=NO_CACHE, timeout_seconds=600, **IO_RETRIES)
 def resolve_run_date(config: NightrecConfig) -> date:
     return config.run_date or default_run_date(config)
