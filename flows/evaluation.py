@@ -77,7 +77,6 @@ def model_valid_metrics(model_dir: Path, sequences_dir: Path, k: int = K, chunk_
     valid = _read(sequences_dir, "valid.parquet")
     ranks: list[float] = []
     with torch.no_grad():
-        table = network.item_embeddings()
         for start in range(0, valid.height, chunk_size):
             part = valid.slice(start, chunk_size)
             histories = [lookup[torch.tensor(h, dtype=torch.long)] for h in part["history"].to_list()]
@@ -91,7 +90,7 @@ def model_valid_metrics(model_dir: Path, sequences_dir: Path, k: int = K, chunk_
             padded = torch.zeros(len(usable), int(lengths.max()), dtype=torch.long)
             for row, i in enumerate(usable):
                 padded[row, : lengths[row]] = histories[i]
-            scores = network.user_states(padded, lengths) @ table.T
+            scores = network.scores(padded, lengths)
             scores[:, 0] = -math.inf
             target_scores = scores.gather(1, targets[usable].unsqueeze(1))
             # ties count against the target: every other item scoring at least as high ranks ahead

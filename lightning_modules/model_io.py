@@ -22,7 +22,16 @@ BEST_CKPT, LAST_CKPT, ITEMS_FILE, CONFIG_FILE, METRICS_FILE, CURVE_FILE = (
     "curve.png",
 )
 # Settings that change the shape or meaning of weights; a checkpoint must agree on them to be reused.
-ARCH_KEYS = ("cell", "embedding_dim", "hidden_size", "num_layers", "tie_weights", "projection", "item_bias")
+ARCH_KEYS = (
+    "cell",
+    "embedding_dim",
+    "hidden_size",
+    "num_layers",
+    "tie_weights",
+    "projection",
+    "item_bias",
+    "history_bias",
+)
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:

@@ -15,9 +15,30 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from lightning_modules.metrics import SplitMetrics
-from lightning_modules.network import NextItemNetwork
+from lightning_modules.network import NextItemNetwork, prefix_items
 
 MONITOR = "valid/ndcg@10"
+
+
+def sampled_seen(
+    seen: tuple[torch.Tensor, torch.Tensor], targets: torch.Tensor, negatives: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """History indicators ``([N], [N, K])`` of each row's target and of the shared negatives."""
+    rows, items = seen
+    pos = torch.zeros(len(targets), device=targets.device)
+    pos[rows[items == targets[rows]]] = 1.0
+    # Every (row, negative slot) whose item the row has read; negatives may repeat, so match ranges.
+    ordered, order = negatives.sort()
+    lo = torch.searchsorted(ordered, items)
+    counts = torch.searchsorted(ordered, items, right=True) - lo
+    hit_rows = torch.repeat_interleave(rows, counts)
+    firsts = torch.repeat_interleave(lo, counts)
+    within = torch.arange(len(hit_rows), device=targets.device) - torch.repeat_interleave(
+        torch.cumsum(counts, 0) - counts, counts
+    )
+    neg = torch.zeros(len(targets), len(negatives), device=targets.device)
+    neg[hit_rows, order[firsts + within]] = 1.0
+    return pos, neg
 
 
 class NextItemModule(L.LightningModule):
@@ -51,17 +72,19 @@ class NextItemModule(L.LightningModule):
         hidden = self.network(inputs)
         keep = targets > 0
         hidden, targets = hidden[keep], targets[keep]
+        seen = prefix_items(inputs, keep) if self.network.history_weight is not None else None
         if self.model_cfg["loss"] == "sampled_softmax":
-            losses = self._sampled_softmax(hidden, targets)
+            losses = self._sampled_softmax(hidden, targets, seen)
         else:
+            logits = self._history_bias(hidden @ self.network.item_embeddings().T, seen)
             smoothing = self.model_cfg.get("label_smoothing", 0.0)
             if smoothing:
                 # Smoothing spreads mass over real items only: the padding column is left out, not
                 # given a -inf logit (which would make the smoothed loss infinite).
-                logits = hidden @ self.network.item_embeddings()[1:].T
-                losses = F.cross_entropy(logits.float(), targets - 1, reduction="none", label_smoothing=smoothing)
+                losses = F.cross_entropy(
+                    logits[:, 1:].float(), targets - 1, reduction="none", label_smoothing=smoothing
+                )
             else:
-                logits = hidden @ self.network.item_embeddings().T
                 logits[:, 0] = float("-inf")
                 losses = F.cross_entropy(logits.float(), targets, reduction="none")
         if "weights" in batch:
@@ -87,13 +110,27 @@ class NextItemModule(L.LightningModule):
     def eval_network(self) -> NextItemNetwork:
         return self.ema if self.ema is not None else self.network
 
-    def _sampled_softmax(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _history_bias(self, logits: torch.Tensor, seen: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        """Full-catalogue logits plus the network's offset on every item each position has read."""
+        if seen is None:
+            return logits
+        indicator = torch.zeros_like(logits)
+        indicator[seen] = 1.0
+        return logits + self.network.history_weight * indicator
+
+    def _sampled_softmax(
+        self, hidden: torch.Tensor, targets: torch.Tensor, seen: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Shared popularity-sampled negatives with logQ correction; accidental hits are removed."""
         probs = self.log_q.exp()
         negatives = torch.multinomial(probs, self.model_cfg["num_negatives"], replacement=True)
         table = self.network.item_embeddings()
         pos = (hidden * table[targets]).sum(-1, keepdim=True) - self.log_q[targets].unsqueeze(1)
         neg = hidden @ table[negatives].T - self.log_q[negatives]
+        if seen is not None:
+            pos_seen, neg_seen = sampled_seen(seen, targets, negatives)
+            weight = self.network.history_weight
+            pos, neg = pos + weight * pos_seen.unsqueeze(1), neg + weight * neg_seen
         neg = neg.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
         logits = torch.cat([pos, neg], dim=1).float()
         zeros = torch.zeros(len(targets), dtype=torch.long, device=logits.device)
@@ -112,8 +149,7 @@ class NextItemModule(L.LightningModule):
         """Full-catalogue scores ``[B, n_items + 1]`` in float32, outside any autocast."""
         with torch.autocast(device_type=self.device.type, enabled=False):
             network = self.eval_network
-            states = network.user_states(batch["history"], batch["lengths"]).float()
-            return states @ network.item_embeddings().float().T
+            return network.scores(batch["history"], batch["lengths"]).float()
 
     def on_validation_epoch_start(self) -> None:
         self.metrics["valid"].reset()

@@ -3,6 +3,11 @@
 A plain ``nn.Module`` so that scoring, evaluation and the LightningModule share it. Histories are
 right-padded with item 0; a recurrent cell only reads left to right, so the state at position
 ``length - 1`` never sees the padding behind it, and training ignores padded targets.
+
+With ``history_bias`` an item already in the input history gets one learned score offset (a
+repeat/explore switch in the spirit of RepeatNet): the data decides whether people come back to
+what they had (groceries, replays: positive) or move on (films rated once: strongly negative).
+It is part of the model's scores, learned by the same loss; it is not seen-item masking.
 """
 
 from typing import Any
@@ -28,6 +33,7 @@ class NextItemNetwork(nn.Module):
         tie_weights: bool = True,
         projection: bool | None = None,
         item_bias: bool = False,
+        history_bias: bool = False,
     ):
         super().__init__()
         if cell not in CELLS:
@@ -49,6 +55,7 @@ class NextItemNetwork(nn.Module):
             "tie_weights": tie_weights,
             "projection": projection,
             "item_bias": item_bias,
+            "history_bias": history_bias,
         }
         self.n_items = n_items
         self.embedding = nn.Embedding(n_items + 1, embedding_dim, padding_idx=0)
@@ -59,6 +66,8 @@ class NextItemNetwork(nn.Module):
         self.output_embedding = None if tie_weights else nn.Embedding(n_items + 1, embedding_dim, padding_idx=0)
         # A per-item score offset (popularity); folded into the dot product as one extra dimension.
         self.bias = nn.Parameter(torch.zeros(n_items + 1)) if item_bias else None
+        # One score offset for "this item is already in the input history"; learned, starts neutral.
+        self.history_weight = nn.Parameter(torch.zeros(1)) if history_bias else None
         self.reset_parameters()
 
     @classmethod
@@ -92,6 +101,18 @@ class NextItemNetwork(nn.Module):
         last = (lengths.clamp(min=1) - 1).to(states.device)
         return states[torch.arange(states.shape[0], device=states.device), last]
 
+    def scores(self, histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Full-catalogue scores ``[B, n_items + 1]`` of right-padded histories (column 0 is padding)."""
+        scores = self.user_states(histories, lengths) @ self.item_embeddings().T
+        return self.add_history_bias(scores, histories)
+
+    def add_history_bias(self, scores: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
+        """``scores`` plus the learned offset on every item of each row's history (no-op without one)."""
+        if self.history_weight is None:
+            return scores
+        seen = torch.zeros_like(scores).scatter_(1, histories.to(scores.device), 1.0)
+        return scores + self.history_weight.to(scores.dtype) * seen
+
     def item_embeddings(self) -> torch.Tensor:
         """The scoring table ``[n_items + 1, d]``; row 0 is padding."""
         table = self.output_embedding if self.output_embedding is not None else self.embedding
@@ -113,4 +134,16 @@ def build_network(model_config: Any, n_items: int) -> NextItemNetwork:
         tie_weights=model_config.tie_weights,
         projection=model_config.projection,
         item_bias=model_config.item_bias,
+        history_bias=model_config.history_bias,
     )
+
+
+def prefix_items(inputs: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(row, item)`` pairs: each kept position (rows numbered in ``inputs[keep]`` order) with every
+    non-padding item at or before it in its sequence: what the state at that position has read."""
+    length = inputs.shape[1]
+    row_of = torch.full(inputs.shape, -1, dtype=torch.long, device=inputs.device)
+    row_of[keep] = torch.arange(int(keep.sum()), device=inputs.device)
+    upto = torch.ones(length, length, dtype=torch.bool, device=inputs.device).tril()
+    b, t, s = (keep[:, :, None] & upto[None] & (inputs[:, None, :] > 0)).nonzero(as_tuple=True)
+    return row_of[b, t], inputs[b, s]

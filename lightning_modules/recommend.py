@@ -78,7 +78,7 @@ class Recommender:
 
 
 class ModelRecommender(Recommender):
-    """A trained network: scores are ``user_states @ item_embeddings().T``."""
+    """A trained network: scores are ``NextItemNetwork.scores`` of the padded histories."""
 
     name = "model"
 
@@ -92,5 +92,4 @@ class ModelRecommender(Recommender):
         return cls(network, items, max_len)
 
     def scores(self, histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        states = self.network.user_states(histories, lengths)
-        return states @ self.network.item_embeddings().T
+        return self.network.scores(histories, lengths)

@@ -2,7 +2,8 @@
 
 ``score_users`` reads a model folder and tonight's sequences and returns external ids; the
 kernel (``top_k_scores``) lives in ``lightning_modules.topk``: chunked over users so memory is
-bounded by the chunk size, not the user count.
+bounded by the chunk size, not the user count. A network's ``history_bias`` only moves items of
+the input history, and every one of those is masked here, so the kernel needs only the states.
 """
 
 from pathlib import Path

@@ -153,12 +153,19 @@ def fit(
         "seconds_per_epoch": sum(h["epoch_s"] for h in history) / len(history),
         "fit_seconds": fit_s,
         "warm_start": warm,
+        # The learned offset on items already in the history (None without model.history_bias).
+        "history_weight": _history_weight(module),
         "history": history,
         "settings": {k: str(v) for k, v in settings.items()} | {"world_size": trainer.world_size},
     }
     if trainer.is_global_zero:
         write_outputs(out, config, data, metrics)
     return metrics
+
+
+def _history_weight(module: NextItemModule) -> float | None:
+    weight = module.eval_network.history_weight
+    return None if weight is None else float(weight.detach())
 
 
 def write_outputs(out: Path, config: NightrecConfig, data: SequenceDataModule, metrics: dict[str, Any]) -> None:
