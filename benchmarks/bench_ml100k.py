@@ -7,6 +7,7 @@ printed unmasked (RecBole) and with seen items masked. Every model run is the re
 point (``python -m lightning_modules.train``) in its own subprocess with the default config except
 the cell and the seed, so its epochs, seconds per epoch, time to the best checkpoint and peak RSS
 are its own. Baselines are scored by the same harness. Numbers are measured, never asserted.
+``--ablate lstm`` adds runs of that cell without the learned history offset (``model.history_bias``).
 """
 
 import argparse
@@ -67,7 +68,7 @@ def fmt_row(r: dict) -> str:
         f"{r['seconds_to_best']:.0f}" if "seconds_to_best" in r else "-",
         f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "-",
     ]
-    return f"{r['name']:<22}" + " ".join(f"{c:>7}" for c in cells + cost)
+    return f"{r['name']:<26}" + " ".join(f"{c:>7}" for c in cells + cost)
 
 
 def mean_metrics(runs: list[dict]) -> dict:
@@ -83,6 +84,9 @@ def main() -> None:
         "--threads", type=int, default=1, help="train.num_threads of each run (1 beats 2 on a busy 2-core box)"
     )
     parser.add_argument("--jobs", type=int, default=1, help="training runs at once (timings then share the CPU)")
+    parser.add_argument(
+        "--ablate", nargs="*", default=[], help="cells also run with model.history_bias=false (the ablation)"
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="keep sequences and models here")
     args = parser.parse_args()
     if not args.data.is_file():
@@ -106,25 +110,34 @@ def main() -> None:
         row(f"item-knn (window {best_w}*)", windows[best_w].evaluate(data.eval_rows["test"])),
     ]
     per_cell: dict[str, list[dict]] = {}
-    jobs = [(cell, seed) for cell in args.cells for seed in range(args.seeds)]
+    jobs = [(cell, seed, base.model.history_bias) for cell in args.cells for seed in range(args.seeds)]
+    jobs += [(cell, seed, False) for cell in args.ablate for seed in range(args.seeds)]
 
-    def one(job: tuple[str, int]) -> dict:
-        cell, seed = job
+    def label(cell: str, history_bias: bool) -> str:
+        return cell if history_bias == base.model.history_bias else f"{cell} no-offset"
+
+    def one(job: tuple[str, int, bool]) -> dict:
+        cell, seed, history_bias = job
         config = base.model_copy(deep=True)
         config.model.cell, config.train.seed, config.train.num_threads = cell, seed, args.threads
-        run = train_run(config, seq_dir, workdir / f"{cell}-seed{seed}")
+        config.model.history_bias = history_bias
+        run = train_run(config, seq_dir, workdir / f"{label(cell, history_bias).replace(' ', '-')}-seed{seed}")
         t = run["test"]
+        offset = run.get("history_weight")
         print(
-            f"{cell} seed {seed}: test ndcg@10 {t['ndcg@10']:.4f} (masked {t['masked/ndcg@10']:.4f}), "
-            f"best epoch {run['best_epoch']} of {run['epochs']}, {run['seconds_to_best']:.0f}s to best",
+            f"{label(cell, history_bias)} seed {seed}: test ndcg@10 {t['ndcg@10']:.4f} "
+            f"(masked {t['masked/ndcg@10']:.4f}), valid {run['valid']['ndcg@10']:.4f}, "
+            f"best epoch {run['best_epoch']} of {run['epochs']}, {run['seconds_to_best']:.0f}s to best"
+            + (f", learned history offset {offset:+.2f}" if offset is not None else ""),
             flush=True,
         )
         return run
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for (cell, seed), run in zip(jobs, pool.map(one, jobs), strict=True):
-            per_cell.setdefault(cell, []).append(run)
-            rows.append(row(f"{cell} seed {seed}", run["test"], run))
+        for (cell, seed, history_bias), run in zip(jobs, pool.map(one, jobs), strict=True):
+            name = label(cell, history_bias)
+            per_cell.setdefault(name, []).append(run)
+            rows.append(row(f"{name} seed {seed}", run["test"], run))
     for cell, runs in per_cell.items():
         cost = {k: statistics.fmean(r[k] for r in runs) for k in ("epochs", "seconds_per_epoch", "seconds_to_best")}
         cost["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
@@ -132,7 +145,7 @@ def main() -> None:
 
     header = [f"{c}" for c in COLUMNS] + [f"m:{c}" for c in COLUMNS] + ["epochs", "s/ep", "s→best", "RSS MB"]
     print("\ntest split, full ranking; m: = seen items masked; * window chosen on validation")
-    print(f"{'':<22}" + " ".join(f"{h:>7}" for h in header))
+    print(f"{'':<26}" + " ".join(f"{h:>7}" for h in header))
     for r in rows:
         print(fmt_row(r))
 
@@ -141,10 +154,12 @@ def main() -> None:
     for cell, runs in per_cell.items():
         ndcg = [r["test"]["ndcg@10"] for r in runs]
         masked = [r["test"]["masked/ndcg@10"] for r in runs]
+        valid = statistics.fmean(r["valid"]["ndcg@10"] for r in runs)
         mean, spread = statistics.fmean(ndcg), (max(ndcg) - min(ndcg))
         std = statistics.stdev(ndcg) if len(ndcg) > 1 else 0.0
         print(
-            f"{cell}: test NDCG@10 {mean:.4f} ± {std:.4f} (range {spread:.4f}) over {len(runs)} seeds; "
+            f"{cell}: test NDCG@10 {mean:.4f} ± {std:.4f} (range {spread:.4f}) over {len(runs)} seeds "
+            f"(valid {valid:.4f}); "
             f"{mean / RECBOLE_GRU4REC['ndcg@10']:.2f}x RecBole GRU4Rec (0.0702); "
             f"{mean / knn_t['ndcg@10']:.2f}x item-kNN unmasked, "
             f"{statistics.fmean(masked) / knn_t['masked/ndcg@10']:.2f}x masked; bar {BAR_NDCG10}: "

@@ -54,7 +54,7 @@ class ModelConfig(_Section):
     )
     item_bias: bool = Field(False, description="Learn a per-item score offset (one extra state dimension).")
     history_bias: bool = Field(
-        False, description="Learn one score offset for items already in the input history (repeat vs explore)."
+        True, description="Learn one score offset for items already in the input history (repeat vs explore)."
     )
     loss: Literal["ce", "sampled_softmax"] = "ce"
     label_smoothing: float = Field(0.2, ge=0.0, lt=1.0, description="Label smoothing of the full-softmax CE loss.")
