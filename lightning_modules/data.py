@@ -74,12 +74,17 @@ def build_windows(flat: np.ndarray, lengths: np.ndarray, max_len: int, stride: i
     return torch.from_numpy(windows.astype(np.int64))
 
 
+def expand_ranges(starts: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every element of the ranges ``[start, start + count)`` as ``(range number, position)``, in order."""
+    group = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
+    within = torch.arange(len(group), device=counts.device) - (torch.cumsum(counts, 0) - counts)[group]
+    return group, starts[group] + within
+
+
 def csr_rows(crow: torch.Tensor, col: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(batch_row, col)`` pairs of the CSR rows ``rows``, gathered with tensor ops only."""
-    counts = crow[rows + 1] - crow[rows]
-    firsts = torch.repeat_interleave(crow[rows], counts)
-    within = torch.arange(int(counts.sum())) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-    return torch.repeat_interleave(torch.arange(len(rows)), counts), col[firsts + within]
+    group, pos = expand_ranges(crow[rows], crow[rows + 1] - crow[rows])
+    return group, col[pos]
 
 
 class TrainWindows:

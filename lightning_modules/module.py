@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from lightning_modules.data import expand_ranges
 from lightning_modules.metrics import SplitMetrics
 from lightning_modules.network import NextItemNetwork, prefix_items
 
@@ -30,14 +31,9 @@ def sampled_seen(
     # Every (row, negative slot) whose item the row has read; negatives may repeat, so match ranges.
     ordered, order = negatives.sort()
     lo = torch.searchsorted(ordered, items)
-    counts = torch.searchsorted(ordered, items, right=True) - lo
-    hit_rows = torch.repeat_interleave(rows, counts)
-    firsts = torch.repeat_interleave(lo, counts)
-    within = torch.arange(len(hit_rows), device=targets.device) - torch.repeat_interleave(
-        torch.cumsum(counts, 0) - counts, counts
-    )
+    pair, slot = expand_ranges(lo, torch.searchsorted(ordered, items, right=True) - lo)
     neg = torch.zeros(len(targets), len(negatives), device=targets.device)
-    neg[hit_rows, order[firsts + within]] = 1.0
+    neg[rows[pair], order[slot]] = 1.0
     return pos, neg
 
 
@@ -76,7 +72,9 @@ class NextItemModule(L.LightningModule):
         if self.model_cfg["loss"] == "sampled_softmax":
             losses = self._sampled_softmax(hidden, targets, seen)
         else:
-            logits = self._history_bias(hidden @ self.network.item_embeddings().T, seen)
+            logits = hidden @ self.network.item_embeddings().T
+            if seen is not None:
+                logits = self.network.add_history_bias(logits, *seen)
             smoothing = self.model_cfg.get("label_smoothing", 0.0)
             if smoothing:
                 # Smoothing spreads mass over real items only: the padding column is left out, not
@@ -109,14 +107,6 @@ class NextItemModule(L.LightningModule):
     @property
     def eval_network(self) -> NextItemNetwork:
         return self.ema if self.ema is not None else self.network
-
-    def _history_bias(self, logits: torch.Tensor, seen: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-        """Full-catalogue logits plus the network's offset on every item each position has read."""
-        if seen is None:
-            return logits
-        indicator = torch.zeros_like(logits)
-        indicator[seen] = 1.0
-        return logits + self.network.history_weight * indicator
 
     def _sampled_softmax(
         self, hidden: torch.Tensor, targets: torch.Tensor, seen: tuple[torch.Tensor, torch.Tensor] | None = None

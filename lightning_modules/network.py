@@ -104,13 +104,16 @@ class NextItemNetwork(nn.Module):
     def scores(self, histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Full-catalogue scores ``[B, n_items + 1]`` of right-padded histories (column 0 is padding)."""
         scores = self.user_states(histories, lengths) @ self.item_embeddings().T
-        return self.add_history_bias(scores, histories)
-
-    def add_history_bias(self, scores: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
-        """``scores`` plus the learned offset on every item of each row's history (no-op without one)."""
         if self.history_weight is None:
             return scores
-        seen = torch.zeros_like(scores).scatter_(1, histories.to(scores.device), 1.0)
+        rows = torch.arange(histories.shape[0], device=histories.device).repeat_interleave(histories.shape[1])
+        # Padding only marks column 0, which every caller ignores.
+        return self.add_history_bias(scores, rows, histories.reshape(-1))
+
+    def add_history_bias(self, scores: torch.Tensor, rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``scores`` ``[N, n_items + 1]`` plus the learned offset at every ``(row, item)`` read so far."""
+        seen = torch.zeros_like(scores)
+        seen[rows.to(scores.device), items.to(scores.device)] = 1.0
         return scores + self.history_weight.to(scores.dtype) * seen
 
     def item_embeddings(self) -> torch.Tensor:
