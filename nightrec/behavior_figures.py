@@ -87,20 +87,26 @@ def session_length_figure(sessions: dict) -> bytes:
     return _png(fig)
 
 
-def session_size_figure(sessions: dict) -> bytes:
+def _histogram_pair(left: tuple, right: tuple) -> bytes:
+    """Two histograms side by side; each panel is ``_histogram``'s arguments after the axes."""
     fig = Figure(figsize=(10, 4), layout="constrained")
-    left, right = fig.subplots(1, 2)
-    _histogram(left, sessions["events_per_session"], "events per session", "sessions", "Events per session")
-    _histogram(right, sessions["items_per_session"], "distinct items per session", "sessions", "Items per session")
+    for ax, panel in zip(fig.subplots(1, 2), (left, right), strict=True):
+        _histogram(ax, *panel)
     return _png(fig)
+
+
+def session_size_figure(sessions: dict) -> bytes:
+    return _histogram_pair(
+        (sessions["events_per_session"], "events per session", "sessions", "Events per session"),
+        (sessions["items_per_session"], "distinct items per session", "sessions", "Items per session"),
+    )
 
 
 def user_activity_figure(sessions: dict, activity: dict) -> bytes:
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    left, right = fig.subplots(1, 2)
-    _histogram(left, sessions["sessions_per_user"], "sessions per user", "users", "Sessions per user")
-    _histogram(right, activity["events_per_user"], "events per user", "users", "Events per user")
-    return _png(fig)
+    return _histogram_pair(
+        (sessions["sessions_per_user"], "sessions per user", "users", "Sessions per user"),
+        (activity["events_per_user"], "events per user", "users", "Events per user"),
+    )
 
 
 def daily_active_users_figure(activity: dict, drift: dict) -> bytes:
