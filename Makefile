@@ -1,27 +1,30 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# Both install exactly what requirements.lock pins (with hashes); `make lock` refreshes it on purpose.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Override for a CUDA build, e.g. make demo TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
-TORCH_SPEC ?= torch==2.13.0
 DATA_DIR ?= nightrec-data
-PIP := $(BIN)/pip install -c constraints.txt
+LOCK := requirements.lock
+# Extra pip options, e.g. PIP_EXTRA="--extra-index-url https://download.pytorch.org/whl/cpu" on a
+# machine without the local torch 2.13.0+cpu wheel.
+PIP_EXTRA ?=
 
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
-.PHONY: demo test lint bench-data clean ui
+.PHONY: demo test test-fast test-deps lint lock bench-data postgres-bin chromium clean ui
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.torch: | $(BIN)/python
-	$(BIN)/pip install $(TORCH_SPEC)
-	touch $@
-
-$(VENV)/.installed: pyproject.toml constraints.txt $(VENV)/.torch
-	$(PIP) -e ".[dev,postgres]"
+# The lock holds every dependency (torch's CPU build included); the project itself goes in without
+# dependencies, so nothing outside the lock is ever resolved.
+$(VENV)/.installed: $(LOCK) pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --require-hashes --no-deps $(PIP_EXTRA) -r $(LOCK)
+	$(BIN)/pip install --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $@
 
 demo: $(VENV)/.installed
@@ -30,13 +33,45 @@ demo: $(VENV)/.installed
 	@echo "Published table: $(DATA_DIR)/nightrec.duckdb (view recommendations_latest) and $(DATA_DIR)/recommendations/"
 	$(BIN)/nightrec recommend --sample 3 --data-dir $(DATA_DIR)
 
-test: $(VENV)/.installed
+# Everything the suite needs besides Python packages: a PostgreSQL server's binaries, Chromium,
+# MovieLens-100k. The server itself is started per run by tests/postgres_server.sh.
+test-deps: postgres-bin chromium bench-data
+
+# The whole suite, as CI runs it: lint, format check, every test; a skipped test fails the run.
+test: $(VENV)/.installed test-deps
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/ruff format --check .
+	source tests/postgres_server.sh && $(BIN)/python -m pytest --durations=15
+
+# The unit tier: no Prefect server, no subprocess pipelines, no training to convergence.
+test-fast: $(VENV)/.installed
+	$(BIN)/ruff check .
+	NIGHTREC_ALLOW_SKIPS=1 $(BIN)/python -m pytest -m "not integration and not slow"
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Re-resolve every dependency to the newest versions pyproject.toml admits, with hashes.
+lock: | $(BIN)/python
+	$(BIN)/pip install -q "pip-tools>=7.4"
+	$(BIN)/pip-compile --upgrade --generate-hashes --extra dev --extra postgres --strip-extras --allow-unsafe \
+		--no-emit-find-links --no-emit-index-url --quiet -o $(LOCK) pyproject.toml
+	$(BIN)/python tests/lockfile.py --stamp $(LOCK)
+
+postgres-bin:
+	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "installing PostgreSQL from Debian packages"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "installing Chromium from Debian packages"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; \
+	fi
 
 # A local Prefect server on 127.0.0.1 and the process serving the nightly and retrain deployments.
 UI_PORT ?= 4200

@@ -122,7 +122,9 @@ def bench_publish(args) -> None:
         )
     url = args.postgres_url or os.environ.get("NIGHTREC_TEST_POSTGRES_URL")
     if not url:
-        print("publish: PostgreSQL skipped (no --postgres-url / NIGHTREC_TEST_POSTGRES_URL; source .ci/postgres.sh)")
+        print(
+            "publish: PostgreSQL skipped (no --postgres-url / NIGHTREC_TEST_POSTGRES_URL; source tests/postgres_server.sh)"
+        )
         return
     from nightrec.publish_postgres import describe, publish_postgres
 

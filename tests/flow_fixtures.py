@@ -29,7 +29,7 @@ def night2_events(tmp_path_factory):
     return out
 
 
-def small_config(data_dir: Path, events: Path, **orchestration) -> NightrecConfig:
+def small_config(data_dir: Path, events: Path, min_history: int | None = None, **orchestration) -> NightrecConfig:
     """Demo-sized settings: a tiny network trained for two epochs."""
     return NightrecConfig.model_validate(
         {
@@ -39,6 +39,7 @@ def small_config(data_dir: Path, events: Path, **orchestration) -> NightrecConfi
             "model": {"embedding_dim": 16, "hidden_size": 16},
             "train": {"epochs": 2, "batch_size": 128, "num_threads": 1},
             "orchestration": orchestration,
+            "popularity": {} if min_history is None else {"min_history": min_history},
         }
     )
 
@@ -50,10 +51,10 @@ def run_night(config: NightrecConfig, run_date: date | None = None, flow=None):
     return (flow or nightly)(run_date=run_date, config=config, return_state=True)
 
 
-def latest_table(config: NightrecConfig) -> pl.DataFrame:
-    """What readers see: the DuckDB view ``recommendations_latest``, sorted."""
+def latest_table(config: NightrecConfig, relation: str = "recommendations_latest") -> pl.DataFrame:
+    """What readers see: the DuckDB view ``recommendations_latest`` (or another relation), sorted."""
     with duckdb.connect(str(config.duckdb_path), read_only=True) as con:
-        return con.sql("SELECT * FROM recommendations_latest ORDER BY user_id, rank").pl()
+        return con.sql(f"SELECT * FROM {relation} ORDER BY run_date, user_id, rank").pl()
 
 
 def task_states(state) -> dict[str, str]:

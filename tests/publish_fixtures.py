@@ -40,7 +40,7 @@ def fingerprint(frame: pl.DataFrame) -> tuple:
 
 
 def postgres_url() -> str | None:
-    """NIGHTREC_TEST_POSTGRES_URL as exported by ``.ci/postgres.sh`` (absent: the tests skip)."""
+    """NIGHTREC_TEST_POSTGRES_URL as exported by ``tests/postgres_server.sh`` (absent: the tests skip)."""
     return os.environ.get("NIGHTREC_TEST_POSTGRES_URL") or None
 
 

@@ -87,7 +87,8 @@ def test_every_figure_is_embedded_as_a_decodable_png(demo_report):
     assert not re.search(r"""(src|href)=["']?(https?:|//|file:)""", html)
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed; run .ci/chromium.sh")
+@pytest.mark.integration
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed; run make chromium")
 def test_report_renders_every_figure_in_headless_chromium(demo_report, tmp_path):
     _, out = demo_report
     # A copy of the page with a probe that records, after load, each image's decoded size in the DOM.
@@ -127,6 +128,7 @@ def test_report_renders_every_figure_in_headless_chromium(demo_report, tmp_path)
     assert shot.read_bytes().startswith(PNG_MAGIC)
 
 
+@pytest.mark.slow
 def test_hand_built_funnel_numbers_reach_behavior_json_and_the_page(tmp_path):
     report = write_behavior_report(funnel_log(), tmp_path)
     document = json.loads((tmp_path / "behavior.json").read_text())
@@ -138,6 +140,7 @@ def test_hand_built_funnel_numbers_reach_behavior_json_and_the_page(tmp_path):
     assert "no history yet" in html and "no history yet" in report["drift_message"]
 
 
+@pytest.mark.slow
 def test_change_against_the_previous_night_and_drift_flag(tmp_path):
     first = write_behavior_report(daily_log(days=8), tmp_path / "night1")
     assert first["change"] == {} and first["drift"] is False
@@ -165,6 +168,7 @@ def test_empty_input_is_a_clear_error(tmp_path):
     assert not (tmp_path / "out" / "report.html").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not MOVIELENS.exists(), reason=f"{MOVIELENS} is absent; run `make bench-data`")
 def test_movielens_report_states_the_missing_funnel_steps(tmp_path):
     report = write_behavior_report(MOVIELENS, tmp_path)
@@ -185,6 +189,8 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_cli_analyze_writes_the_report_and_fails_cleanly_on_empty_input(demo_events, tmp_path):
     done = _cli("analyze", "--events", str(demo_events[0]), "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -5,10 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
 
+from nightrec.readers import read_events
+
 NIGHTREC = str(Path(sys.executable).parent / "nightrec")
+
+
+pytestmark = [pytest.mark.integration]
 
 
 def _run(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -51,27 +55,24 @@ def test_bad_column_and_timestamp_name_the_file(tmp_path):
     assert out.returncode == 2 and "missing required column 'user_id'" in out.stderr
 
 
-@pytest.mark.integration
-def test_demo_data_run_and_recommend_like_make_demo(tmp_path):
+def test_demo_data_writes_the_demo_log_from_a_relative_path(tmp_path):
     # relative paths from the working directory, exactly as the Makefile passes them
-    env = {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": "", "NIGHTREC_TRAIN__EPOCHS": "2"}
     out = _run(
-        "demo-data", "--out", "nightrec-data/events", "--users", "150", "--items", "80", "--days", "3",
-        env=env, cwd=tmp_path,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    out = _run(
-        "run", "--events", "nightrec-data/events", "--data-dir", "nightrec-data", "--k", "7", env=env, cwd=tmp_path
+        "demo-data", "--out", "nightrec-data/events", "--users", "150", "--items", "80", "--days", "3", cwd=tmp_path
     )
     assert out.returncode == 0, out.stderr
-    assert "Finished in state Completed" in out.stdout + out.stderr
-    data = tmp_path / "nightrec-data"
-    with duckdb.connect(str(data / "nightrec.duckdb"), read_only=True) as con:
-        users, rows = con.execute("SELECT count(DISTINCT user_id), count(*) FROM recommendations_latest").fetchone()
-    assert (users, rows) == (150, 150 * 7)
-    out = _run("recommend", "u000003", "--data-dir", "nightrec-data", env=env, cwd=tmp_path)
+    events = read_events(tmp_path / "nightrec-data" / "events")
+    assert events["user_id"].n_unique() == 150 and events["item_id"].n_unique() <= 80
+
+
+@pytest.mark.integration
+def test_recommend_shows_a_users_list_and_samples_like_make_demo(demo_night):
+    config, _ = demo_night
+    k = config.k
+    data = str(config.data_dir)
+    out = _run("recommend", "u000003", "--data-dir", data)
     assert out.returncode == 0, out.stderr
     assert "user u000003" in out.stdout
-    assert "│ 7 " in out.stdout and "│ 8 " not in out.stdout  # ranks 1..K
-    out = _run("recommend", "--sample", "3", "--data-dir", "nightrec-data", env=env, cwd=tmp_path)
+    assert f"│ {k} " in out.stdout and f"│ {k + 1} " not in out.stdout  # ranks 1..K
+    out = _run("recommend", "--sample", "3", "--data-dir", data)
     assert out.stdout.count("user u0000") == 3

@@ -4,7 +4,6 @@ import duckdb
 import polars as pl
 import pytest
 
-from nightrec.config import load_config
 from nightrec.readers import read_events
 
 pytestmark = pytest.mark.integration
@@ -15,14 +14,11 @@ def _latest(db_path) -> pl.DataFrame:
         return con.sql("SELECT * FROM recommendations_latest").pl()
 
 
-def test_a_night_of_unknown_event_types_fails_and_keeps_the_table(prefect_harness, demo_events, tmp_path):
+def test_a_night_of_unknown_event_types_fails_and_keeps_the_table(night_copy, demo_events, tmp_path):
     from flows.nightly import nightly
 
     events_dir, _ = demo_events
-    good = load_config(
-        overrides={"events": str(events_dir), "data_dir": tmp_path, "k": 5, "train": {"epochs": 1}}, environ={}
-    )
-    assert nightly(config=good, return_state=True).is_completed()
+    good = night_copy
     before = _latest(good.duckdb_path)
 
     bad_file = tmp_path / "bad.parquet"

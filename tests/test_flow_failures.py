@@ -1,7 +1,6 @@
 """Failure semantics: a validation error, a training crash and a publishing failure each end the
 run Failed with the cause named, and yesterday's table keeps serving with nothing half-written."""
 
-import shutil
 from datetime import timedelta
 
 import polars as pl
@@ -15,30 +14,16 @@ from tests.flow_fixtures import (  # noqa: F401 (night2_events is a fixture)
     latest_table,
     night2_events,
     run_night,
-    small_config,
     task_states,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def night1_dir(prefect_harness, demo_events, tmp_path_factory):
-    """A data directory where night 1 was published with a trained champion."""
-    events, _ = demo_events
-    data = tmp_path_factory.mktemp("night1") / "data"
-    state = run_night(small_config(data, events), NIGHT1)
-    assert state.is_completed(), state.message
-    return data
-
-
 @pytest.fixture
-def served_night(night1_dir, demo_events, tmp_path):
-    """A private copy of night 1's data directory for one test to break."""
-    events, _ = demo_events
-    shutil.copytree(night1_dir, tmp_path / "data", symlinks=True)  # models/champion is a symlink
-    config = small_config(tmp_path / "data", events)
-    return config, latest_table(config)
+def served_night(night_copy):
+    """A private copy of the shared demo night (night 1, a trained champion) for one test to break."""
+    return night_copy, latest_table(night_copy)
 
 
 def _assert_old_table_serves(config, before):

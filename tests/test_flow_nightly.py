@@ -15,25 +15,16 @@ from tests.flow_fixtures import (  # noqa: F401 (night2_events is a fixture)
     latest_table,
     night2_events,
     run_night,
-    small_config,
     task_states,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_night_completes_trains_publishes_and_a_rerun_reuses_cached_stages(
-    prefect_harness,
-    demo_events,
-    night2_events,  # noqa: F811
-    tmp_path,
-):
-    events, _ = demo_events
-    config = small_config(tmp_path / "data", events)
+def test_night_completes_trains_publishes_and_a_rerun_reuses_cached_stages(demo_night):
+    config, first = demo_night
     run_date = DEMO_END + timedelta(days=1)
 
-    first = run_night(config)
-    assert first.is_completed(), first.message
     summary = first.result()
     assert summary["run_date"] == run_date.isoformat()
     table = latest_table(config)
@@ -69,10 +60,18 @@ def test_night_completes_trains_publishes_and_a_rerun_reuses_cached_stages(
         assert states[stage] == "Cached", (stage, states)
     assert states["publish"] == "Completed"
     assert latest_table(config).equals(table), "the rerun left the published table unchanged"
+    assert latest_table(config, "recommendations").height == table.height, "a rerun replaces its night's rows"
     assert champion.resolve() == version
     assert [p.name for p in (config.data_dir / "models").iterdir() if p.name != "champion"] == [version.name]
 
-    # night 2: a warm start from the champion, judged against it on night 2's held-out window
+
+def test_second_night_warm_starts_from_the_champion_and_is_judged_against_it(
+    night_copy,
+    night2_events,  # noqa: F811
+):
+    config = night_copy
+    version = (config.data_dir / "models" / "champion").resolve()
+    champion = config.data_dir / "models" / "champion"
     night2 = run_night(config.model_copy(update={"events": str(night2_events)}))
     assert night2.is_completed(), night2.message
     result = night2.result()

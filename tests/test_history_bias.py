@@ -70,6 +70,7 @@ def _train_offset(loss: str, sequences: torch.Tensor, steps: int = 80) -> float:
     return float(net.history_weight.detach())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["ce", "sampled_softmax"])
 def test_training_learns_explore_or_repeat_from_the_data(loss):
     gen = torch.Generator().manual_seed(1)

@@ -19,7 +19,8 @@ def test_padding_never_changes_a_hidden_state(cell):
     net = NextItemNetwork(n_items=20, cell=cell, embedding_dim=6, hidden_size=10, num_layers=2).eval()
     short = torch.tensor([[3, 7, 1, 0, 0]])
     long = torch.tensor([[3, 7, 1, 0, 0, 0, 0, 0, 0]])
-    assert torch.equal(net(short)[0, :3], net(torch.tensor([[3, 7, 1]]))[0])
+    # equal up to float rounding: some CPUs' GRU kernels differ in the last bit with the sequence length
+    torch.testing.assert_close(net(short)[0, :3], net(torch.tensor([[3, 7, 1]]))[0], rtol=0, atol=1e-6)
     states = net.user_states(torch.cat([short, torch.tensor([[5, 0, 0, 0, 0]])]), torch.tensor([3, 1]))
     assert torch.allclose(states[0], net.user_states(long, torch.tensor([3]))[0])
     assert torch.allclose(states[1], net.user_states(torch.tensor([[5]]), torch.tensor([1]))[0])
@@ -126,6 +127,7 @@ def test_every_recommender_answers_the_same_ranked_list_contract(tmp_path):
     assert recommenders[2].top_k([["i4", "i5"]], k=1).get_column("item_id").to_list() == ["i6"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("loss", "smoothing"), [("ce", 0.0), ("ce", 0.1), ("sampled_softmax", 0.0)])
 def test_both_objectives_learn_a_sequence(loss, smoothing):
     from lightning_modules.module import NextItemModule

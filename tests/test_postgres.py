@@ -1,4 +1,4 @@
-"""Publishing to a real PostgreSQL server (``.ci/postgres.sh`` starts one and exports
+"""Publishing to a real PostgreSQL server (``tests/postgres_server.sh``, sourced by ``make test``, starts one and exports
 NIGHTREC_TEST_POSTGRES_URL): the swap, retention, a writer killed between staging and swap,
 readers during publishes, an unreachable server and hostile names."""
 
@@ -28,7 +28,7 @@ URL = postgres_url()
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(
-        not URL, reason="NIGHTREC_TEST_POSTGRES_URL is not set (source .ci/postgres.sh to start a PostgreSQL server)"
+        not URL, reason="NIGHTREC_TEST_POSTGRES_URL is not set (run make test, which starts a PostgreSQL server)"
     ),
 ]
 D1 = date(2026, 3, 10)

@@ -170,6 +170,7 @@ def test_readers_see_the_complete_old_or_new_table_while_publishes_run(tmp_path)
     assert set(states) <= expected, set(states) - expected
 
 
+@pytest.mark.integration
 def test_cli_prints_a_users_list_and_a_new_user_gets_the_fallback(tmp_path):
     import subprocess
     import sys

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from nightrec.config import load_config
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -33,6 +35,7 @@ def test_config_example_is_valid(tmp_path):
     assert config.k == 20 and config.model.cell == "gru"
 
 
+@pytest.mark.integration
 def test_every_documented_command_exists():
     documented = set(re.findall(r"^\| `nightrec ([a-z-]+)", TEXT, flags=re.M))
     assert {"run", "demo-data", "recommend"} <= documented

@@ -3,6 +3,7 @@ changes, as the Prefect server's own scheduler computes it."""
 
 import asyncio
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -52,13 +53,15 @@ def test_default_two_am_schedule_runs_once_per_night_through_both_changes():
     runs = _runs(_config("0 2 * * *", tz), date(2026, 3, 27), 4)
     runs += _runs(_config("0 2 * * *", tz), date(2026, 10, 23), 4)
     local = [r.astimezone(ZoneInfo(tz)) for r in runs]
-    days = [t.date() for t in local]
-    assert len(days) == len(set(days)) == 8, "the repeated 02:00 of the autumn change runs once"
-    for t in local:
-        if t.date() == date(2026, 3, 29):  # 02:00 does not exist that night: Prefect runs the hour before
-            assert t.hour == 1
-        else:
-            assert t.hour == 2
+    nights = [date(2026, 3, 27) + timedelta(days=i) for i in range(4)]
+    nights += [date(2026, 10, 23) + timedelta(days=i) for i in range(4)]
+    assert [t.date() for t in local] == nights, "exactly one run every local night: none skipped, none doubled"
+    hours = {t.date(): t.hour for t in local}
+    # 02:00 does not exist on the spring-forward night; the README names the hour Prefect uses instead.
+    spring_hour = hours.pop(date(2026, 3, 29))
+    assert set(hours.values()) == {2}
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"spring-forward night Prefect runs the nightly schedule at {spring_hour:02d}:00" in " ".join(readme.split())
 
 
 def test_the_time_zone_comes_from_config_and_is_checked():

@@ -157,6 +157,7 @@ def test_model_lists_flow_into_the_published_table(tmp_path):
     importlib.util.find_spec("lightning_modules.model_io") is None,
     reason="lightning_modules.model_io (the model issue) is not on this branch",
 )
+@pytest.mark.slow
 def test_a_trained_model_folder_scores_every_known_user(tmp_path, demo_events):
     """The real chain: demo events -> sequences -> a trained GRU folder -> score_users -> the table."""
     from lightning_modules.train import main as train

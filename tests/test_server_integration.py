@@ -120,4 +120,4 @@ def test_retrain_through_the_api_completes_with_artifacts_and_missed_nights_are_
         )
         for r in upcoming:
             local = r.expected_start_time.astimezone(ZoneInfo(TZ))
-            assert (local.hour, local.minute) == (2, 0) or local.hour == 1, local  # 1:00 only on a spring-forward night
+            assert (local.hour, local.minute) == (2, 0) or local.hour == 3, local  # 3:00 only on a spring-forward night

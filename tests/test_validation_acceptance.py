@@ -60,6 +60,7 @@ def test_demo_faults_are_quarantined_with_exactly_the_injected_counts(faulty_dem
     assert quarantine.height == sum(expected.values())
 
 
+@pytest.mark.integration
 def test_cli_prints_the_table_and_exit_codes(demo_events, faulty_demo, tmp_path):
     from flows.cli import app
 

@@ -1,7 +1,7 @@
-# Sourced by .ci/run: a throwaway PostgreSQL cluster for the tests, on a free local port.
-# Installs PostgreSQL from Debian's packages when it is missing, runs the server as an
-# unprivileged user (initdb refuses root), exports NIGHTREC_TEST_POSTGRES_URL and stops the
-# cluster when the sourcing shell exits. The password is random and never echoed.
+# Sourced by `make test`: a throwaway PostgreSQL cluster for the tests, on a free local port.
+# Needs the server binaries (`make postgres-bin`), runs the server as an unprivileged user
+# (initdb refuses root), exports NIGHTREC_TEST_POSTGRES_URL and stops the cluster when the
+# sourcing shell exits. The password is random and never echoed.
 
 _pg_bin() {
     local name=$1 dir
@@ -13,10 +13,8 @@ _pg_bin() {
 }
 
 if ! _pg_bin initdb >/dev/null || ! _pg_bin pg_ctl >/dev/null; then
-    echo "postgres.sh: installing PostgreSQL from Debian packages" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq postgresql >/dev/null
+    echo "postgres_server.sh: PostgreSQL is not installed; run make postgres-bin" >&2
+    return 1 2>/dev/null || exit 1
 fi
 
 _PG_INITDB=$(_pg_bin initdb)
@@ -57,4 +55,4 @@ trap _nightrec_pg_stop EXIT
 PGPASSWORD=$_PG_PASSWORD psql -q -h 127.0.0.1 -p "$_PG_PORT" -U "$_PG_USER" -d postgres \
     -c "CREATE DATABASE $_PG_DB" >/dev/null
 export NIGHTREC_TEST_POSTGRES_URL="postgresql://$_PG_USER:$_PG_PASSWORD@127.0.0.1:$_PG_PORT/$_PG_DB"
-echo "postgres.sh: PostgreSQL test cluster on 127.0.0.1:$_PG_PORT (NIGHTREC_TEST_POSTGRES_URL exported)" >&2
+echo "postgres_server.sh: PostgreSQL test cluster on 127.0.0.1:$_PG_PORT (NIGHTREC_TEST_POSTGRES_URL exported)" >&2
