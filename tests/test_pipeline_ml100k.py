@@ -20,6 +20,7 @@ ML100K = Path(__file__).resolve().parents[1] / "bench-data" / "ml-100k" / "ml-10
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
+    pytest.mark.timeout(1800),  # trains to early stopping with the defaults (~100 epochs at most)
     pytest.mark.skipif(not ML100K.is_file(), reason=f"{ML100K} is absent: run `make bench-data`"),
 ]
 BAR_NDCG10 = 0.077  # RecBole GRU4Rec's 0.0702 plus 10%, the issue's bar
