@@ -16,12 +16,12 @@ from pathlib import Path
 
 import polars as pl
 
-from nightrec.behavior import analyze_events
-from nightrec.behavior_figures import render_figures
-from nightrec.behavior_report import write_behavior_report
+from nightrec.behavior.analyze import analyze_events
+from nightrec.behavior.figures import render_figures
+from nightrec.behavior.report import write_behavior_report
 from nightrec.config import NightrecConfig
+from nightrec.ingest.synthetic import SyntheticSpec, generate_events
 from nightrec.schema import TIMESTAMP, USER_ID
-from nightrec.synthetic import SyntheticSpec, generate_events
 
 BUDGET_S = 60.0
 END = date(2026, 3, 10)

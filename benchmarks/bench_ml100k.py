@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 from lightning_modules.baselines import ItemKNNRecommender, PopularityRecommender  # noqa: E402
 from lightning_modules.data import SequenceDataModule  # noqa: E402
 from nightrec.config import NightrecConfig  # noqa: E402
-from nightrec.readers import read_events  # noqa: E402
-from nightrec.sequences import build_sequences, write_sequences  # noqa: E402
+from nightrec.ingest.readers import read_events  # noqa: E402
+from nightrec.sequences.build import build_sequences, write_sequences  # noqa: E402
 
 RECBOLE_GRU4REC = {"ndcg@10": 0.0702, "recall@10": 0.141, "mrr@10": 0.0492}
 BAR_NDCG10 = 0.077

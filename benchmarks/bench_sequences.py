@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from nightrec.config import SequenceConfig  # noqa: E402
 from nightrec.schema import EVENT_SCHEMA, EVENT_TYPE, ITEM_ID, TIMESTAMP, USER_ID  # noqa: E402
-from nightrec.sequences import build_sequences, write_sequences  # noqa: E402
+from nightrec.sequences.build import build_sequences, write_sequences  # noqa: E402
 
 TYPES = np.array(["view", "click", "add_to_cart", "purchase"])
 TYPE_P = [0.7, 0.2, 0.07, 0.03]

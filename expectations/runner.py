@@ -23,7 +23,7 @@ from expectations.suites import (
 )
 from nightrec.config import NightrecConfig
 from nightrec.errors import InputError, NightrecError
-from nightrec.runs import write_json
+from nightrec.ingest.runs import write_json
 from nightrec.schema import REQUIRED_COLUMNS
 
 CLEAN_FILE = "clean.parquet"

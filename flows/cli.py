@@ -14,10 +14,10 @@ from rich.table import Table
 
 from flows.app import ConfigOpt, DataDirOpt, RunDateOpt, app, build_config, console, err_console
 from nightrec.errors import NightrecError
-from nightrec.readers import FORMATS, check_source
-from nightrec.runs import require_source
+from nightrec.ingest.readers import FORMATS, check_source
+from nightrec.ingest.runs import require_source
+from nightrec.ingest.synthetic import FaultSpec, SyntheticSpec, write_demo_data
 from nightrec.schema import SOURCE_POPULARITY
-from nightrec.synthetic import FaultSpec, SyntheticSpec, write_demo_data
 
 
 @app.command()
@@ -85,12 +85,12 @@ def recommend(
 
     A user absent from the table is new: they get the run's popularity fallback list.
     """
-    from nightrec.publish import read_fallback, read_user_recommendations, sample_users
+    from nightrec.publish.local import read_fallback, read_user_recommendations, sample_users
 
     config = build_config(config_file, data_dir=data_dir, run_date=day or run_date)
     pub = config.publish
     if pub.postgres_url is not None:
-        from nightrec.publish_postgres import describe, read_fallback_pg, read_user_recommendations_pg
+        from nightrec.publish.postgres import describe, read_fallback_pg, read_user_recommendations_pg
 
         where = f"PostgreSQL {describe(pub.postgres_url)} {pub.postgres_schema}.{pub.postgres_table}"
         schema = {"schema": pub.postgres_schema, "table": pub.postgres_table}

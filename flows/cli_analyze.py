@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from flows.app import ConfigOpt, app, build_config, console
-from nightrec.readers import FORMATS, read_events
+from nightrec.ingest.readers import FORMATS, read_events
 
 
 @app.command()
@@ -20,7 +20,7 @@ def analyze(
     config_file: ConfigOpt = None,
 ) -> None:
     """Write report.html (self-contained), behavior.json and figures describing user behaviour."""
-    from nightrec.behavior_report import write_behavior_report
+    from nightrec.behavior.report import write_behavior_report
 
     config = build_config(config_file, events=events, format=fmt)
     out = out or config.data_dir / "behavior"

@@ -23,9 +23,9 @@ from expectations.runner import CLEAN_FILE, validate_file
 from flows.caching import CONTENT
 from nightrec.config import NightrecConfig
 from nightrec.errors import NightrecError
-from nightrec.publish import partition_dir, publish_all, publish_duckdb
-from nightrec.readers import resolve_files
-from nightrec.runs import default_run_date, ingest, require_source
+from nightrec.ingest.readers import resolve_files
+from nightrec.ingest.runs import default_run_date, ingest, require_source
+from nightrec.publish.local import partition_dir, publish_all, publish_duckdb
 
 RECOMMENDATIONS_FILE = "recommendations.parquet"
 FALLBACK_FILE = "fallback.parquet"
@@ -71,7 +71,7 @@ def validate_events(events_path: Path, config: NightrecConfig, run_date: date) -
 @task(name="behavior", timeout_seconds=3600, **CACHED)
 def behavior_report(clean_path: Path, config: NightrecConfig, previous: Path | None) -> dict:
     """``runs/<date>/behavior/``: the behaviour report, its figures and the drift verdict."""
-    from nightrec.behavior_report import write_behavior_report
+    from nightrec.behavior.report import write_behavior_report
 
     out = clean_path.parent / BEHAVIOR_DIR
     report = write_behavior_report(pl.read_parquet(clean_path), out, config, previous)
@@ -87,8 +87,8 @@ def behavior_report(clean_path: Path, config: NightrecConfig, previous: Path | N
 @task(name="sequences", timeout_seconds=3600, **CACHED)
 def build_sequences(clean_path: Path, config: NightrecConfig, previous_vocab: Path | None) -> Path:
     """``runs/<date>/sequences/`` from the clean events; ids stay those of ``previous_vocab``."""
-    from nightrec.sequences import build_sequences as build
-    from nightrec.sequences import write_run_sequences
+    from nightrec.sequences.build import build_sequences as build
+    from nightrec.sequences.build import write_run_sequences
 
     seqs = build(pl.scan_parquet(clean_path), config.sequences, previous_vocab)
     return write_run_sequences(seqs, clean_path.parent)
@@ -100,7 +100,7 @@ def assemble_recommendations(
 ) -> tuple[Path, Path]:
     """Tonight's table (the model's lists where there are scores, popularity for everyone else)
     and the list a brand-new user gets: ``runs/<date>/recommendations.parquet``, ``fallback.parquet``."""
-    from nightrec.recommend import build_recommendations, fallback_list
+    from nightrec.fallback.recommend import build_recommendations, fallback_list
 
     events = pl.read_parquet(clean_path)
     scores = pl.read_parquet(scores_path) if scores_path is not None else None
@@ -119,7 +119,7 @@ def _write_atomic(frame: pl.DataFrame, out: Path) -> None:
 
 
 def publish_night(recs_path: Path, fallback_path: Path, config: NightrecConfig, run_date: date) -> dict:
-    """Publish to every configured target (``nightrec.publish.publish_all``). If any target fails,
+    """Publish to every configured target (``nightrec.publish.local.publish_all``). If any target fails,
     the run date's partition goes back to what it was and the DuckDB file is rebuilt from it, so
     readers keep the previous table."""
     recs, new_users = pl.read_parquet(recs_path), pl.read_parquet(fallback_path)

@@ -62,7 +62,7 @@ class ModelConfig(_Section):
 
 
 class SequenceConfig(_Section):
-    """Turning clean events into per-user item sequences (``nightrec.sequences``)."""
+    """Turning clean events into per-user item sequences (``nightrec.sequences.build``)."""
 
     max_len: int = Field(50, ge=2, description="History length kept for evaluation and scoring inputs.")
     session_timeout_minutes: float = Field(30.0, gt=0, description="A longer gap starts a new session.")

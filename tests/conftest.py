@@ -24,7 +24,7 @@ def prefect_harness():
 @pytest.fixture(scope="session")
 def demo_events(tmp_path_factory):
     """A small clean synthetic log: 200 users, 120 items, 5 days ending DEMO_END."""
-    from nightrec.synthetic import SyntheticSpec, write_demo_data
+    from nightrec.ingest.synthetic import SyntheticSpec, write_demo_data
 
     out = tmp_path_factory.mktemp("demo") / "events"
     manifest = write_demo_data(out, SyntheticSpec(users=200, items=120, days=5, seed=7, end_date=DEMO_END))

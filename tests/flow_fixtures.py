@@ -22,7 +22,7 @@ NIGHT2 = NIGHT1 + timedelta(days=1)
 @pytest.fixture(scope="session")
 def night2_events(tmp_path_factory):
     """The demo log (same users, items, seed) one day longer: what the second night reads."""
-    from nightrec.synthetic import SyntheticSpec, write_demo_data
+    from nightrec.ingest.synthetic import SyntheticSpec, write_demo_data
 
     out = tmp_path_factory.mktemp("night2") / "events"
     write_demo_data(out, SyntheticSpec(users=200, items=120, days=6, seed=7, end_date=NIGHT1))

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from nightrec.config import load_config
-from nightrec.readers import read_events
+from nightrec.ingest.readers import read_events
 
 pytestmark = pytest.mark.integration
 

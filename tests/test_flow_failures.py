@@ -7,7 +7,7 @@ from datetime import timedelta
 import polars as pl
 import pytest
 
-from nightrec.publish import partition_dir
+from nightrec.publish.local import partition_dir
 from tests.flow_fixtures import (  # noqa: F401 (night2_events is a fixture)
     CRASH_TRAINER,
     NIGHT1,

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from nightrec.config import BehaviorConfig
-from nightrec.runs import latest_earlier_run
+from nightrec.ingest.runs import latest_earlier_run
 from nightrec.schema import ITEM_ID
 
 HEADLINE_KEYS = (

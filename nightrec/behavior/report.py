@@ -8,10 +8,10 @@ from pathlib import Path
 
 import polars as pl
 
-from nightrec.behavior import analyze_events, load_events
-from nightrec.behavior_figures import render_figures
-from nightrec.behavior_html import BEHAVIOR_JSON, CHURN_FILE, change_text, fmt, render_html
-from nightrec.behavior_trends import HEADLINE_KEYS, compare_headline, headline, read_previous
+from nightrec.behavior.analyze import analyze_events, load_events
+from nightrec.behavior.figures import render_figures
+from nightrec.behavior.html import BEHAVIOR_JSON, CHURN_FILE, change_text, fmt, render_html
+from nightrec.behavior.trends import HEADLINE_KEYS, compare_headline, headline, read_previous
 from nightrec.config import NightrecConfig
 
 REPORT_HTML = "report.html"

@@ -12,9 +12,16 @@ from datetime import date
 import polars as pl
 
 from nightrec.config import NightrecConfig
-from nightrec.history import N_EVENTS, as_id_column, read_user_table, seen_pairs, user_histories
-from nightrec.popularity import GLOBAL_GROUP, GROUP, grouped_rankings, popularity_scores, segment_groups, top_k_unseen
-from nightrec.publish import FALLBACK_SCHEMA, conform
+from nightrec.fallback.history import N_EVENTS, as_id_column, read_user_table, seen_pairs, user_histories
+from nightrec.fallback.popularity import (
+    GLOBAL_GROUP,
+    GROUP,
+    grouped_rankings,
+    popularity_scores,
+    segment_groups,
+    top_k_unseen,
+)
+from nightrec.publish.local import FALLBACK_SCHEMA, conform
 from nightrec.schema import (
     ITEM_ID,
     MODEL_VERSION,

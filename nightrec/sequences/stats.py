@@ -5,10 +5,10 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from nightrec.config import SequenceConfig
-from nightrec.splits import ITEMS, SESSIONS, TARGET
+from nightrec.sequences.splits import ITEMS, SESSIONS, TARGET
 
 if TYPE_CHECKING:
-    from nightrec.sequences import SequenceSet
+    from nightrec.sequences.build import SequenceSet
 
 QUANTILES = {"p10": 0.1, "p25": 0.25, "median": 0.5, "p75": 0.75, "p90": 0.9, "p99": 0.99}
 

@@ -9,7 +9,7 @@ import polars as pl
 
 from nightrec.config import NightrecConfig
 from nightrec.errors import ConfigError, InputError
-from nightrec.readers import read_events, scan_events
+from nightrec.ingest.readers import read_events, scan_events
 from nightrec.schema import TIMESTAMP
 
 EVENTS_FILE = "events.parquet"

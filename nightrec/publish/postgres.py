@@ -170,7 +170,7 @@ def publish_postgres(
     """Publish one run date into ``schema.table`` (view ``<table>_latest``, new-user list in
     ``<table>_fallback``), keeping the last ``keep`` dates. Returns ``host:port/db schema.table``.
     """
-    from nightrec.publish import FALLBACK_SCHEMA, conform
+    from nightrec.publish.local import FALLBACK_SCHEMA, conform
 
     names = _names(schema, table)
     recs = conform(recs)
@@ -219,7 +219,7 @@ def read_fallback_pg(
     """The new-user list of the latest run (or ``run_date``)."""
     from psycopg import sql
 
-    from nightrec.publish import FALLBACK_SCHEMA
+    from nightrec.publish.local import FALLBACK_SCHEMA
 
     names = _names(schema, table)
     when = sql.SQL("%s") if run_date else sql.SQL("(SELECT max(run_date) FROM {table})").format(**names)

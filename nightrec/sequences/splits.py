@@ -7,7 +7,7 @@ a list expression, so no Python loop runs over users.
 
 import polars as pl
 
-from nightrec.vocab import IDX_DTYPE, USER_IDX
+from nightrec.sequences.vocab import IDX_DTYPE, USER_IDX
 
 ITEMS = "items"
 SESSIONS = "sessions"

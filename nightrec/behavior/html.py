@@ -6,7 +6,7 @@ import base64
 import html
 import math
 
-from nightrec.behavior_trends import HEADLINE_KEYS
+from nightrec.behavior.trends import HEADLINE_KEYS
 
 BEHAVIOR_JSON = "behavior.json"
 CHURN_FILE = "churn_candidates.parquet"

@@ -1,5 +1,5 @@
 """Publishing the nightly table: a Parquet partition per run date, an embedded DuckDB file and,
-optionally, PostgreSQL (``nightrec.publish_postgres``).
+optionally, PostgreSQL (``nightrec.publish.postgres``).
 
 Every swap is atomic for readers and idempotent per run date. A partition's files are written
 in a temporary folder and renamed into place (a new date renames the folder, a rerun replaces
@@ -255,7 +255,7 @@ def publish_all(
     if pub.duckdb:
         summary["targets"]["duckdb"] = str(publish_duckdb(config.data_dir, config.duckdb_path))
     if pub.postgres_url is not None:
-        from nightrec.publish_postgres import publish_postgres
+        from nightrec.publish.postgres import publish_postgres
 
         where = publish_postgres(
             recs, pub.postgres_url, run_date, pub.postgres_schema, pub.postgres_table, pub.retention_days, fallback

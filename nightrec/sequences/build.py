@@ -25,7 +25,9 @@ import polars as pl
 
 from nightrec.config import SequenceConfig
 from nightrec.errors import InputError
-from nightrec.ordering import (
+from nightrec.ingest.runs import latest_earlier_run
+from nightrec.schema import EVENT_TYPE, ITEM_ID, USER_ID
+from nightrec.sequences.ordering import (
     CODE,
     SESSION,
     TS,
@@ -38,10 +40,7 @@ from nightrec.ordering import (
     sorted_codes,
     temporal_cutoffs,
 )
-from nightrec.runs import latest_earlier_run
-from nightrec.schema import EVENT_TYPE, ITEM_ID, USER_ID
-from nightrec.sequence_stats import sequence_stats
-from nightrec.splits import (
+from nightrec.sequences.splits import (
     EVAL_SCHEMA,
     FULL_SCHEMA,
     ITEMS,
@@ -54,7 +53,8 @@ from nightrec.splits import (
     leave_last_out,
     temporal,
 )
-from nightrec.vocab import (
+from nightrec.sequences.stats import sequence_stats
+from nightrec.sequences.vocab import (
     COUNT,
     ITEM_IDX,
     ITEMS_FILE,
