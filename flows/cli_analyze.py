@@ -7,6 +7,7 @@ import typer
 
 from flows.app import ConfigOpt, app, build_config, console
 from nightrec.ingest.readers import FORMATS, read_events
+from nightrec.layout import BEHAVIOR_DIR
 
 
 @app.command()
@@ -23,7 +24,7 @@ def analyze(
     from nightrec.behavior.report import write_behavior_report
 
     config = build_config(config_file, events=events, format=fmt)
-    out = out or config.data_dir / "behavior"
+    out = out or config.data_dir / BEHAVIOR_DIR
     report = write_behavior_report(read_events(events, config.format), out, config, previous)
     head = report["headline"]
     console.print(

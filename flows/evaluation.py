@@ -12,9 +12,10 @@ from pathlib import Path
 import polars as pl
 
 from nightrec.errors import NightrecError
+from nightrec.layout import ITEMS_FILE, TRAIN_FILE, VALID_FILE
+from nightrec.schema import ITEM_ID, ITEM_IDX
 
 K = 10
-ITEM_ID, ITEM_IDX, USER_IDX = "item_id", "item_idx", "user_idx"
 
 
 def _ndcg_from_ranks(ranks: list[float], k: int) -> float:
@@ -32,11 +33,9 @@ def _read(sequences_dir: Path, name: str) -> pl.DataFrame:
 
 def popularity_valid_metrics(sequences_dir: Path, k: int = K) -> dict[str, float]:
     """NDCG@k and Recall@k of "most interactions in the training sequences" on the validation split."""
-    n_items = _read(sequences_dir, "items.parquet").height
-    counts = (
-        _read(sequences_dir, "train.parquet").select(pl.col("items").explode().alias(ITEM_IDX)).group_by(ITEM_IDX).len()
-    )
-    valid = _read(sequences_dir, "valid.parquet")
+    n_items = _read(sequences_dir, ITEMS_FILE).height
+    counts = _read(sequences_dir, TRAIN_FILE).select(pl.col("items").explode().alias(ITEM_IDX)).group_by(ITEM_IDX).len()
+    valid = _read(sequences_dir, VALID_FILE)
     if valid.is_empty():
         return {f"ndcg@{k}": 0.0, f"recall@{k}": 0.0, "users": 0}
     count_of = dict(zip(counts[ITEM_IDX].to_list(), counts["len"].to_list(), strict=True))
@@ -67,14 +66,14 @@ def model_valid_metrics(model_dir: Path, sequences_dir: Path, k: int = K, chunk_
 
     network, model_items = load_model(Path(model_dir))
     network.eval()
-    night_items = _read(sequences_dir, "items.parquet").select(ITEM_ID, ITEM_IDX)
+    night_items = _read(sequences_dir, ITEMS_FILE).select(ITEM_ID, ITEM_IDX)
     mapping = night_items.join(model_items.select(ITEM_ID, pl.col(ITEM_IDX).alias("model_idx")), on=ITEM_ID, how="left")
     lookup = torch.zeros(int(night_items[ITEM_IDX].max() or 0) + 1, dtype=torch.long)
     known = mapping.drop_nulls("model_idx")
     lookup[torch.tensor(known[ITEM_IDX].to_list(), dtype=torch.long)] = torch.tensor(
         known["model_idx"].to_list(), dtype=torch.long
     )
-    valid = _read(sequences_dir, "valid.parquet")
+    valid = _read(sequences_dir, VALID_FILE)
     ranks: list[float] = []
     with torch.no_grad():
         for start in range(0, valid.height, chunk_size):

@@ -21,6 +21,7 @@ from prefect.runtime import flow_run
 from flows import tasks, training
 from flows.report import publish_artifacts, read_stats, recommendation_summary
 from nightrec.config import NightrecConfig
+from nightrec.layout import BEHAVIOR_DIR, BEHAVIOR_JSON, SEQUENCE_STATS_FILE, latest_earlier_run, runs_dir
 from nightrec.registry import champion_before, read_champion, retrain_due, valid_ndcg
 
 DEGRADED_EVENT = "nightrec.quality.degraded"
@@ -67,12 +68,7 @@ def _live_ndcg(metrics: dict[str, Any], promotion: dict[str, Any]) -> float | No
 
 def previous_behavior(config: NightrecConfig, run_date: date) -> Path | None:
     """The latest earlier night's ``behavior.json``, for the night-to-night change."""
-    runs = config.data_dir / "runs"
-    earlier = sorted(
-        (p for p in runs.glob(f"*/{tasks.BEHAVIOR_DIR}/behavior.json") if p.parent.parent.name < run_date.isoformat()),
-        key=lambda p: p.parent.parent.name,
-    )
-    return earlier[-1] if earlier else None
+    return latest_earlier_run(runs_dir(config.data_dir), run_date, f"{BEHAVIOR_DIR}/{BEHAVIOR_JSON}")
 
 
 def quality_degraded(metrics: dict[str, Any], promotion: dict[str, Any], behavior: dict[str, Any]) -> str | None:
@@ -153,7 +149,7 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
         "reason": retrain_reason,
         "validation": validation,
         "behavior": behavior,
-        "sequence_stats": read_stats(seq_dir / "sequence_stats.json"),
+        "sequence_stats": read_stats(seq_dir.parent / SEQUENCE_STATS_FILE),
         "metrics": metrics,
         "promotion": promotion,
         "trained": str(candidate) if candidate else None,

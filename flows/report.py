@@ -11,9 +11,8 @@ from typing import Any
 import polars as pl
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
+from nightrec.layout import CURVE_FILE
 from nightrec.schema import ITEM_ID, SOURCE, USER_ID
-
-CURVE_FILE = "curve.png"
 
 
 def recommendation_summary(recs_path: Path, clean_path: Path) -> dict[str, Any]:

@@ -19,17 +19,15 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from expectations.runner import CLEAN_FILE, validate_file
+from expectations.runner import validate_file
 from flows.caching import CONTENT
 from nightrec.config import NightrecConfig
 from nightrec.errors import NightrecError
 from nightrec.ingest.readers import resolve_files
 from nightrec.ingest.runs import default_run_date, ingest, require_source
+from nightrec.layout import BEHAVIOR_DIR, CLEAN_FILE, FALLBACK_FILE, RECOMMENDATIONS_FILE
 from nightrec.publish.local import partition_dir, publish_all, publish_duckdb
 
-RECOMMENDATIONS_FILE = "recommendations.parquet"
-FALLBACK_FILE = "fallback.parquet"
-BEHAVIOR_DIR = "behavior"
 # Exceptions that say the input or the data is wrong: trying again cannot help.
 PERMANENT = (NightrecError, ValueError, TypeError, KeyError, duckdb.Error, pl.exceptions.PolarsError)
 

@@ -29,10 +29,19 @@ from prefect.logging import get_run_logger
 
 from flows.caching import CONTENT
 from flows.evaluation import model_valid_metrics, popularity_valid_metrics
+from nightrec import layout
 from nightrec.config import NightrecConfig
 from nightrec.errors import NightrecError
-from nightrec.registry import (
+from nightrec.layout import (
+    BEST_CKPT,
+    ITEMS_FILE,
+    LAST_CKPT,
     METRICS_FILE,
+    PARTIAL_PREFIX,
+    RUN_CONFIG_FILE,
+    SCORES_FILE,
+)
+from nightrec.registry import (
     code_version,
     content_hash,
     promotion_decision,
@@ -44,7 +53,6 @@ from nightrec.registry import (
     write_version_meta,
 )
 
-SCORES_FILE = "scores.parquet"
 _EPOCH = re.compile(r"\bepoch\D{0,3}(\d+)", re.IGNORECASE)
 
 
@@ -53,7 +61,7 @@ class TrainingError(NightrecError):
 
 
 def models_dir(config: NightrecConfig) -> Path:
-    return config.data_dir / "models"
+    return layout.models_dir(config.data_dir)
 
 
 def project_env() -> dict[str, str]:
@@ -136,13 +144,13 @@ def train_model(
     if (final / METRICS_FILE).is_file():
         logger.info(f"model {version} already trained; reusing it")
         return final
-    work = root / f".partial-{version}"
+    work = root / f"{PARTIAL_PREFIX}{version}"
     work.mkdir(exist_ok=True)
-    config_file = work / "run-config.json"
+    config_file = work / RUN_CONFIG_FILE
     config_file.write_text(config.model_dump_json(exclude={"publish": {"postgres_url"}}))
     cmd = [sys.executable, "-m", config.orchestration.train_module, "--config", str(config_file)]
     cmd += ["--sequences", str(sequences_dir), "--out", str(work)]
-    if (work / "last.ckpt").is_file():
+    if (work / LAST_CKPT).is_file():
         cmd.append("--resume")
     if warm_start is not None:
         cmd += ["--warm-start", str(warm_start)]
@@ -172,12 +180,12 @@ def train_model(
             "code_version": code_version(),
             "train_seconds": round(time.monotonic() - started, 1),
             # the trainer wrote into the work folder; name the file as it will be found
-            "best_checkpoint": str(final / Path(metrics.get("best_checkpoint") or "model.ckpt").name),
+            "best_checkpoint": str(final / Path(metrics.get("best_checkpoint") or BEST_CKPT).name),
         },
     )
     # the vocabulary and data snapshot travel with the model, whatever the trainer copied
-    if not (work / "items.parquet").is_file():
-        shutil.copy2(sequences_dir / "items.parquet", work / "items.parquet")
+    if not (work / ITEMS_FILE).is_file():
+        shutil.copy2(sequences_dir / ITEMS_FILE, work / ITEMS_FILE)
     os.replace(work, final)
     return final
 

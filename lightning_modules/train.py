@@ -19,21 +19,13 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pydantic import ValidationError
 
-from lightning_modules.data import ITEMS_FILE, SequenceDataModule
-from lightning_modules.model_io import (
-    BEST_CKPT,
-    CONFIG_FILE,
-    CURVE_FILE,
-    LAST_CKPT,
-    METRICS_FILE,
-    check_compatible,
-    read_checkpoint,
-    warm_start,
-)
+from lightning_modules.data import SequenceDataModule
+from lightning_modules.model_io import check_compatible, read_checkpoint, warm_start
 from lightning_modules.module import MONITOR, NextItemModule
 from lightning_modules.network import build_network
 from nightrec.config import NightrecConfig
 from nightrec.errors import ConfigError, NightrecError
+from nightrec.layout import BEST_CKPT, CONFIG_FILE, CURVE_FILE, ITEMS_FILE, LAST_CKPT, METRICS_FILE
 
 
 class EpochLog(Callback):

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from nightrec.errors import ConfigError
+from nightrec.layout import DUCKDB_FILE, run_dir
 from nightrec.schema import ADD_TO_CART, CLICK, DEFAULT_EVENT_TYPES, PURCHASE, VIEW
 
 ENV_PREFIX = "NIGHTREC_"
@@ -263,10 +264,10 @@ class NightrecConfig(_Section):
 
     @property
     def duckdb_path(self) -> Path:
-        return self.data_dir / "nightrec.duckdb"
+        return self.data_dir / DUCKDB_FILE
 
     def run_dir(self, run_date: date) -> Path:
-        return self.data_dir / "runs" / run_date.isoformat()
+        return run_dir(self.data_dir, run_date)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

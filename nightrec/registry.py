@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from nightrec.errors import NightrecError
+from nightrec.layout import CHAMPION, VERSION_FILE
 
-CHAMPION = "champion"
-VERSION_FILE = "version.json"
-METRICS_FILE = "metrics.json"
 VALID_NDCG = "ndcg@10"
 _CHUNK = 1 << 20
 

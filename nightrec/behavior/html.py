@@ -7,9 +7,8 @@ import html
 import math
 
 from nightrec.behavior.trends import HEADLINE_KEYS
+from nightrec.layout import BEHAVIOR_JSON, CHURN_FILE
 
-BEHAVIOR_JSON = "behavior.json"
-CHURN_FILE = "churn_candidates.parquet"
 _RATES = {"overall_conversion", "top10_share", "repeat_rate", "gini"}
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}

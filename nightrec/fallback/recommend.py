@@ -21,8 +21,8 @@ from nightrec.fallback.popularity import (
     segment_groups,
     top_k_unseen,
 )
-from nightrec.publish.local import FALLBACK_SCHEMA, conform
 from nightrec.schema import (
+    FALLBACK_SCHEMA,
     ITEM_ID,
     MODEL_VERSION,
     RANK,
@@ -33,6 +33,7 @@ from nightrec.schema import (
     SOURCE_MODEL_POPULARITY,
     SOURCE_POPULARITY,
     USER_ID,
+    conform,
 )
 
 
