@@ -123,8 +123,8 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
     else:
         step("train", f"not due; champion `{champion.name}` reused")
 
-    metrics = training.evaluate(seq_dir, candidate, read_champion(root))
-    step("evaluate", "validation NDCG@10 on tonight's window")
+    metrics = training.evaluate(seq_dir, clean_path, config, run_date, candidate, read_champion(root))
+    step("evaluate", "validation NDCG@10 on tonight's window (model, champion, served popularity)")
     promotion = training.promote(config, candidate, metrics)
     step("promote", promotion["reason"])
 

@@ -22,16 +22,17 @@ from datetime import date
 from pathlib import Path
 from uuid import UUID
 
+import polars as pl
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from flows.caching import CONTENT
-from flows.evaluation import model_valid_metrics, popularity_valid_metrics
 from nightrec import layout
 from nightrec.config import NightrecConfig
 from nightrec.errors import NightrecError
+from nightrec.evaluation.gate import served_popularity_metrics
 from nightrec.layout import (
     BEST_CKPT,
     ITEMS_FILE,
@@ -191,9 +192,19 @@ def train_model(
 
 
 @task(name="evaluate", cache_policy=NO_CACHE, timeout_seconds=3600)
-def evaluate(sequences_dir: Path, candidate: Path | None, champion: Path | None) -> dict:
-    """Validation NDCG@10 of the candidate, the champion and popularity on tonight's window."""
-    out: dict = {"popularity": popularity_valid_metrics(sequences_dir)}
+def evaluate(
+    sequences_dir: Path,
+    clean_path: Path,
+    config: NightrecConfig,
+    run_date: date,
+    candidate: Path | None,
+    champion: Path | None,
+) -> dict:
+    """Validation metrics of the candidate, the champion and the served popularity on tonight's window."""
+    from lightning_modules.evaluate import model_valid_metrics
+
+    events = pl.scan_parquet(clean_path)
+    out: dict = {"popularity": served_popularity_metrics(events, sequences_dir, run_date, config.popularity)}
     if candidate is not None:
         out["candidate"] = read_json(candidate / METRICS_FILE)
     if champion is not None and champion != candidate:

@@ -148,9 +148,7 @@ class NextItemModule(L.LightningModule):
         self.metrics["valid"].update(self.score(batch), batch)
 
     def on_validation_epoch_end(self) -> None:
-        split = self.metrics["valid"]
-        split.all_reduce()
-        values = split.compute()
+        values = self.metrics["valid"].compute()  # summed over DDP ranks
         if self.trainer.sanity_checking:
             return
         loss = self._loss_sum.clone()
@@ -177,7 +175,6 @@ class NextItemModule(L.LightningModule):
         self.metrics["test"].update(self.score(batch), batch)
 
     def on_test_epoch_end(self) -> None:
-        self.metrics["test"].all_reduce()
         self.test_results = self.metrics["test"].compute()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

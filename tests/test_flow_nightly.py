@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.evaluation import model_valid_metrics
+from lightning_modules.evaluate import model_valid_metrics
 from nightrec.registry import read_json
 from tests.conftest import DEMO_END
 from tests.flow_fixtures import (  # noqa: F401 (night2_events is a fixture)
