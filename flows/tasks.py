@@ -48,6 +48,13 @@ def resolve_run_date(config: NightrecConfig) -> date:
     return config.run_date or default_run_date(config)
 
 
+def resolve_night(config: NightrecConfig) -> NightrecConfig:
+    """The night's config with its run date resolved (the one place it is) and an absolute data
+    directory: the trainer subprocess and GX do not share this process's working directory."""
+    run_date = resolve_run_date(config)
+    return config.model_copy(update={"run_date": run_date, "data_dir": config.data_dir.resolve()})
+
+
 @task(name="locate-input", cache_policy=NO_CACHE, timeout_seconds=600, **IO_RETRIES)
 def locate_input(config: NightrecConfig) -> list[Path]:
     """The input files tonight's source names (their content keys the ingest cache)."""

@@ -94,3 +94,16 @@ def test_the_core_and_validation_never_import_torch_prefect_or_the_layers_above(
 def test_every_stage_of_the_diagram_is_a_package_of_the_core():
     for stage in ("ingest", "sequences", "behavior", "fallback", "publish", "evaluation"):
         assert (ROOT / "nightrec" / stage / "__init__.py").is_file(), stage
+
+
+def test_flows_stay_thin():
+    """``flows/`` only sequences the core: no module over 300 lines, no function over 60."""
+    too_big = []
+    for path in sorted((ROOT / "flows").rglob("*.py")):
+        source = path.read_text()
+        if len(source.splitlines()) > 300:
+            too_big.append(f"{path.name}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60:
+                too_big.append(f"{path.name}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert not too_big, "\n".join(too_big)

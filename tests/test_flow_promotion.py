@@ -8,13 +8,14 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 import pytest
 
-from flows.pipeline import quality_degraded, stale_run_reason
+from flows.pipeline import stale_run_reason
 from nightrec.config import PopularityConfig
 from nightrec.errors import NightrecError
-from nightrec.evaluation.gate import served_popularity_metrics
+from nightrec.evaluation.gate import quality_degraded, served_popularity_metrics
 from nightrec.registry import (
     champion_before,
     content_hash,
+    plan_training,
     promotion_decision,
     read_champion,
     retrain_due,
@@ -132,3 +133,18 @@ def test_quality_degraded_when_the_live_model_is_below_popularity_or_data_drifts
     assert quality_degraded(above, {"promoted": False}, calm) is None
     drifted = {"drift": True, "drift_message": "drift: events moved"}
     assert quality_degraded(above, {"promoted": False}, drifted) == "drift: events moved"
+
+
+def test_the_training_plan_reads_the_champion_once_and_decides(tmp_path):
+    models = tmp_path / "models"
+    night = date(2026, 3, 11)
+    first = plan_training(models, night, every_days=7)
+    assert (first.mode, first.base, first.live, first.warm_start) == ("scratch", None, None, None)
+    old = _version(models, "2026-03-01-scratch-a", date(2026, 3, 1))
+    set_champion(models, old)
+    due = plan_training(models, night, every_days=7)
+    assert (due.mode, due.warm_start, due.live) == ("warm", old, old) and due.trains
+    fresh = plan_training(models, date(2026, 3, 3), every_days=7)
+    assert fresh.mode == "reuse" and not fresh.trains and old.name in fresh.note
+    forced = plan_training(models, date(2026, 3, 3), every_days=7, retrain_reason="new catalogue")
+    assert forced.mode == "scratch" and forced.warm_start is None and "new catalogue" in forced.note

@@ -10,6 +10,7 @@ the baseline never counts the answers it is asked for.
 
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -19,6 +20,7 @@ from nightrec.errors import NightrecError
 from nightrec.evaluation.metrics import KS, metrics_from_ranks, rank_against
 from nightrec.fallback.popularity import ServedPopularity
 from nightrec.layout import ITEMS_FILE, TEST_FILE, USERS_FILE, VALID_FILE
+from nightrec.registry import valid_ndcg
 from nightrec.schema import ITEM_ID, ITEM_IDX, USER_ID, USER_IDX
 from nightrec.sequences.splits import TARGET
 
@@ -59,3 +61,24 @@ def served_popularity_metrics(
     scores = np.concatenate([[-np.inf], popularity.item_scores(items.get_column(ITEM_ID).to_list())])
     targets = read_split(sequences_dir, VALID_FILE).get_column(TARGET).to_numpy().astype(np.int64)
     return metrics_from_ranks(rank_against(scores, targets).tolist(), ks)
+
+
+def live_ndcg(metrics: dict[str, Any], promotion: dict[str, Any]) -> float | None:
+    """Validation NDCG@10 of the model serving after tonight's gate, on tonight's window."""
+    if promotion.get("promoted") and "candidate" in metrics:
+        return valid_ndcg(metrics["candidate"])
+    if "champion" in metrics:
+        return valid_ndcg(metrics["champion"])
+    return None
+
+
+def quality_degraded(metrics: dict[str, Any], promotion: dict[str, Any], behavior: dict[str, Any]) -> str | None:
+    """The reason to retrain, when the live model is below the served popularity or the data drifted."""
+    reasons = []
+    live = live_ndcg(metrics, promotion)
+    popularity = metrics.get("popularity", {}).get("ndcg@10")
+    if live is not None and popularity is not None and live < popularity:
+        reasons.append(f"live model NDCG@10 {live:.4f} is below the popularity baseline {popularity:.4f}")
+    if behavior.get("drift"):
+        reasons.append(behavior.get("drift_message") or "data drift flagged")
+    return "; ".join(reasons) or None
