@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -42,6 +41,7 @@ from nightrec.layout import (
     RUN_CONFIG_FILE,
     SCORES_FILE,
 )
+from nightrec.progress import EPOCH, parse_progress
 from nightrec.registry import (
     code_version,
     content_hash,
@@ -53,7 +53,7 @@ from nightrec.registry import (
     write_version_meta,
 )
 
-_EPOCH = re.compile(r"\bepoch\D{0,3}(\d+)", re.IGNORECASE)
+TRAINER = "lightning_modules.train"  # run as `python -m`; tests swap in a stand-in
 
 
 class TrainingError(NightrecError):
@@ -74,9 +74,9 @@ def project_env() -> dict[str, str]:
 
 
 def _progress(artifact_id: UUID | None, line: str, epochs: int) -> None:
-    match = _EPOCH.search(line)
-    if artifact_id is not None and match:
-        done = min(int(match.group(1)) + 1, epochs)
+    event = parse_progress(line)
+    if artifact_id is not None and event is not None and event["event"] == EPOCH:
+        done = min(int(event["epoch"]) + 1, epochs)
         update_progress_artifact(artifact_id, progress=100.0 * done / epochs)
 
 
@@ -135,7 +135,7 @@ def trainer_command(config: NightrecConfig, sequences_dir: Path, work: Path, war
     """``python -m lightning_modules.train ...`` for ``work``, resuming its ``last.ckpt`` when there is one."""
     config_file = work / RUN_CONFIG_FILE
     config_file.write_text(config.model_dump_json(exclude={"publish": {"postgres_url"}}))
-    cmd = [sys.executable, "-m", config.orchestration.train_module, "--config", str(config_file)]
+    cmd = [sys.executable, "-m", TRAINER, "--config", str(config_file)]
     cmd += ["--sequences", str(sequences_dir), "--out", str(work)]
     if (work / LAST_CKPT).is_file():
         cmd.append("--resume")

@@ -203,7 +203,6 @@ class OrchestrationConfig(_Section):
     retrain_every_days: int = Field(1, ge=1, description="Warm-start a new model every N nights; reuse it between.")
     promotion_tolerance: float = Field(0.0, ge=0, description="Allowed drop in validation NDCG@10 vs the champion.")
     train_timeout_minutes: float = Field(180.0, gt=0)
-    train_module: str = Field("lightning_modules.train", description="Module run as `python -m` to train.")
 
     @field_validator("timezone")
     @classmethod

@@ -11,7 +11,7 @@ import pytest
 from nightrec.config import NightrecConfig
 from tests.conftest import DEMO_END
 
-# A module that does not exist: the flow then serves popularity to everyone (no trainer installed).
+# A stand-in trainer that logs a little and exits 3 (tests/flow_crash_trainer.py).
 CRASH_TRAINER = "tests.flow_crash_trainer"
 
 

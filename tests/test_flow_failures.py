@@ -7,6 +7,7 @@ from datetime import timedelta
 import polars as pl
 import pytest
 
+from flows import training
 from nightrec.publish.local import partition_dir
 from tests.flow_fixtures import (  # noqa: F401 (night2_events is a fixture)
     CRASH_TRAINER,
@@ -65,12 +66,10 @@ def test_validation_error_fails_the_run_and_names_the_rule(served_night, tmp_pat
     _assert_old_table_serves(config, before)
 
 
-def test_training_crash_fails_the_run_with_the_trainer_output(served_night, night2_events):  # noqa: F811
+def test_training_crash_fails_the_run_with_the_trainer_output(served_night, night2_events, monkeypatch):  # noqa: F811
     config, before = served_night
-    crashing = config.model_copy(
-        update={"orchestration": config.orchestration.model_copy(update={"train_module": CRASH_TRAINER})}
-    )
-    state = run_night(crashing.model_copy(update={"events": str(night2_events)}), NIGHT2)
+    monkeypatch.setattr(training, "TRAINER", CRASH_TRAINER)  # the flow runs in this process
+    state = run_night(config.model_copy(update={"events": str(night2_events)}), NIGHT2)
     assert state.is_failed()
     assert "exit code 3" in state.message and "out of memory" in state.message, state.message
     assert task_states(state)["train"] == "Failed"

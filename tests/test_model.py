@@ -152,7 +152,7 @@ def test_both_objectives_learn_a_sequence(loss, smoothing):
         {"model": {"loss": loss, "num_negatives": 8, "label_smoothing": smoothing}, "train": {"lr": 0.05}}
     )
     net = NextItemNetwork(n_items=12, embedding_dim=8, hidden_size=8, dropout=0.0)
-    module = NextItemModule(net, config.model_dump(mode="json"), item_counts=list(range(1, 13)))
+    module = NextItemModule(net, config.model, config.train, item_counts=list(range(1, 13)))
     optimizer = module.configure_optimizers()
     batch = {"items": torch.tensor([[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]])}
     for _ in range(60):
