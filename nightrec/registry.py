@@ -19,7 +19,6 @@ from nightrec.errors import NightrecError
 from nightrec.layout import CHAMPION, VERSION_FILE
 
 VALID_NDCG = "ndcg@10"
-_CHUNK = 1 << 20
 
 
 def content_hash(path: str | Path) -> str:
@@ -43,8 +42,7 @@ def content_hash(path: str | Path) -> str:
     for rel, file in files:
         digest.update(rel.encode() + b"\0")
         with open(file, "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                digest.update(chunk)
+            hashlib.file_digest(fh, lambda: digest)  # one running digest over every file
         digest.update(b"\0")
     return digest.hexdigest()
 

@@ -1,5 +1,5 @@
 import os
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -29,3 +29,13 @@ def demo_events(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "events"
     manifest = write_demo_data(out, SyntheticSpec(users=200, items=120, days=5, seed=7, end_date=DEMO_END))
     return out, manifest
+
+
+@pytest.fixture(scope="session")
+def night2_events(tmp_path_factory):
+    """The demo log (same users, items, seed) one day longer: what the second night reads."""
+    from nightrec.ingest.synthetic import SyntheticSpec, write_demo_data
+
+    out = tmp_path_factory.mktemp("night2") / "events"
+    write_demo_data(out, SyntheticSpec(users=200, items=120, days=6, seed=7, end_date=DEMO_END + timedelta(days=1)))
+    return out

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
-import pytest
 
 from nightrec.config import NightrecConfig
 from tests.conftest import DEMO_END
@@ -17,16 +16,6 @@ CRASH_TRAINER = "tests.flow_crash_trainer"
 
 NIGHT1 = DEMO_END + timedelta(days=1)
 NIGHT2 = NIGHT1 + timedelta(days=1)
-
-
-@pytest.fixture(scope="session")
-def night2_events(tmp_path_factory):
-    """The demo log (same users, items, seed) one day longer: what the second night reads."""
-    from nightrec.ingest.synthetic import SyntheticSpec, write_demo_data
-
-    out = tmp_path_factory.mktemp("night2") / "events"
-    write_demo_data(out, SyntheticSpec(users=200, items=120, days=6, seed=7, end_date=NIGHT1))
-    return out
 
 
 def small_config(data_dir: Path, events: Path, **orchestration) -> NightrecConfig:

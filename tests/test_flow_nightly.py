@@ -9,11 +9,10 @@ import pytest
 from lightning_modules.evaluate import model_valid_metrics
 from nightrec.registry import read_json
 from tests.conftest import DEMO_END
-from tests.flow_fixtures import (  # noqa: F401 (night2_events is a fixture)
+from tests.flow_fixtures import (
     NIGHT2,
     flow_run_artifacts,
     latest_table,
-    night2_events,
     run_night,
     small_config,
     task_states,
@@ -25,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_night_completes_trains_publishes_and_a_rerun_reuses_cached_stages(
     prefect_harness,
     demo_events,
-    night2_events,  # noqa: F811
+    night2_events,
     tmp_path,
 ):
     events, _ = demo_events
