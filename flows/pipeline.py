@@ -20,9 +20,10 @@ from prefect.runtime import flow_run
 
 from flows import tasks, training
 from flows.report import publish_artifacts, read_stats, recommendation_summary
+from nightrec.behavior.trends import previous_report
 from nightrec.config import NightrecConfig
 from nightrec.evaluation.gate import quality_degraded
-from nightrec.layout import BEHAVIOR_DIR, BEHAVIOR_JSON, SEQUENCE_STATS_FILE, latest_earlier_run, models_dir, runs_dir
+from nightrec.layout import SEQUENCE_STATS_FILE, models_dir, runs_dir
 from nightrec.registry import TrainPlan, plan_training
 
 DEGRADED_EVENT = "nightrec.quality.degraded"
@@ -68,11 +69,6 @@ def _rename_run(flow_name: str, run_date: date) -> None:
     if run_id and flow_run.name != name and not flow_run.name.startswith(name):
         with get_client(sync_client=True) as client:
             client.update_flow_run(run_id, name=name)
-
-
-def previous_behavior(config: NightrecConfig, run_date: date) -> Path | None:
-    """The latest earlier night's ``behavior.json``, for the night-to-night change."""
-    return latest_earlier_run(runs_dir(config.data_dir), run_date, f"{BEHAVIOR_DIR}/{BEHAVIOR_JSON}")
 
 
 def train(seq_dir: Path, config: NightrecConfig, plan: TrainPlan, progress: StageProgress) -> Path | None:
@@ -122,7 +118,7 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
     events_path = _ensure(tasks.ingest_events, config, run_date, tasks.locate_input(config))
     clean_path, validation = _ensure(tasks.validate_events, events_path, config, run_date)
     progress.done("validate", f"{validation['rows_clean']} clean of {validation['rows_in']} rows")
-    behavior = tasks.behavior_report(clean_path, config, previous_behavior(config, run_date))
+    behavior = tasks.behavior_report(clean_path, config, previous_report(runs_dir(config.data_dir), run_date))
     progress.done("behavior", behavior["drift_message"])
 
     plan = plan_training(models_dir(config.data_dir), run_date, config.orchestration.retrain_every_days, retrain_reason)

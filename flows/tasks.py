@@ -91,11 +91,9 @@ def behavior_report(clean_path: Path, config: NightrecConfig, previous: Path | N
 @task(name="sequences", timeout_seconds=3600, **CACHED)
 def build_sequences(clean_path: Path, config: NightrecConfig, previous_vocab: Path | None) -> Path:
     """``runs/<date>/sequences/`` from the clean events; ids stay those of ``previous_vocab``."""
-    from nightrec.sequences.build import build_sequences as build
-    from nightrec.sequences.build import write_run_sequences
+    from nightrec.sequences.build import build_run_sequences
 
-    seqs = build(pl.scan_parquet(clean_path), config.sequences, previous_vocab)
-    return write_run_sequences(seqs, clean_path.parent)
+    return build_run_sequences(clean_path, config.sequences, previous_vocab)
 
 
 @task(name="fallback", timeout_seconds=3600, **CACHED)
