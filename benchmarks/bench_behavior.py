@@ -16,12 +16,13 @@ from pathlib import Path
 
 import polars as pl
 
-from nightrec.behavior import analyze_events
-from nightrec.behavior_figures import render_figures
-from nightrec.behavior_report import write_behavior_report
+from nightrec.behavior.analyze import analyze_events
+from nightrec.behavior.figures import render_figures
+from nightrec.behavior.report import write_behavior_report
 from nightrec.config import NightrecConfig
+from nightrec.ingest.synthetic import SyntheticSpec, generate_events
+from nightrec.layout import REPORT_HTML
 from nightrec.schema import TIMESTAMP, USER_ID
-from nightrec.synthetic import SyntheticSpec, generate_events
 
 BUDGET_S = 60.0
 END = date(2026, 3, 10)
@@ -77,7 +78,7 @@ def main() -> None:
         start = time.perf_counter()
         report = write_behavior_report(events, Path(out), config)
         total_s = time.perf_counter() - start
-        html_mib = (Path(out) / "report.html").stat().st_size / 2**20
+        html_mib = (Path(out) / REPORT_HTML).stat().st_size / 2**20
 
     print(f"reference (one sort by user, time): {reference_s:.2f}s")
     print(f"metrics:            {metrics_s:.2f}s  ({metrics_s / reference_s:.1f}x reference)")

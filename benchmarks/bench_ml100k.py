@@ -28,8 +28,9 @@ sys.path.insert(0, str(ROOT))
 from lightning_modules.baselines import ItemKNNRecommender, PopularityRecommender  # noqa: E402
 from lightning_modules.data import SequenceDataModule  # noqa: E402
 from nightrec.config import NightrecConfig  # noqa: E402
-from nightrec.readers import read_events  # noqa: E402
-from nightrec.sequences import build_sequences, write_sequences  # noqa: E402
+from nightrec.ingest.readers import read_events  # noqa: E402
+from nightrec.layout import METRICS_FILE  # noqa: E402
+from nightrec.sequences.build import build_sequences, write_sequences  # noqa: E402
 
 RECBOLE_GRU4REC = {"ndcg@10": 0.0702, "recall@10": 0.141, "mrr@10": 0.0492}
 BAR_NDCG10 = 0.077
@@ -49,7 +50,7 @@ def train_run(config: NightrecConfig, sequences: Path, out: Path) -> dict:
         _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"training failed, see {out / 'train.log'}")
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / METRICS_FILE).read_text())
     metrics["wall_s"] = time.perf_counter() - started
     metrics["peak_rss_mb"] = usage.ru_maxrss / 1024
     return metrics

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lightning_modules.topk import top_k_scores
 from nightrec.config import load_config
-from nightrec.publish import publish_all
+from nightrec.publish.local import publish_all
 from nightrec.schema import RECOMMENDATION_SCHEMA
 
 
@@ -126,7 +126,7 @@ def bench_publish(args) -> None:
             "publish: PostgreSQL skipped (no --postgres-url / NIGHTREC_TEST_POSTGRES_URL; source tests/postgres_server.sh)"
         )
         return
-    from nightrec.publish_postgres import describe, publish_postgres
+    from nightrec.publish.postgres import describe, publish_postgres
 
     schema = f"bench_{os.getpid()}"
     try:

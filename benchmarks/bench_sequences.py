@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nightrec.config import SequenceConfig  # noqa: E402
+from nightrec.layout import FULL_FILE, SPLIT_FILES, TRAIN_FILE  # noqa: E402
 from nightrec.schema import EVENT_SCHEMA, EVENT_TYPE, ITEM_ID, TIMESTAMP, USER_ID  # noqa: E402
-from nightrec.sequences import build_sequences, write_sequences  # noqa: E402
+from nightrec.sequences.build import build_sequences, write_sequences  # noqa: E402
 
 TYPES = np.array(["view", "click", "add_to_cart", "purchase"])
 TYPE_P = [0.7, 0.2, 0.07, 0.03]
@@ -96,10 +97,10 @@ def pandas_build(path: Path, out: Path, cfg: SequenceConfig) -> None:
             test.append((user, items[: n - 1][-cfg.max_len :], items[n - 1]))
         full.append((user, items[-cfg.max_len :]))
     out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(train, columns=["user_idx", "items", "sessions"]).to_parquet(out / "train.parquet")
+    pd.DataFrame(train, columns=["user_idx", "items", "sessions"]).to_parquet(out / TRAIN_FILE)
     for name, rows in (("valid", valid), ("test", test)):
-        pd.DataFrame(rows, columns=["user_idx", "history", "target"]).to_parquet(out / f"{name}.parquet")
-    pd.DataFrame(full, columns=["user_idx", "history"]).to_parquet(out / "full.parquet")
+        pd.DataFrame(rows, columns=["user_idx", "history", "target"]).to_parquet(out / SPLIT_FILES[name])
+    pd.DataFrame(full, columns=["user_idx", "history"]).to_parquet(out / FULL_FILE)
 
 
 PHASES = {"floor": floor, "nightrec": nightrec_build, "pandas": pandas_build}
@@ -116,8 +117,8 @@ def run_phase(phase: str, path: Path, out: Path) -> dict:
 
 def same_result(a: Path, b: Path) -> bool:
     for name in ("train", "valid", "test", "full"):
-        left = pl.read_parquet(a / f"{name}.parquet").sort("user_idx")
-        right = pl.read_parquet(b / f"{name}.parquet").sort("user_idx")
+        left = pl.read_parquet(a / SPLIT_FILES[name]).sort("user_idx")
+        right = pl.read_parquet(b / SPLIT_FILES[name]).sort("user_idx")
         right = right.select([pl.col(c).cast(left.schema[c]) for c in left.columns])
         if not left.equals(right):
             return False

@@ -29,8 +29,8 @@ def generate(rows: int, path: Path) -> dict:
     import numpy as np
     import polars as pl
 
+    from nightrec.ingest.synthetic import FaultSpec, inject_faults
     from nightrec.schema import EVENT_SCHEMA, EVENT_TYPE, ITEM_ID, SESSION_ID, TIMESTAMP, USER_ID, VALUE
-    from nightrec.synthetic import FaultSpec, inject_faults
 
     rng = np.random.default_rng(0)
     start = datetime.combine(RUN_DATE - timedelta(days=7), datetime.min.time(), tzinfo=UTC)

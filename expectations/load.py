@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from nightrec.errors import InputError
-from nightrec.readers import _timestamp_expr, detect_format, resolve_files, scan_events
+from nightrec.ingest.readers import _timestamp_expr, detect_format, resolve_files, scan_events
 from nightrec.schema import EVENT_SCHEMA, EVENT_TYPE, ITEM_ID, SESSION_ID, TIMESTAMP, USER_ID, VALUE
 
 RAW_TIMESTAMP = "raw_timestamp"

@@ -14,9 +14,9 @@ import polars as pl
 
 from expectations.rules import night_window
 from nightrec.config import NightrecConfig
+from nightrec.layout import VALIDATION_FILE, runs_dir
 from nightrec.schema import EVENT_SCHEMA, ITEM_ID, TIMESTAMP, USER_ID
 
-REPORT_FILE = "validation.json"
 EVENTS = "events"
 
 
@@ -33,7 +33,7 @@ class NightStats:
 def previous_volumes(data_dir: Path, run_date: date, nights: int) -> list[tuple[str, int]]:
     """``(date, night_rows)`` of the last ``nights`` runs before ``run_date`` that recorded a volume."""
     found = []
-    for report in sorted((Path(data_dir) / "runs").glob(f"*/{REPORT_FILE}")):
+    for report in sorted(runs_dir(data_dir).glob(f"*/{VALIDATION_FILE}")):
         try:
             night = date.fromisoformat(report.parent.name)
             rows = json.loads(report.read_text()).get("night_rows")

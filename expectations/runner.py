@@ -8,7 +8,7 @@ import polars as pl
 
 from expectations.frames import columns_frame, events_frame
 from expectations.load import LoadedEvents, from_frame, load_events
-from expectations.night import REPORT_FILE, night_stats
+from expectations.night import night_stats
 from expectations.rules import row_rules, split_quarantine
 from expectations.suites import (
     COLUMNS,
@@ -23,12 +23,10 @@ from expectations.suites import (
 )
 from nightrec.config import NightrecConfig
 from nightrec.errors import InputError, NightrecError
-from nightrec.runs import write_json
+from nightrec.ingest.runs import write_json
+from nightrec.layout import CLEAN_FILE, DOCS_DIR, DOCS_INDEX, QUARANTINE_FILE, VALIDATION_FILE
 from nightrec.schema import REQUIRED_COLUMNS
 
-CLEAN_FILE = "clean.parquet"
-QUARANTINE_FILE = "quarantine.parquet"
-DOCS_DIR = "data_docs"
 OK = "ok"
 
 
@@ -119,13 +117,13 @@ def validate_events(
         "files": {
             "clean": str(out_dir / CLEAN_FILE) if out_dir else None,
             "quarantine": str(out_dir / QUARANTINE_FILE) if out_dir else None,
-            "data_docs": str(out_dir / DOCS_DIR / "index.html") if out_dir else None,
+            "data_docs": str(out_dir / DOCS_DIR / DOCS_INDEX) if out_dir else None,
         },
         "seconds": round(time.perf_counter() - started, 3),
         "timings": {stage: round(seconds, 3) for stage, seconds in timings.items()},
     }
     if out_dir is not None:
-        write_json(out_dir / REPORT_FILE, report)
+        write_json(out_dir / VALIDATION_FILE, report)
     return report
 
 

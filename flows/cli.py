@@ -12,12 +12,13 @@ import polars as pl
 import typer
 from rich.table import Table
 
-from flows.app import ConfigOpt, DataDirOpt, RunDateOpt, app, build_config, console, err_console
+from flows.app import ConfigOpt, DataDirOpt, RunDateOpt, app, build_config, console
+from nightrec.config import NightrecConfig
 from nightrec.errors import NightrecError
-from nightrec.readers import FORMATS, check_source
-from nightrec.runs import require_source
+from nightrec.ingest.readers import FORMATS, check_source
+from nightrec.ingest.runs import require_source
+from nightrec.ingest.synthetic import FaultSpec, SyntheticSpec, write_demo_data
 from nightrec.schema import SOURCE_POPULARITY
-from nightrec.synthetic import FaultSpec, SyntheticSpec, write_demo_data
 
 
 @app.command()
@@ -35,10 +36,7 @@ def run(
     config = build_config(config_file, events=events, run_date=run_date, data_dir=data_dir, k=k, format=fmt)
     check_source(require_source(config), config.format)
     from flows.nightly import nightly
-    from flows.tasks import resolve_run_date
 
-    if config.run_date is None:
-        config = config.model_copy(update={"run_date": resolve_run_date.fn(config)})
     result = nightly(config=config)
     published = result["published"]
     console.print(
@@ -70,6 +68,27 @@ def demo_data(
     )
 
 
+def _published_readers(config: NightrecConfig):
+    """``(where, user_list(user), fallback())`` over PostgreSQL when configured, else DuckDB."""
+    from nightrec.publish.local import read_fallback, read_user_recommendations
+
+    pub = config.publish
+    if pub.postgres_url is None:
+        return (
+            str(config.duckdb_path),
+            lambda user: read_user_recommendations(config.duckdb_path, user, config.run_date),
+            lambda: read_fallback(config.duckdb_path, config.run_date),
+        )
+    from nightrec.publish.postgres import describe, read_fallback_pg, read_user_recommendations_pg
+
+    schema = {"schema": pub.postgres_schema, "table": pub.postgres_table}
+    return (
+        f"PostgreSQL {describe(pub.postgres_url)} {pub.postgres_schema}.{pub.postgres_table}",
+        lambda user: read_user_recommendations_pg(pub.postgres_url, user, config.run_date, **schema),
+        lambda: read_fallback_pg(pub.postgres_url, config.run_date, **schema),
+    )
+
+
 @app.command()
 def recommend(
     user_id: Annotated[str | None, typer.Argument(help="External user id.")] = None,
@@ -85,30 +104,11 @@ def recommend(
 
     A user absent from the table is new: they get the run's popularity fallback list.
     """
-    from nightrec.publish import read_fallback, read_user_recommendations, sample_users
+    from nightrec.publish.local import sample_users
 
     config = build_config(config_file, data_dir=data_dir, run_date=day or run_date)
     pub = config.publish
-    if pub.postgres_url is not None:
-        from nightrec.publish_postgres import describe, read_fallback_pg, read_user_recommendations_pg
-
-        where = f"PostgreSQL {describe(pub.postgres_url)} {pub.postgres_schema}.{pub.postgres_table}"
-        schema = {"schema": pub.postgres_schema, "table": pub.postgres_table}
-
-        def user_list(user: str):
-            return read_user_recommendations_pg(pub.postgres_url, user, config.run_date, **schema)
-
-        def fallback():
-            return read_fallback_pg(pub.postgres_url, config.run_date, **schema)
-    else:
-        where = str(config.duckdb_path)
-
-        def user_list(user: str):
-            return read_user_recommendations(config.duckdb_path, user, config.run_date)
-
-        def fallback():
-            return read_fallback(config.duckdb_path, config.run_date)
-
+    where, user_list, fallback = _published_readers(config)
     if sample:
         if pub.postgres_url is not None:
             raise NightrecError("--sample reads the DuckDB file; unset publish.postgres_url to use it")
@@ -156,9 +156,7 @@ def main() -> None:
     try:
         app()
     except NightrecError as exc:
-        err_console.print(f"error: {exc}", highlight=False, markup=False) if False else print(
-            f"error: {exc}", file=sys.stderr
-        )
+        print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 
 

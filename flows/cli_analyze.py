@@ -6,7 +6,8 @@ from typing import Annotated
 import typer
 
 from flows.app import ConfigOpt, app, build_config, console
-from nightrec.readers import FORMATS, read_events
+from nightrec.ingest.readers import FORMATS, read_events
+from nightrec.layout import BEHAVIOR_DIR
 
 
 @app.command()
@@ -20,10 +21,10 @@ def analyze(
     config_file: ConfigOpt = None,
 ) -> None:
     """Write report.html (self-contained), behavior.json and figures describing user behaviour."""
-    from nightrec.behavior_report import write_behavior_report
+    from nightrec.behavior.report import write_behavior_report
 
     config = build_config(config_file, events=events, format=fmt)
-    out = out or config.data_dir / "behavior"
+    out = out or config.data_dir / BEHAVIOR_DIR
     report = write_behavior_report(read_events(events, config.format), out, config, previous)
     head = report["headline"]
     console.print(

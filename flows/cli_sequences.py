@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 
 from flows.app import ConfigOpt, DataDirOpt, RunDateOpt, app, build_config, console
-from nightrec.readers import FORMATS, read_events
-from nightrec.runs import default_run_date
-from nightrec.sequences import build_sequences, write_run_sequences, write_sequences
+from nightrec.ingest.readers import FORMATS, read_events
+from nightrec.ingest.runs import default_run_date
+from nightrec.sequences.build import build_sequences, write_run_sequences, write_sequences
 
 
 @app.command()

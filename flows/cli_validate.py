@@ -10,8 +10,8 @@ from expectations.load import load_events
 from expectations.report import HEADERS, exit_code, table_rows
 from expectations.runner import validate_events
 from flows.app import ConfigOpt, DataDirOpt, RunDateOpt, app, build_config, console
-from nightrec.readers import FORMATS
-from nightrec.runs import run_date_after
+from nightrec.ingest.readers import FORMATS
+from nightrec.ingest.runs import run_date_after
 
 STYLES = {"pass": "green", "warn": "yellow", "error": "bold red"}
 

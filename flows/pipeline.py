@@ -1,11 +1,11 @@
 """The stages both flows run, in the order of the pipeline diagram:
 
-validate -> sequences -> train (or reuse the champion) -> evaluate -> promote or keep -> score
--> fallback -> publish -> report.
+validate -> behaviour -> sequences -> train (or reuse the champion) -> evaluate -> promote or keep
+-> score -> fallback -> publish -> report.
 
 Called inside a flow run; every stage is a task, so the UI shows each one's state (Cached on a
-rerun of a completed night). A stage whose code has not landed yet is skipped and named in the
-report; the popularity fallback then serves everyone.
+rerun of a completed night). Decisions are the core's (``nightrec.registry.plan_training``, the
+promotion gate, ``nightrec.evaluation.gate.quality_degraded``); this module only sequences them.
 """
 
 from datetime import UTC, date, datetime, timedelta
@@ -20,11 +20,26 @@ from prefect.runtime import flow_run
 
 from flows import tasks, training
 from flows.report import publish_artifacts, read_stats, recommendation_summary
+from nightrec.behavior.trends import previous_report
 from nightrec.config import NightrecConfig
-from nightrec.registry import champion_before, read_champion, retrain_due, valid_ndcg
+from nightrec.evaluation.gate import quality_degraded
+from nightrec.layout import SEQUENCE_STATS_FILE, models_dir, runs_dir
+from nightrec.registry import TrainPlan, plan_training
 
 DEGRADED_EVENT = "nightrec.quality.degraded"
 STAGES = ("validate", "behavior", "sequences", "train", "evaluate", "promote", "score", "fallback", "publish", "report")
+
+
+class StageProgress:
+    """The run's progress artifact and the one-line outcome of each stage, for the report."""
+
+    def __init__(self, flow_name: str):
+        self.stages: dict[str, str] = {}
+        self.artifact = create_progress_artifact(progress=0.0, description=f"{flow_name}: stages done of {len(STAGES)}")
+
+    def done(self, name: str, what: str) -> None:
+        self.stages[name] = what
+        update_progress_artifact(self.artifact, progress=100.0 * len(self.stages) / len(STAGES))
 
 
 def _ensure(task, *args: Any) -> Any:
@@ -56,96 +71,69 @@ def _rename_run(flow_name: str, run_date: date) -> None:
             client.update_flow_run(run_id, name=name)
 
 
-def _live_ndcg(metrics: dict[str, Any], promotion: dict[str, Any]) -> float | None:
-    """Validation NDCG@10 of the model serving after tonight's gate, on tonight's window."""
-    if promotion.get("promoted") and "candidate" in metrics:
-        return valid_ndcg(metrics["candidate"])
-    if "champion" in metrics:
-        return valid_ndcg(metrics["champion"])
-    return None
+def train(seq_dir: Path, config: NightrecConfig, plan: TrainPlan, progress: StageProgress) -> Path | None:
+    """The candidate of tonight's plan (None when the champion is reused)."""
+    if not plan.trains:
+        progress.done("train", plan.note)
+        return None
+    candidate = _ensure(training.train_model, seq_dir, config, config.run_date, plan.warm_start, plan.mode)
+    progress.done("train", f"{plan.note}: `{candidate.name}`")
+    return candidate
 
 
-def previous_behavior(config: NightrecConfig, run_date: date) -> Path | None:
-    """The latest earlier night's ``behavior.json``, for the night-to-night change."""
-    runs = config.data_dir / "runs"
-    earlier = sorted(
-        (p for p in runs.glob(f"*/{tasks.BEHAVIOR_DIR}/behavior.json") if p.parent.parent.name < run_date.isoformat()),
-        key=lambda p: p.parent.parent.name,
-    )
-    return earlier[-1] if earlier else None
-
-
-def quality_degraded(metrics: dict[str, Any], promotion: dict[str, Any], behavior: dict[str, Any]) -> str | None:
-    """The reason to retrain, when the live model is below popularity or the data drifted."""
-    reasons = []
-    live = _live_ndcg(metrics, promotion)
-    popularity = metrics.get("popularity", {}).get("ndcg@10")
-    if live is not None and popularity is not None and live < popularity:
-        reasons.append(f"live model NDCG@10 {live:.4f} is below the popularity baseline {popularity:.4f}")
-    if behavior.get("drift"):
-        reasons.append(behavior.get("drift_message") or "data drift flagged")
-    return "; ".join(reasons) or None
-
-
-def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | None = None) -> dict[str, Any]:
-    """Every stage for one night; ``retrain_reason`` set means a full retrain from scratch."""
-    logger = get_run_logger()
-    progress = create_progress_artifact(progress=0.0, description=f"{flow_name}: stages done of {len(STAGES)}")
-    done = 0
-
-    def step(name: str, what: str) -> None:
-        nonlocal done
-        stages[name] = what
-        done += 1
-        update_progress_artifact(progress, progress=100.0 * done / len(STAGES))
-
-    stages: dict[str, str] = {}
-    run_date = tasks.resolve_run_date(config)
-    # Absolute from here on: the trainer subprocess and GX do not share this process's working directory.
-    config = config.model_copy(update={"run_date": run_date, "data_dir": config.data_dir.resolve()})
-    _rename_run(flow_name, run_date)
-    files = tasks.locate_input(config)
-    events_path = _ensure(tasks.ingest_events, config, run_date, files)
-    clean_path, validation = _ensure(tasks.validate_events, events_path, config, run_date)
-    step("validate", f"{validation['rows_clean']} clean of {validation['rows_in']} rows")
-    behavior = tasks.behavior_report(clean_path, config, previous_behavior(config, run_date))
-    step("behavior", behavior["drift_message"])
-
-    root = training.models_dir(config)
-    champion = champion_before(root, run_date)
-    candidate = None
-    seq_dir = _ensure(tasks.build_sequences, clean_path, config, champion)
-    step("sequences", f"`{seq_dir}`")
-
-    if retrain_reason is not None:
-        candidate = _ensure(training.train_model, seq_dir, config, run_date, None, "scratch")
-        step("train", f"retrained from scratch ({retrain_reason}): `{candidate.name}`")
-    elif retrain_due(champion, run_date, config.orchestration.retrain_every_days):
-        mode = "warm" if champion is not None else "scratch"
-        candidate = _ensure(training.train_model, seq_dir, config, run_date, champion, mode)
-        step("train", f"{mode} start{' from ' + champion.name if champion else ''}: `{candidate.name}`")
-    else:
-        step("train", f"not due; champion `{champion.name}` reused")
-
-    metrics = training.evaluate(seq_dir, candidate, read_champion(root))
-    step("evaluate", "validation NDCG@10 on tonight's window")
-    promotion = training.promote(config, candidate, metrics)
-    step("promote", promotion["reason"])
-
-    serving = read_champion(root)
+def serve(config: NightrecConfig, seq_dir: Path, clean_path: Path, serving: Path | None, progress: StageProgress):
+    """Score with the serving model, then tonight's table with popularity for everyone else."""
     scores_path = None
     if serving is not None:
         scores_path = _ensure(training.score, serving, seq_dir, config.k)
-        step("score", f"model `{serving.name}` scored every known user")
+        progress.done("score", f"model `{serving.name}` scored every known user")
     else:
-        step("score", "skipped: no serving model")
+        progress.done("score", "skipped: no serving model")
     version = serving.name if scores_path is not None else None
-    recs_path, fallback_path = _ensure(
-        tasks.assemble_recommendations, clean_path, config, run_date, scores_path, version
+    paths = _ensure(tasks.assemble_recommendations, clean_path, config, config.run_date, scores_path, version)
+    progress.done("fallback", "popularity for users without a model list")
+    return version, *paths
+
+
+def flag_degraded(summary: dict[str, Any], config: NightrecConfig) -> None:
+    """Emit ``nightrec.quality.degraded`` (a nightly run only) when the live model or the data calls for a retrain."""
+    degraded = quality_degraded(summary["metrics"], summary["promotion"], summary["behavior"])
+    if not degraded or summary["flow"] != "nightly":
+        return
+    summary["degraded"] = f"emitted `{DEGRADED_EVENT}`: {degraded}"
+    emit_event(
+        event=DEGRADED_EVENT,
+        resource={"prefect.resource.id": f"nightrec.data-dir.{Path(config.data_dir).resolve()}"},
+        payload={"reason": degraded, "run_date": summary["run_date"], "data_dir": str(config.data_dir)},
     )
-    step("fallback", "popularity for users without a model list")
+    get_run_logger().warning(f"quality degraded: {degraded}")
+
+
+def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | None = None) -> dict[str, Any]:
+    """Every stage for one night of ``config``; ``retrain_reason`` set means a full retrain from scratch."""
+    config = tasks.resolve_night(config)
+    run_date = config.run_date
+    _rename_run(flow_name, run_date)
+    progress = StageProgress(flow_name)
+    events_path = _ensure(tasks.ingest_events, config, run_date, tasks.locate_input(config))
+    clean_path, validation = _ensure(tasks.validate_events, events_path, config, run_date)
+    progress.done("validate", f"{validation['rows_clean']} clean of {validation['rows_in']} rows")
+    behavior = tasks.behavior_report(clean_path, config, previous_report(runs_dir(config.data_dir), run_date))
+    progress.done("behavior", behavior["drift_message"])
+
+    plan = plan_training(models_dir(config.data_dir), run_date, config.orchestration.retrain_every_days, retrain_reason)
+    seq_dir = _ensure(tasks.build_sequences, clean_path, config, plan.base)
+    progress.done("sequences", f"`{seq_dir}`")
+    candidate = train(seq_dir, config, plan, progress)
+    metrics = training.evaluate(seq_dir, clean_path, config, run_date, candidate, plan.live)
+    progress.done("evaluate", "validation NDCG@10 on tonight's window (model, champion, served popularity)")
+    promotion = training.promote(config, candidate, plan.live, metrics)
+    progress.done("promote", promotion["reason"])
+    serving = Path(promotion["serving"]) if promotion["serving"] else None
+
+    version, recs_path, fallback_path = serve(config, seq_dir, clean_path, serving, progress)
     published = tasks.publish(recs_path, fallback_path, config, run_date)
-    step("publish", f"{published['rows']} rows for {published['users']} users")
+    progress.done("publish", f"{published['rows']} rows for {published['users']} users")
 
     summary = {
         "flow": flow_name,
@@ -153,25 +141,17 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
         "reason": retrain_reason,
         "validation": validation,
         "behavior": behavior,
-        "sequence_stats": read_stats(seq_dir / "sequence_stats.json"),
+        "sequence_stats": read_stats(seq_dir.parent / SEQUENCE_STATS_FILE),
         "metrics": metrics,
         "promotion": promotion,
         "trained": str(candidate) if candidate else None,
         "model_version": version,
         "recommendations": recommendation_summary(recs_path, clean_path),
         "published": published,
-        "stages": stages,
+        "stages": progress.stages,
     }
-    degraded = quality_degraded(metrics, promotion, behavior)
-    if degraded and flow_name == "nightly":
-        summary["degraded"] = f"emitted `{DEGRADED_EVENT}`: {degraded}"
-        emit_event(
-            event=DEGRADED_EVENT,
-            resource={"prefect.resource.id": f"nightrec.data-dir.{Path(config.data_dir).resolve()}"},
-            payload={"reason": degraded, "run_date": run_date.isoformat(), "data_dir": str(config.data_dir)},
-        )
-        logger.warning(f"quality degraded: {degraded}")
-    step("report", "report, metrics table and link artifacts")
+    flag_degraded(summary, config)
+    progress.done("report", "report, metrics table and link artifacts")
     summary["artifacts"] = publish_artifacts(summary)
-    logger.info(f"artifacts: {', '.join(summary['artifacts'])}")
+    get_run_logger().info(f"artifacts: {', '.join(summary['artifacts'])}")
     return summary

@@ -11,9 +11,9 @@ from typing import Any
 import polars as pl
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
+from expectations.report import markdown_summary
+from nightrec.layout import CURVE_FILE
 from nightrec.schema import ITEM_ID, SOURCE, USER_ID
-
-CURVE_FILE = "curve.png"
 
 
 def recommendation_summary(recs_path: Path, clean_path: Path) -> dict[str, Any]:
@@ -57,19 +57,6 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _validation_md(validation: dict[str, Any]) -> str:
-    try:
-        from expectations.report import markdown_summary
-
-        return markdown_summary(validation)
-    except (ImportError, TypeError, KeyError):
-        reasons = [{"rule": k, "rows": v} for k, v in validation.get("by_reason", {}).items()]
-        return (
-            f"rows in {validation['rows_in']}, clean {validation['rows_clean']}, "
-            f"quarantined {validation['rows_quarantined']}\n\n" + _table(reasons)
-        )
-
-
 def _png_md(png: Path | None, alt: str) -> str:
     if png is None or not png.is_file():
         return ""
@@ -98,7 +85,7 @@ def build_report(summary: dict[str, Any]) -> str:
         f"# nightrec {summary['flow']} run {summary['run_date']}\n\n"
         + (f"Reason: {summary['reason']}\n\n" if summary.get("reason") else "")
         + f"## Stages\n{stages}\n\n"
-        + f"## Data quality\n{_validation_md(summary['validation'])}\n"
+        + f"## Data quality\n{markdown_summary(summary['validation'])}\n"
         + f"## Behaviour\n{summary['behavior']['markdown'].split(chr(10), 1)[-1]}\n"
         + f"## Sequences\n{_table(flat_stats)}\n"
         + f"## Model\nServing: `{summary.get('model_version') or 'popularity only'}`\n\n"

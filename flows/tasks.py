@@ -9,7 +9,6 @@ happen when the table was removed).
 """
 
 import os
-import shutil
 import uuid
 from datetime import date
 from pathlib import Path
@@ -19,17 +18,15 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from expectations.runner import CLEAN_FILE, validate_file
+from expectations.runner import validate_file
 from flows.caching import CONTENT
 from nightrec.config import NightrecConfig
 from nightrec.errors import NightrecError
-from nightrec.publish import partition_dir, publish_all, publish_duckdb
-from nightrec.readers import resolve_files
-from nightrec.runs import default_run_date, ingest, require_source
+from nightrec.ingest.readers import resolve_files
+from nightrec.ingest.runs import default_run_date, ingest, require_source
+from nightrec.layout import BEHAVIOR_DIR, CLEAN_FILE, FALLBACK_FILE, RECOMMENDATIONS_FILE
+from nightrec.publish.rollback import publish_night
 
-RECOMMENDATIONS_FILE = "recommendations.parquet"
-FALLBACK_FILE = "fallback.parquet"
-BEHAVIOR_DIR = "behavior"
 # Exceptions that say the input or the data is wrong: trying again cannot help.
 PERMANENT = (NightrecError, ValueError, TypeError, KeyError, duckdb.Error, pl.exceptions.PolarsError)
 
@@ -49,6 +46,13 @@ CACHED = {"cache_policy": CONTENT, "persist_result": True}
 @task(name="resolve-run-date", cache_policy=NO_CACHE, timeout_seconds=600, **IO_RETRIES)
 def resolve_run_date(config: NightrecConfig) -> date:
     return config.run_date or default_run_date(config)
+
+
+def resolve_night(config: NightrecConfig) -> NightrecConfig:
+    """The night's config with its run date resolved (the one place it is) and an absolute data
+    directory: the trainer subprocess and GX do not share this process's working directory."""
+    run_date = resolve_run_date(config)
+    return config.model_copy(update={"run_date": run_date, "data_dir": config.data_dir.resolve()})
 
 
 @task(name="locate-input", cache_policy=NO_CACHE, timeout_seconds=600, **IO_RETRIES)
@@ -71,7 +75,7 @@ def validate_events(events_path: Path, config: NightrecConfig, run_date: date) -
 @task(name="behavior", timeout_seconds=3600, **CACHED)
 def behavior_report(clean_path: Path, config: NightrecConfig, previous: Path | None) -> dict:
     """``runs/<date>/behavior/``: the behaviour report, its figures and the drift verdict."""
-    from nightrec.behavior_report import write_behavior_report
+    from nightrec.behavior.report import write_behavior_report
 
     out = clean_path.parent / BEHAVIOR_DIR
     report = write_behavior_report(pl.read_parquet(clean_path), out, config, previous)
@@ -87,11 +91,9 @@ def behavior_report(clean_path: Path, config: NightrecConfig, previous: Path | N
 @task(name="sequences", timeout_seconds=3600, **CACHED)
 def build_sequences(clean_path: Path, config: NightrecConfig, previous_vocab: Path | None) -> Path:
     """``runs/<date>/sequences/`` from the clean events; ids stay those of ``previous_vocab``."""
-    from nightrec.sequences import build_sequences as build
-    from nightrec.sequences import write_run_sequences
+    from nightrec.sequences.build import build_run_sequences
 
-    seqs = build(pl.scan_parquet(clean_path), config.sequences, previous_vocab)
-    return write_run_sequences(seqs, clean_path.parent)
+    return build_run_sequences(clean_path, config.sequences, previous_vocab)
 
 
 @task(name="fallback", timeout_seconds=3600, **CACHED)
@@ -100,7 +102,7 @@ def assemble_recommendations(
 ) -> tuple[Path, Path]:
     """Tonight's table (the model's lists where there are scores, popularity for everyone else)
     and the list a brand-new user gets: ``runs/<date>/recommendations.parquet``, ``fallback.parquet``."""
-    from nightrec.recommend import build_recommendations, fallback_list
+    from nightrec.fallback.recommend import build_recommendations, fallback_list
 
     events = pl.read_parquet(clean_path)
     scores = pl.read_parquet(scores_path) if scores_path is not None else None
@@ -116,38 +118,6 @@ def _write_atomic(frame: pl.DataFrame, out: Path) -> None:
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}")
     frame.write_parquet(tmp)
     os.replace(tmp, out)
-
-
-def publish_night(recs_path: Path, fallback_path: Path, config: NightrecConfig, run_date: date) -> dict:
-    """Publish to every configured target (``nightrec.publish.publish_all``). If any target fails,
-    the run date's partition goes back to what it was and the DuckDB file is rebuilt from it, so
-    readers keep the previous table."""
-    recs, new_users = pl.read_parquet(recs_path), pl.read_parquet(fallback_path)
-    final = partition_dir(config.data_dir, run_date)
-    backup = final.with_name(f".bak-{final.name}-{uuid.uuid4().hex[:8]}") if final.exists() else None
-    if backup is not None:
-        shutil.copytree(final, backup)
-    db_before = _stat(config.duckdb_path)
-    try:
-        published = publish_all(recs, config, run_date, new_users)
-    except BaseException:
-        shutil.rmtree(final, ignore_errors=True)
-        if backup is not None:
-            backup.rename(final)
-        if config.publish.duckdb and _stat(config.duckdb_path) != db_before:
-            publish_duckdb(config.data_dir, config.duckdb_path)  # the swap had happened: swap back
-        raise
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
-    return published
-
-
-def _stat(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return st.st_ino, st.st_mtime_ns
 
 
 @task(name="publish", cache_policy=NO_CACHE, timeout_seconds=3600, **IO_RETRIES)

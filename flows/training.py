@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -22,21 +21,31 @@ from datetime import date
 from pathlib import Path
 from uuid import UUID
 
+import polars as pl
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from flows.caching import CONTENT
-from flows.evaluation import model_valid_metrics, popularity_valid_metrics
+from nightrec import layout
 from nightrec.config import NightrecConfig
 from nightrec.errors import NightrecError
-from nightrec.registry import (
+from nightrec.evaluation.gate import served_popularity_metrics
+from nightrec.layout import (
+    BEST_CKPT,
+    ITEMS_FILE,
+    LAST_CKPT,
     METRICS_FILE,
+    PARTIAL_PREFIX,
+    RUN_CONFIG_FILE,
+    SCORES_FILE,
+)
+from nightrec.progress import EPOCH, parse_progress
+from nightrec.registry import (
     code_version,
     content_hash,
     promotion_decision,
-    read_champion,
     read_json,
     set_champion,
     valid_ndcg,
@@ -44,8 +53,7 @@ from nightrec.registry import (
     write_version_meta,
 )
 
-SCORES_FILE = "scores.parquet"
-_EPOCH = re.compile(r"\bepoch\D{0,3}(\d+)", re.IGNORECASE)
+TRAINER = "lightning_modules.train"  # run as `python -m`; tests swap in a stand-in
 
 
 class TrainingError(NightrecError):
@@ -53,7 +61,7 @@ class TrainingError(NightrecError):
 
 
 def models_dir(config: NightrecConfig) -> Path:
-    return config.data_dir / "models"
+    return layout.models_dir(config.data_dir)
 
 
 def project_env() -> dict[str, str]:
@@ -66,9 +74,9 @@ def project_env() -> dict[str, str]:
 
 
 def _progress(artifact_id: UUID | None, line: str, epochs: int) -> None:
-    match = _EPOCH.search(line)
-    if artifact_id is not None and match:
-        done = min(int(match.group(1)) + 1, epochs)
+    event = parse_progress(line)
+    if artifact_id is not None and event is not None and event["event"] == EPOCH:
+        done = min(int(event["epoch"]) + 1, epochs)
         update_progress_artifact(artifact_id, progress=100.0 * done / epochs)
 
 
@@ -115,6 +123,41 @@ def run_trainer(cmd: list[str], timeout_s: float, logger, on_line=None) -> tuple
     return rc, list(tail)
 
 
+def version_for(sequences_dir: Path, config: NightrecConfig, run_date: date, warm_start: Path | None, mode: str):
+    """``(version name, data snapshot id)``: both derive from the inputs, so a rerun finds its folder."""
+    key = content_hash(sequences_dir)
+    config_key = json.dumps(config.model_dump(mode="json", include={"model", "train", "sequences"}), sort_keys=True)
+    digest = hashlib.sha256((key + config_key + str(warm_start)).encode()).hexdigest()
+    return version_name(run_date, mode, digest), key
+
+
+def trainer_command(config: NightrecConfig, sequences_dir: Path, work: Path, warm_start: Path | None) -> list[str]:
+    """``python -m lightning_modules.train ...`` for ``work``, resuming its ``last.ckpt`` when there is one."""
+    config_file = work / RUN_CONFIG_FILE
+    config_file.write_text(config.model_dump_json(exclude={"publish": {"postgres_url"}}))
+    cmd = [sys.executable, "-m", TRAINER, "--config", str(config_file)]
+    cmd += ["--sequences", str(sequences_dir), "--out", str(work)]
+    if (work / LAST_CKPT).is_file():
+        cmd.append("--resume")
+    if warm_start is not None:
+        cmd += ["--warm-start", str(warm_start)]
+    return cmd
+
+
+def finish_version(work: Path, final: Path, sequences_dir: Path, meta: dict) -> Path:
+    """Record ``version.json`` and the vocabulary in ``work``, then rename it to ``final``."""
+    (work / RUN_CONFIG_FILE).unlink(missing_ok=True)
+    metrics = read_json(work / METRICS_FILE)
+    # the trainer wrote into the work folder; name the checkpoint as it will be found
+    meta["best_checkpoint"] = str(final / Path(metrics.get("best_checkpoint") or BEST_CKPT).name)
+    write_version_meta(work, meta)
+    # the vocabulary and data snapshot travel with the model, whatever the trainer copied
+    if not (work / ITEMS_FILE).is_file():
+        shutil.copy2(sequences_dir / ITEMS_FILE, work / ITEMS_FILE)
+    os.replace(work, final)
+    return final
+
+
 # No Prefect timeout: the subprocess has its own (config.orchestration.train_timeout_minutes),
 # which kills every DDP rank rather than abandoning them.
 @task(name="train", cache_policy=CONTENT, persist_result=True, timeout_seconds=None)
@@ -127,25 +170,15 @@ def train_model(
     inputs, so a rerun after a crash resumes from ``last.ckpt`` of the unfinished folder.
     """
     logger = get_run_logger()
-    key = content_hash(sequences_dir)
+    version, key = version_for(sequences_dir, config, run_date, warm_start, mode)
     root = models_dir(config)
-    root.mkdir(parents=True, exist_ok=True)
-    config_key = json.dumps(config.model_dump(mode="json", include={"model", "train", "sequences"}), sort_keys=True)
-    version = version_name(run_date, mode, hashlib.sha256((key + config_key + str(warm_start)).encode()).hexdigest())
     final = root / version
     if (final / METRICS_FILE).is_file():
         logger.info(f"model {version} already trained; reusing it")
         return final
-    work = root / f".partial-{version}"
-    work.mkdir(exist_ok=True)
-    config_file = work / "run-config.json"
-    config_file.write_text(config.model_dump_json(exclude={"publish": {"postgres_url"}}))
-    cmd = [sys.executable, "-m", config.orchestration.train_module, "--config", str(config_file)]
-    cmd += ["--sequences", str(sequences_dir), "--out", str(work)]
-    if (work / "last.ckpt").is_file():
-        cmd.append("--resume")
-    if warm_start is not None:
-        cmd += ["--warm-start", str(warm_start)]
+    work = root / f"{PARTIAL_PREFIX}{version}"
+    work.mkdir(parents=True, exist_ok=True)
+    cmd = trainer_command(config, sequences_dir, work, warm_start)
     logger.info(f"training {version}: {' '.join(cmd)}")
     epochs = config.train.epochs
     progress = create_progress_artifact(progress=0.0, description=f"training {version}: epochs done of {epochs}")
@@ -158,34 +191,33 @@ def train_model(
         why = f"exit code {rc}" if rc != 0 else f"no {METRICS_FILE} written"
         raise TrainingError(f"training {version} failed ({why}); last output:\n" + "\n".join(tail[-15:]))
     update_progress_artifact(progress, progress=100.0)
-    config_file.unlink()
-    metrics = read_json(work / METRICS_FILE)
-    write_version_meta(
-        work,
-        {
-            "version": version,
-            "run_date": run_date.isoformat(),
-            "mode": mode,
-            "data_snapshot_id": key,
-            "sequences": str(sequences_dir),
-            "warm_start_from": str(warm_start) if warm_start else None,
-            "code_version": code_version(),
-            "train_seconds": round(time.monotonic() - started, 1),
-            # the trainer wrote into the work folder; name the file as it will be found
-            "best_checkpoint": str(final / Path(metrics.get("best_checkpoint") or "model.ckpt").name),
-        },
-    )
-    # the vocabulary and data snapshot travel with the model, whatever the trainer copied
-    if not (work / "items.parquet").is_file():
-        shutil.copy2(sequences_dir / "items.parquet", work / "items.parquet")
-    os.replace(work, final)
-    return final
+    meta = {
+        "version": version,
+        "run_date": run_date.isoformat(),
+        "mode": mode,
+        "data_snapshot_id": key,
+        "sequences": str(sequences_dir),
+        "warm_start_from": str(warm_start) if warm_start else None,
+        "code_version": code_version(),
+        "train_seconds": round(time.monotonic() - started, 1),
+    }
+    return finish_version(work, final, sequences_dir, meta)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE, timeout_seconds=3600)
-def evaluate(sequences_dir: Path, candidate: Path | None, champion: Path | None) -> dict:
-    """Validation NDCG@10 of the candidate, the champion and popularity on tonight's window."""
-    out: dict = {"popularity": popularity_valid_metrics(sequences_dir)}
+def evaluate(
+    sequences_dir: Path,
+    clean_path: Path,
+    config: NightrecConfig,
+    run_date: date,
+    candidate: Path | None,
+    champion: Path | None,
+) -> dict:
+    """Validation metrics of the candidate, the champion and the served popularity on tonight's window."""
+    from lightning_modules.evaluate import model_valid_metrics
+
+    events = pl.scan_parquet(clean_path)
+    out: dict = {"popularity": served_popularity_metrics(events, sequences_dir, run_date, config.popularity)}
     if candidate is not None:
         out["candidate"] = read_json(candidate / METRICS_FILE)
     if champion is not None and champion != candidate:
@@ -194,11 +226,11 @@ def evaluate(sequences_dir: Path, candidate: Path | None, champion: Path | None)
 
 
 @task(name="promote", cache_policy=NO_CACHE, timeout_seconds=600)
-def promote(config: NightrecConfig, candidate: Path | None, metrics: dict) -> dict:
-    """Apply the promotion gate and move ``models/champion`` when the candidate passes."""
+def promote(config: NightrecConfig, candidate: Path | None, champion: Path | None, metrics: dict) -> dict:
+    """Apply the promotion gate against ``champion`` (the one serving now) and move
+    ``models/champion`` when the candidate passes."""
     logger = get_run_logger()
     root = models_dir(config)
-    champion = read_champion(root)
     if candidate is None or champion == candidate:
         reason = "no new model tonight" if candidate is None else f"{candidate.name} is already the champion"
         return {"promoted": False, "reason": reason, "serving": str(champion) if champion else None}

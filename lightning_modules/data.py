@@ -14,14 +14,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from nightrec.errors import InputError
-
-ITEMS_FILE, TRAIN_FILE, VALID_FILE, TEST_FILE, FULL_FILE = (
-    "items.parquet",
-    "train.parquet",
-    "valid.parquet",
-    "test.parquet",
-    "full.parquet",
-)
+from nightrec.layout import ITEMS_FILE, SPLIT_FILES, TRAIN_FILE
+from nightrec.schema import ITEM_IDX, USER_IDX
 
 
 def _flat_lists(frame: pl.DataFrame, column: str, path: Path, n_items: int) -> tuple[np.ndarray, np.ndarray]:
@@ -189,9 +183,9 @@ class SequenceDataModule(L.LightningDataModule):
         """Read and check every file; idempotent."""
         if self.items is not None:
             return
-        self.items = self._read(ITEMS_FILE).sort("item_idx")
+        self.items = self._read(ITEMS_FILE).sort(ITEM_IDX)
         self.n_items = self.items.height
-        idx = self.items.get_column("item_idx").to_numpy()
+        idx = self.items.get_column(ITEM_IDX).to_numpy()
         if self.n_items == 0 or not np.array_equal(idx, np.arange(1, self.n_items + 1)):
             raise InputError(f"{self.dir / ITEMS_FILE}: column 'item_idx' must be 1..n_items without gaps")
         train = self._read(TRAIN_FILE)
@@ -207,19 +201,19 @@ class SequenceDataModule(L.LightningDataModule):
             self.weights = torch.from_numpy(np.where(valid, w[pos] if w.size else 0, 0).astype(np.float32))
         if len(self.windows) == 0:
             raise InputError(f"{self.dir / TRAIN_FILE}: empty training set (no user has two training items)")
-        self.train_lists = (flat, lengths, train.get_column("user_idx").to_numpy())
+        self.train_lists = (flat, lengths, train.get_column(USER_IDX).to_numpy())
         self.eval_rows = {name: self._eval_rows(name) for name in ("valid", "test")}
 
     def _eval_rows(self, split: str) -> EvalRows:
-        path = self.dir / f"{split}.parquet"
-        frame = self._read(f"{split}.parquet")
+        path = self.dir / SPLIT_FILES[split]
+        frame = self._read(SPLIT_FILES[split])
         targets = frame.get_column("target").to_numpy().astype(np.int64)
         _check_ids(targets, path, "target", self.n_items)
         flat, lengths = _flat_lists(frame, "history", path, self.n_items)
         history, hist_len = pad_tails(flat, lengths, self.max_len)
         # Seen items: the user's training sequence plus the split's history (which may reach past it).
         tr_flat, tr_len, tr_users = self.train_lists
-        users = frame.get_column("user_idx").to_numpy()
+        users = frame.get_column(USER_IDX).to_numpy()
         order = np.argsort(tr_users, kind="stable")
         at = np.minimum(np.searchsorted(tr_users[order], users), max(len(order) - 1, 0))
         found = len(order) > 0 and tr_users[order][at] == users

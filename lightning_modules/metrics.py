@@ -5,15 +5,15 @@ so a constant scorer never looks good. Masked items (padding, seen items) score 
 target therefore misses, as it would in the published list.
 
 Everything is accumulated as integer counts (targets at each rank below max K, per activity slice,
-items shown per K), so sharded evaluation summed across DDP ranks equals one process exactly.
+items shown per K) in torchmetrics sum states, so sharded evaluation summed across DDP ranks equals
+one process exactly; ``nightrec.evaluation.metrics.ranking_metrics`` turns the counts into metrics.
 """
 
-import math
-
 import torch
-import torch.distributed as dist
+from torchmetrics import Metric
 
-KS = (10, 20)
+from nightrec.evaluation.metrics import KS, coverage, ranking_metrics
+
 MISS = 2**62
 # Activity slices by the number of the user's earlier interactions: [0, 20), [20, 100), [100, inf).
 SLICES = (("short", 0, 20), ("medium", 20, 100), ("long", 100, None))
@@ -35,20 +35,25 @@ def mask_items(scores: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> 
     return scores
 
 
-class RankingAccumulator:
-    """Integer counts behind the metrics of one split and one protocol (masked or not)."""
+class RankingAccumulator(Metric):
+    """Integer counts behind the metrics of one split and one protocol (masked or not).
+
+    Both states are sums (``dist_reduce_fx="sum"``): ``compute`` gathers them over DDP ranks, so
+    every rank reports the totals. The states stay on the CPU, where the counts are made.
+    """
+
+    full_state_update = False
 
     def __init__(self, n_items: int, ks: tuple[int, ...] = KS, slices=SLICES):
+        super().__init__(compute_on_cpu=True)
         self.n_items = n_items
         self.ks = tuple(sorted(ks))
         self.max_k = self.ks[-1]
         self.slices = slices
-        self.reset()
-
-    def reset(self) -> None:
         # row 0 of hits: all users; row s + 1: slice s. Last column: users counted.
-        self.hits = torch.zeros(len(self.slices) + 1, self.max_k + 1, dtype=torch.long)
-        self.shown = torch.zeros(len(self.ks), self.n_items + 1, dtype=torch.long)
+        self.add_state("hits", torch.zeros(len(slices) + 1, self.max_k + 1, dtype=torch.long), dist_reduce_fx="sum")
+        # how many lists showed each item at each K (read as shown / not shown)
+        self.add_state("shown", torch.zeros(len(self.ks), n_items + 1, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, scores: torch.Tensor, targets: torch.Tensor, activity: torch.Tensor | None = None) -> None:
         """Add a batch: ``scores [B, n_items + 1]`` (masked entries -inf), ``targets [B]``, ``activity [B]``."""
@@ -67,41 +72,18 @@ class RankingAccumulator:
         for i, k in enumerate(self.ks):
             self.shown[i].index_fill_(0, indices[:, :k][shown[:, :k]], 1)
 
-    def state(self) -> torch.Tensor:
-        return torch.cat([self.hits.reshape(-1), self.shown.reshape(-1)])
-
-    def load_state(self, state: torch.Tensor) -> None:
-        n = self.hits.numel()
-        self.hits = state[:n].reshape(self.hits.shape).clone()
-        self.shown = state[n:].reshape(self.shown.shape).clamp(max=1).clone()
-
-    def all_reduce(self) -> None:
-        """Sum the counts over DDP ranks (no-op in one process); every rank ends with the totals."""
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            state = self.state()
-            dist.all_reduce(state, op=dist.ReduceOp.SUM)
-            self.load_state(state)
-
     def compute(self) -> dict[str, float]:
         """``recall@K, ndcg@K, mrr@K, coverage@K`` plus ``<slice>/...`` and ``users`` counts."""
         out = self._compute_row(0, "")
         for i, k in enumerate(self.ks):
-            out[f"coverage@{k}"] = int(self.shown[i, 1:].sum()) / self.n_items
+            out[f"coverage@{k}"] = coverage(int((self.shown[i, 1:] > 0).sum()), self.n_items)
         for s, (name, _, _) in enumerate(self.slices):
             out.update(self._compute_row(s + 1, f"{name}/"))
         return out
 
     def _compute_row(self, row: int, prefix: str) -> dict[str, float]:
         counts = self.hits[row, : self.max_k].tolist()
-        users = int(self.hits[row, self.max_k])
-        out: dict[str, float] = {f"{prefix}users": users}
-        for k in self.ks:
-            hits = counts[:k]
-            denom = max(users, 1)
-            out[f"{prefix}recall@{k}"] = sum(hits) / denom
-            out[f"{prefix}ndcg@{k}"] = sum(c / math.log2(r + 2) for r, c in enumerate(hits)) / denom
-            out[f"{prefix}mrr@{k}"] = sum(c / (r + 1) for r, c in enumerate(hits)) / denom
-        return out
+        return ranking_metrics(counts, int(self.hits[row, self.max_k]), self.ks, prefix)
 
 
 class SplitMetrics:
@@ -121,10 +103,6 @@ class SplitMetrics:
         self.unmasked.update(scores, batch["target"], batch["activity"])
         mask_items(scores, batch["seen_rows"].to(scores.device), batch["seen_cols"].to(scores.device))
         self.masked.update(scores, batch["target"], batch["activity"])
-
-    def all_reduce(self) -> None:
-        self.unmasked.all_reduce()
-        self.masked.all_reduce()
 
     def compute(self) -> dict[str, float]:
         """Unmasked metrics under their plain names, masked ones prefixed ``masked/``."""

@@ -12,15 +12,9 @@ import torch
 
 from lightning_modules.network import NextItemNetwork
 from nightrec.errors import InputError
+from nightrec.layout import BEST_CKPT, ITEMS_FILE
+from nightrec.schema import ITEM_IDX
 
-BEST_CKPT, LAST_CKPT, ITEMS_FILE, CONFIG_FILE, METRICS_FILE, CURVE_FILE = (
-    "model.ckpt",
-    "last.ckpt",
-    "items.parquet",
-    "config.json",
-    "metrics.json",
-    "curve.png",
-)
 # Settings that change the shape or meaning of weights; a checkpoint must agree on them to be reused.
 ARCH_KEYS = (
     "cell",
@@ -72,7 +66,7 @@ def load_model(model_dir: Path) -> tuple[NextItemNetwork, pl.DataFrame]:
     items_path = model_dir / ITEMS_FILE
     if not items_path.is_file():
         raise InputError(f"{items_path}: the model folder has no vocabulary")
-    items = pl.read_parquet(items_path).sort("item_idx")
+    items = pl.read_parquet(items_path).sort(ITEM_IDX)
     network = NextItemNetwork.from_arch(ckpt["hyper_parameters"]["arch"])
     network.load_state_dict(network_state(ckpt))
     if items.height != network.n_items:
@@ -90,9 +84,9 @@ def warm_start(network: NextItemNetwork, items: pl.DataFrame, previous_dir: Path
     previous_dir = Path(previous_dir)
     ckpt = read_checkpoint(previous_dir / BEST_CKPT)
     check_compatible(previous_dir / BEST_CKPT, ckpt["hyper_parameters"]["arch"], network.arch)
-    old_items = pl.read_parquet(previous_dir / ITEMS_FILE).select("item_id", pl.col("item_idx").alias("old_idx"))
-    pairs = items.select("item_id", "item_idx").join(old_items, on="item_id", how="inner")
-    new_idx = torch.from_numpy(pairs.get_column("item_idx").to_numpy().astype("int64"))
+    old_items = pl.read_parquet(previous_dir / ITEMS_FILE).select("item_id", pl.col(ITEM_IDX).alias("old_idx"))
+    pairs = items.select("item_id", ITEM_IDX).join(old_items, on="item_id", how="inner")
+    new_idx = torch.from_numpy(pairs.get_column(ITEM_IDX).to_numpy().astype("int64"))
     old_idx = torch.from_numpy(pairs.get_column("old_idx").to_numpy().astype("int64"))
     state = network_state(ckpt)
     own = network.state_dict()

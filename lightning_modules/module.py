@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from lightning_modules.data import expand_ranges
 from lightning_modules.metrics import SplitMetrics
 from lightning_modules.network import NextItemNetwork, prefix_items
+from nightrec.config import ModelConfig, TrainConfig
 
 MONITOR = "valid/ndcg@10"
 
@@ -40,14 +41,17 @@ def sampled_seen(
 class NextItemModule(L.LightningModule):
     """Trains a ``NextItemNetwork`` with full or sampled softmax; evaluates by full ranking."""
 
-    def __init__(self, network: NextItemNetwork, config: dict[str, Any], item_counts: list[int] | None = None):
+    def __init__(
+        self, network: NextItemNetwork, model: ModelConfig, train: TrainConfig, item_counts: list[int] | None = None
+    ):
         super().__init__()
         self.network = network
         # An exponential moving average of the weights, when configured, is what gets evaluated and
         # published: it is smoother than the last step's weights on small, noisy data.
-        self.ema = copy.deepcopy(network).requires_grad_(False) if config["train"].get("ema_decay") else None
+        self.ema = copy.deepcopy(network).requires_grad_(False) if train.ema_decay else None
+        config = {"model": model.model_dump(mode="json"), "train": train.model_dump(mode="json")}
         self.save_hyperparameters({"arch": network.arch, "config": config})
-        self.model_cfg, self.train_cfg = config["model"], config["train"]
+        self.model_cfg, self.train_cfg = model, train
         counts = torch.tensor([0, *(item_counts or [1] * network.n_items)], dtype=torch.float)
         self.register_buffer("log_q", torch.log(counts / counts.sum()).clamp(min=-1e4), persistent=False)
         self.metrics = {"valid": SplitMetrics(network.n_items), "test": SplitMetrics(network.n_items)}
@@ -58,7 +62,7 @@ class NextItemModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         # Dropout masks depend only on (seed, epoch, rank), so a resumed run draws the same ones.
-        torch.manual_seed(self.train_cfg["seed"] + 1_000_003 * self.current_epoch + self.global_rank)
+        torch.manual_seed(self.train_cfg.seed + 1_000_003 * self.current_epoch + self.global_rank)
         self._loss_sum.zero_()
         self._epoch_started = time.perf_counter()
 
@@ -69,13 +73,13 @@ class NextItemModule(L.LightningModule):
         keep = targets > 0
         hidden, targets = hidden[keep], targets[keep]
         seen = prefix_items(inputs, keep) if self.network.history_weight is not None else None
-        if self.model_cfg["loss"] == "sampled_softmax":
+        if self.model_cfg.loss == "sampled_softmax":
             losses = self._sampled_softmax(hidden, targets, seen)
         else:
             logits = hidden @ self.network.item_embeddings().T
             if seen is not None:
                 logits = self.network.add_history_bias(logits, *seen)
-            smoothing = self.model_cfg.get("label_smoothing", 0.0)
+            smoothing = self.model_cfg.label_smoothing
             if smoothing:
                 # Smoothing spreads mass over real items only: the padding column is left out, not
                 # given a -inf logit (which would make the smoothed loss infinite).
@@ -99,7 +103,7 @@ class NextItemModule(L.LightningModule):
         if self.ema is not None:
             # Warm-up as in TensorFlow's ExponentialMovingAverage: short runs are not stuck near the init.
             step = self.global_step
-            weight = 1.0 - min(self.train_cfg["ema_decay"], (1 + step) / (10 + step))
+            weight = 1.0 - min(self.train_cfg.ema_decay, (1 + step) / (10 + step))
             with torch.no_grad():
                 for avg, param in zip(self.ema.parameters(), self.network.parameters(), strict=True):
                     avg.lerp_(param.detach(), weight)
@@ -113,7 +117,7 @@ class NextItemModule(L.LightningModule):
     ) -> torch.Tensor:
         """Shared popularity-sampled negatives with logQ correction; accidental hits are removed."""
         probs = self.log_q.exp()
-        negatives = torch.multinomial(probs, self.model_cfg["num_negatives"], replacement=True)
+        negatives = torch.multinomial(probs, self.model_cfg.num_negatives, replacement=True)
         table = self.network.item_embeddings()
         pos = (hidden * table[targets]).sum(-1, keepdim=True) - self.log_q[targets].unsqueeze(1)
         neg = hidden @ table[negatives].T - self.log_q[negatives]
@@ -128,10 +132,10 @@ class NextItemModule(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(
-            self.network.parameters(), lr=self.train_cfg["lr"], weight_decay=self.train_cfg["weight_decay"]
+            self.network.parameters(), lr=self.train_cfg.lr, weight_decay=self.train_cfg.weight_decay
         )
-        if self.train_cfg["lr_schedule"] == "cosine":
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.train_cfg["epochs"])
+        if self.train_cfg.lr_schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.train_cfg.epochs)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
         return optimizer
 
@@ -148,9 +152,7 @@ class NextItemModule(L.LightningModule):
         self.metrics["valid"].update(self.score(batch), batch)
 
     def on_validation_epoch_end(self) -> None:
-        split = self.metrics["valid"]
-        split.all_reduce()
-        values = split.compute()
+        values = self.metrics["valid"].compute()  # summed over DDP ranks
         if self.trainer.sanity_checking:
             return
         loss = self._loss_sum.clone()
@@ -177,7 +179,6 @@ class NextItemModule(L.LightningModule):
         self.metrics["test"].update(self.score(batch), batch)
 
     def on_test_epoch_end(self) -> None:
-        self.metrics["test"].all_reduce()
         self.test_results = self.metrics["test"].compute()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

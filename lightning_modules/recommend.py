@@ -14,6 +14,7 @@ from lightning_modules.data import EvalRows, pad_tails
 from lightning_modules.metrics import SplitMetrics, mask_items
 from lightning_modules.model_io import load_model
 from lightning_modules.network import NextItemNetwork
+from nightrec.schema import ITEM_IDX
 
 
 class Recommender:
@@ -22,7 +23,7 @@ class Recommender:
     name = "recommender"
 
     def __init__(self, items: pl.DataFrame, max_len: int = 50):
-        self.items = items.sort("item_idx")
+        self.items = items.sort(ITEM_IDX)
         self.n_items = self.items.height
         self.max_len = max_len
         self._index = dict(zip(self.items.get_column("item_id").to_list(), range(1, self.n_items + 1), strict=True))

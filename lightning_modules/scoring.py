@@ -13,10 +13,10 @@ import polars as pl
 import torch
 
 from lightning_modules.topk import seen_csr, top_k_scores
-from nightrec.schema import ITEM_ID, RANK, SCORE, USER_ID
+from nightrec.layout import FULL_FILE, ITEMS_FILE, TRAIN_FILE, USERS_FILE
+from nightrec.schema import ITEM_ID, ITEM_IDX, RANK, SCORE, USER_ID, USER_IDX
 
 __all__ = ["score_network", "score_users", "seen_csr", "top_k_scores"]
-USER_IDX, ITEM_IDX = "user_idx", "item_idx"
 
 
 def score_users(
@@ -58,12 +58,12 @@ def score_network(
     ids, so a vocabulary that grew since training never shifts an item; unknown items are dropped.
     """
     sequences_dir = Path(sequences_dir)
-    to_model = _index_map(pl.read_parquet(sequences_dir / "items.parquet"), model_items)
-    history = _mapped(pl.read_parquet(sequences_dir / "full.parquet"), "history", to_model)
+    to_model = _index_map(pl.read_parquet(sequences_dir / ITEMS_FILE), model_items)
+    history = _mapped(pl.read_parquet(sequences_dir / FULL_FILE), "history", to_model)
     users = (
         history.select(USER_IDX)
         .unique()
-        .join(pl.read_parquet(sequences_dir / "users.parquet"), on=USER_IDX)
+        .join(pl.read_parquet(sequences_dir / USERS_FILE), on=USER_IDX)
         .sort(USER_IDX)
         .with_row_index("__r")
     )
@@ -72,7 +72,7 @@ def score_network(
     rows = users.select(USER_IDX, pl.col("__r").cast(pl.Int64))
     history = history.join(rows, on=USER_IDX).sort("__r", "__pos")
     seen = [history.select("__r", ITEM_IDX)]
-    train_path = sequences_dir / "train.parquet"
+    train_path = sequences_dir / TRAIN_FILE
     if train_path.is_file():
         train = _mapped(pl.read_parquet(train_path, columns=[USER_IDX, "items"]), "items", to_model)
         seen.append(train.join(rows, on=USER_IDX).select("__r", ITEM_IDX))
@@ -129,12 +129,12 @@ def _to_frame(user_ids: pl.Series, scores: torch.Tensor, idx: torch.Tensor, mode
         {
             USER_ID: np.repeat(user_ids.to_numpy(), k),
             RANK: np.tile(np.arange(1, k + 1, dtype=np.int32), n),
-            "item_idx": idx.reshape(-1).numpy(),
+            ITEM_IDX: idx.reshape(-1).numpy(),
             SCORE: scores.reshape(-1).double().numpy(),
         }
     )
     frame = frame.filter(pl.col(SCORE).is_finite())
     items = pl.DataFrame(
-        {"item_idx": model_items.get_column("item_idx").cast(pl.Int64), ITEM_ID: model_items.get_column(ITEM_ID)}
+        {ITEM_IDX: model_items.get_column(ITEM_IDX).cast(pl.Int64), ITEM_ID: model_items.get_column(ITEM_ID)}
     )
-    return frame.join(items, on="item_idx", how="left").select(USER_ID, RANK, ITEM_ID, SCORE).sort(USER_ID, RANK)
+    return frame.join(items, on=ITEM_IDX, how="left").select(USER_ID, RANK, ITEM_ID, SCORE).sort(USER_ID, RANK)

@@ -19,25 +19,18 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pydantic import ValidationError
 
-from lightning_modules.data import ITEMS_FILE, SequenceDataModule
-from lightning_modules.model_io import (
-    BEST_CKPT,
-    CONFIG_FILE,
-    CURVE_FILE,
-    LAST_CKPT,
-    METRICS_FILE,
-    check_compatible,
-    read_checkpoint,
-    warm_start,
-)
+from lightning_modules.data import SequenceDataModule
+from lightning_modules.model_io import check_compatible, read_checkpoint, warm_start
 from lightning_modules.module import MONITOR, NextItemModule
 from lightning_modules.network import build_network
 from nightrec.config import NightrecConfig
 from nightrec.errors import ConfigError, NightrecError
+from nightrec.layout import BEST_CKPT, CONFIG_FILE, CURVE_FILE, ITEMS_FILE, LAST_CKPT, METRICS_FILE
+from nightrec.progress import DONE, EPOCH, progress_line
 
 
 class EpochLog(Callback):
-    """One plain line per epoch on stdout (the flow captures it); only rank 0 prints.
+    """One JSON progress line per epoch on stdout (``nightrec.progress``); only rank 0 prints.
 
     Printed at the end of the training epoch, after the epoch's checkpoints are on disk.
     """
@@ -47,11 +40,9 @@ class EpochLog(Callback):
             return
         h = module.history[-1]
         v = h["valid"]
-        print(
-            f"epoch {h['epoch']} loss {h['train_loss']:.4f} valid ndcg@10 {v['ndcg@10']:.4f} "
-            f"recall@10 {v['recall@10']:.4f} masked ndcg@10 {v['masked/ndcg@10']:.4f} ({h['epoch_s']:.1f}s)",
-            flush=True,
-        )
+        valid = {name: v[name] for name in ("ndcg@10", "recall@10", "masked/ndcg@10")}
+        line = progress_line(EPOCH, epoch=h["epoch"], loss=h["train_loss"], valid=valid, epoch_s=round(h["epoch_s"], 2))
+        print(line, flush=True)
 
 
 def trainer_settings(config: NightrecConfig) -> dict[str, Any]:
@@ -112,7 +103,7 @@ def fit(
         check_compatible(resume_path, read_checkpoint(resume_path)["hyper_parameters"]["arch"], network.arch)
     warm = warm_start(network, data.items, warm_start_dir) if warm_start_dir is not None and not resume else None
     counts = data.items.get_column("count").to_list() if "count" in data.items.columns else None
-    module = NextItemModule(network, config.model_dump(mode="json"), counts)
+    module = NextItemModule(network, config.model, config.train, counts)
     checkpoint = ModelCheckpoint(
         dirpath=out,
         filename=Path(BEST_CKPT).stem,
@@ -228,12 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
     if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
-        t = metrics["test"]
-        print(
-            f"best epoch {metrics['best_epoch']} of {metrics['epochs']}: test ndcg@10 {t['ndcg@10']:.4f} "
-            f"recall@10 {t['recall@10']:.4f} mrr@10 {t['mrr@10']:.4f} masked ndcg@10 {t['masked/ndcg@10']:.4f}",
-            flush=True,
-        )
+        test = {name: metrics["test"][name] for name in ("ndcg@10", "recall@10", "mrr@10", "masked/ndcg@10")}
+        print(progress_line(DONE, best_epoch=metrics["best_epoch"], epochs=metrics["epochs"], test=test), flush=True)
     return 0
 
 

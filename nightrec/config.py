@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from nightrec.errors import ConfigError
+from nightrec.layout import DUCKDB_FILE, run_dir
 from nightrec.schema import ADD_TO_CART, CLICK, DEFAULT_EVENT_TYPES, PURCHASE, VIEW
 
 ENV_PREFIX = "NIGHTREC_"
@@ -62,7 +63,7 @@ class ModelConfig(_Section):
 
 
 class SequenceConfig(_Section):
-    """Turning clean events into per-user item sequences (``nightrec.sequences``)."""
+    """Turning clean events into per-user item sequences (``nightrec.sequences.build``)."""
 
     max_len: int = Field(50, ge=2, description="History length kept for evaluation and scoring inputs.")
     session_timeout_minutes: float = Field(30.0, gt=0, description="A longer gap starts a new session.")
@@ -202,7 +203,6 @@ class OrchestrationConfig(_Section):
     retrain_every_days: int = Field(1, ge=1, description="Warm-start a new model every N nights; reuse it between.")
     promotion_tolerance: float = Field(0.0, ge=0, description="Allowed drop in validation NDCG@10 vs the champion.")
     train_timeout_minutes: float = Field(180.0, gt=0)
-    train_module: str = Field("lightning_modules.train", description="Module run as `python -m` to train.")
 
     @field_validator("timezone")
     @classmethod
@@ -263,10 +263,10 @@ class NightrecConfig(_Section):
 
     @property
     def duckdb_path(self) -> Path:
-        return self.data_dir / "nightrec.duckdb"
+        return self.data_dir / DUCKDB_FILE
 
     def run_dir(self, run_date: date) -> Path:
-        return self.data_dir / "runs" / run_date.isoformat()
+        return run_dir(self.data_dir, run_date)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -16,12 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from nightrec.errors import NightrecError
+from nightrec.layout import CHAMPION, VERSION_FILE
 
-CHAMPION = "champion"
-VERSION_FILE = "version.json"
-METRICS_FILE = "metrics.json"
 VALID_NDCG = "ndcg@10"
-_CHUNK = 1 << 20
 
 
 def content_hash(path: str | Path) -> str:
@@ -45,8 +42,7 @@ def content_hash(path: str | Path) -> str:
     for rel, file in files:
         digest.update(rel.encode() + b"\0")
         with open(file, "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                digest.update(chunk)
+            hashlib.file_digest(fh, lambda: digest)  # one running digest over every file
         digest.update(b"\0")
     return digest.hexdigest()
 
@@ -191,3 +187,39 @@ def write_version_meta(version_dir: Path, meta: dict[str, Any]) -> Path:
     current = json.loads(path.read_text()) if path.is_file() else {}
     path.write_text(json.dumps({**current, **meta}, indent=2, default=str))
     return path
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Tonight's training decision, made from one look at the champion.
+
+    ``mode`` is ``scratch``, ``warm`` (from ``base``) or ``reuse`` (no training); ``base`` is the
+    champion as it was before the run date (warm-start source and vocabulary); ``live`` is the one
+    serving now, which the promotion gate compares the candidate with.
+    """
+
+    mode: str
+    base: Path | None
+    live: Path | None
+    note: str
+
+    @property
+    def trains(self) -> bool:
+        return self.mode != "reuse"
+
+    @property
+    def warm_start(self) -> Path | None:
+        return self.base if self.mode == "warm" else None
+
+
+def plan_training(models_dir: Path, run_date: date, every_days: int, retrain_reason: str | None = None) -> TrainPlan:
+    """Train from scratch (a retrain, or no champion yet), warm-start from the champion when a new
+    model is due, or reuse the champion."""
+    live, base = read_champion(models_dir), champion_before(models_dir, run_date)
+    if retrain_reason is not None:
+        return TrainPlan("scratch", base, live, f"retrained from scratch ({retrain_reason})")
+    if retrain_due(base, run_date, every_days):
+        if base is None:
+            return TrainPlan("scratch", None, live, "scratch start")
+        return TrainPlan("warm", base, live, f"warm start from {base.name}")
+    return TrainPlan("reuse", base, live, f"not due; champion `{base.name}` reused")

@@ -7,6 +7,8 @@ MovieLens, strings elsewhere), so a published table never mixes types.
 
 import polars as pl
 
+from nightrec.errors import NightrecError
+
 USER_ID = "user_id"
 ITEM_ID = "item_id"
 EVENT_TYPE = "event_type"
@@ -23,6 +25,11 @@ DEFAULT_EVENT_TYPES = (VIEW, CLICK, ADD_TO_CART, PURCHASE)
 
 ID_DTYPE = pl.String
 TIMESTAMP_DTYPE = pl.Datetime("us", "UTC")
+
+# The sequences contract: dense indices (items 1..n, 0 is padding; users 0..n-1).
+ITEM_IDX = "item_idx"
+USER_IDX = "user_idx"
+IDX_DTYPE = pl.Int32
 
 EVENT_SCHEMA: dict[str, pl.DataType] = {
     USER_ID: ID_DTYPE,
@@ -48,15 +55,22 @@ RECOMMENDATION_SCHEMA: dict[str, pl.DataType] = {
     SOURCE: pl.String,
     MODEL_VERSION: pl.String,
 }
+# The list a user absent from the table gets (the CLI shows it to new users).
+FALLBACK_SCHEMA: dict[str, pl.DataType] = {
+    RUN_DATE: pl.Date,
+    RANK: pl.Int32,
+    ITEM_ID: ID_DTYPE,
+    SCORE: pl.Float64,
+    MODEL_VERSION: pl.String,
+}
 SOURCE_MODEL = "model"
 SOURCE_POPULARITY = "popularity"
 SOURCE_MODEL_POPULARITY = "model+popularity"
 
 
-def empty_events() -> pl.DataFrame:
-    """An event frame with the contract's columns and no rows."""
-    return pl.DataFrame(schema=EVENT_SCHEMA)
-
-
-def empty_recommendations() -> pl.DataFrame:
-    return pl.DataFrame(schema=RECOMMENDATION_SCHEMA)
+def conform(recs: pl.DataFrame) -> pl.DataFrame:
+    """Cast to the published schema and column order; raises if a column is missing."""
+    missing = [c for c in RECOMMENDATION_SCHEMA if c not in recs.columns]
+    if missing:
+        raise NightrecError(f"recommendations: missing column(s) {', '.join(missing)}")
+    return recs.select(pl.col(c).cast(t) for c, t in RECOMMENDATION_SCHEMA.items()).sort(USER_ID, RANK)

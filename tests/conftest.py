@@ -1,5 +1,5 @@
 import os
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -24,7 +24,7 @@ def prefect_harness():
 @pytest.fixture(scope="session")
 def demo_events(tmp_path_factory):
     """A small clean synthetic log: 200 users, 120 items, 5 days ending DEMO_END."""
-    from nightrec.synthetic import SyntheticSpec, write_demo_data
+    from nightrec.ingest.synthetic import SyntheticSpec, write_demo_data
 
     out = tmp_path_factory.mktemp("demo") / "events"
     manifest = write_demo_data(out, SyntheticSpec(users=200, items=120, days=5, seed=7, end_date=DEMO_END))
@@ -65,3 +65,13 @@ def night_copy(demo_night, tmp_path):
     config, _ = demo_night
     shutil.copytree(config.data_dir, tmp_path / "data", symlinks=True)  # models/champion is a symlink
     return config.model_copy(update={"data_dir": tmp_path / "data"})
+
+
+@pytest.fixture(scope="session")
+def night2_events(tmp_path_factory):
+    """The demo log (same users, items, seed) one day longer: what the second night reads."""
+    from nightrec.ingest.synthetic import SyntheticSpec, write_demo_data
+
+    out = tmp_path_factory.mktemp("night2") / "events"
+    write_demo_data(out, SyntheticSpec(users=200, items=120, days=6, seed=7, end_date=DEMO_END + timedelta(days=1)))
+    return out

@@ -1,6 +1,6 @@
 """A training entry point that fails the way a real one can: it logs a little, then exits 3.
 
-The training-crash test points ``orchestration.train_module`` here.
+The training-crash test points ``flows.training.TRAINER`` here.
 """
 
 import sys

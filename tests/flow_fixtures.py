@@ -6,27 +6,16 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
-import pytest
 
 from nightrec.config import NightrecConfig
 from tests.conftest import DEMO_END
 
-# A module that does not exist: the flow then serves popularity to everyone (no trainer installed).
+# A stand-in trainer that logs a little and exits 3 (tests/flow_crash_trainer.py).
 CRASH_TRAINER = "tests.flow_crash_trainer"
 
 
 NIGHT1 = DEMO_END + timedelta(days=1)
 NIGHT2 = NIGHT1 + timedelta(days=1)
-
-
-@pytest.fixture(scope="session")
-def night2_events(tmp_path_factory):
-    """The demo log (same users, items, seed) one day longer: what the second night reads."""
-    from nightrec.synthetic import SyntheticSpec, write_demo_data
-
-    out = tmp_path_factory.mktemp("night2") / "events"
-    write_demo_data(out, SyntheticSpec(users=200, items=120, days=6, seed=7, end_date=NIGHT1))
-    return out
 
 
 def small_config(data_dir: Path, events: Path, min_history: int | None = None, **orchestration) -> NightrecConfig:

@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from nightrec.behavior import analyze_events, distribution, prepare_events
-from nightrec.behavior_trends import compare_headline, headline, js_distance, previous_report, read_previous
+from nightrec.behavior.analyze import analyze_events, distribution, prepare_events
+from nightrec.behavior.trends import compare_headline, headline, js_distance, previous_report, read_previous
 from nightrec.config import NightrecConfig
 from nightrec.errors import InputError
 from nightrec.schema import EVENT_SCHEMA, ITEM_ID, SESSION_ID, TIMESTAMP

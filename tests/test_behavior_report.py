@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from nightrec.behavior_figures import FIGURES
-from nightrec.behavior_report import drift_flagged, write_behavior_report
+from nightrec.behavior.figures import FIGURES
+from nightrec.behavior.report import drift_flagged, write_behavior_report
 from nightrec.errors import InputError
-from nightrec.readers import read_events
+from nightrec.ingest.readers import read_events
 from nightrec.schema import EVENT_SCHEMA
 from tests.behavior_fixtures import daily_log, funnel_log
 

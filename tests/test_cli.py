@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nightrec.readers import read_events
+from nightrec.ingest.readers import read_events
 
 NIGHTREC = str(Path(sys.executable).parent / "nightrec")
 

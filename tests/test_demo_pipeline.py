@@ -4,7 +4,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from nightrec.readers import read_events
+from nightrec.ingest.readers import read_events
 
 pytestmark = pytest.mark.integration
 

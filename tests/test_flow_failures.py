@@ -6,13 +6,13 @@ from datetime import timedelta
 import polars as pl
 import pytest
 
-from nightrec.publish import partition_dir
-from tests.flow_fixtures import (  # noqa: F401 (night2_events is a fixture)
+from flows import training
+from nightrec.publish.local import partition_dir
+from tests.flow_fixtures import (
     CRASH_TRAINER,
     NIGHT1,
     NIGHT2,
     latest_table,
-    night2_events,
     run_night,
     task_states,
 )
@@ -50,12 +50,10 @@ def test_validation_error_fails_the_run_and_names_the_rule(served_night, tmp_pat
     _assert_old_table_serves(config, before)
 
 
-def test_training_crash_fails_the_run_with_the_trainer_output(served_night, night2_events):  # noqa: F811
+def test_training_crash_fails_the_run_with_the_trainer_output(served_night, night2_events, monkeypatch):
     config, before = served_night
-    crashing = config.model_copy(
-        update={"orchestration": config.orchestration.model_copy(update={"train_module": CRASH_TRAINER})}
-    )
-    state = run_night(crashing.model_copy(update={"events": str(night2_events)}), NIGHT2)
+    monkeypatch.setattr(training, "TRAINER", CRASH_TRAINER)  # the flow runs in this process
+    state = run_night(config.model_copy(update={"events": str(night2_events)}), NIGHT2)
     assert state.is_failed()
     assert "exit code 3" in state.message and "out of memory" in state.message, state.message
     assert task_states(state)["train"] == "Failed"
@@ -68,7 +66,7 @@ def test_training_crash_fails_the_run_with_the_trainer_output(served_night, nigh
     _assert_old_table_serves(config, before)
 
 
-def test_publish_failure_rolls_back_and_the_old_table_serves(served_night, night2_events):  # noqa: F811
+def test_publish_failure_rolls_back_and_the_old_table_serves(served_night, night2_events):
     config, before = served_night
     # a damaged partition of another date breaks the rebuild of the DuckDB file mid-publish,
     # after tonight's Parquet partition was swapped in

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from flows.evaluation import model_valid_metrics
+from lightning_modules.evaluate import model_valid_metrics
 from nightrec.registry import read_json
 from tests.conftest import DEMO_END
-from tests.flow_fixtures import (  # noqa: F401 (night2_events is a fixture)
+from tests.flow_fixtures import (
     NIGHT2,
     flow_run_artifacts,
     latest_table,
-    night2_events,
     run_night,
     task_states,
 )
@@ -67,7 +66,7 @@ def test_night_completes_trains_publishes_and_a_rerun_reuses_cached_stages(demo_
 
 def test_second_night_warm_starts_from_the_champion_and_is_judged_against_it(
     night_copy,
-    night2_events,  # noqa: F811
+    night2_events,
 ):
     config = night_copy
     version = (config.data_dir / "models" / "champion").resolve()

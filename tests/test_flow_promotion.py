@@ -8,12 +8,14 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 import pytest
 
-from flows.evaluation import popularity_valid_metrics
-from flows.pipeline import quality_degraded, stale_run_reason
+from flows.pipeline import stale_run_reason
+from nightrec.config import PopularityConfig
 from nightrec.errors import NightrecError
+from nightrec.evaluation.gate import quality_degraded, served_popularity_metrics
 from nightrec.registry import (
     champion_before,
     content_hash,
+    plan_training,
     promotion_decision,
     read_champion,
     retrain_due,
@@ -85,20 +87,34 @@ def test_content_hash_follows_content_not_timestamps(tmp_path):
 
 
 def test_popularity_baseline_ndcg_by_hand(tmp_path):
-    # items 1..4; training counts: item 1 x3, item 2 x2, item 3 x2, item 4 x0
+    # The served list: time-decayed popularity of tonight's events. Same day and type for every
+    # event, so scores follow counts: item a x3, b x2, c x2, d x0.
     pl.DataFrame({"item_id": ["a", "b", "c", "d"], "item_idx": [1, 2, 3, 4], "count": [3, 2, 2, 0]}).write_parquet(
         tmp_path / "items.parquet"
     )
-    pl.DataFrame({"user_idx": [0, 1], "items": [[1, 1, 2], [1, 2, 3, 3]]}).write_parquet(tmp_path / "train.parquet")
-    pl.DataFrame({"user_idx": [0, 1, 2], "history": [[1], [2], [3]], "target": [1, 3, 4]}).write_parquet(
-        tmp_path / "valid.parquet"
+    pl.DataFrame({"user_id": ["u0", "u1", "u2"], "user_idx": [0, 1, 2]}).write_parquet(tmp_path / "users.parquet")
+    for split in ("valid", "test"):
+        pl.DataFrame({"user_idx": [0, 1, 2], "history": [[1], [2], [3]], "target": [1, 3, 4]}).write_parquet(
+            tmp_path / f"{split}.parquet"
+        )
+    training = [("x1", "a"), ("x2", "a"), ("x3", "a"), ("x1", "b"), ("x2", "b"), ("x1", "c"), ("x2", "c")]
+    # the held-out answers are in tonight's events too: the baseline must not count them
+    held_out = [("u0", "a"), ("u1", "c"), ("u2", "d")] * 5
+    day = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    events = pl.DataFrame(
+        [(u, i, "click", day) for u, i in training + held_out],
+        schema=["user_id", "item_id", "event_type", "timestamp"],
+        orient="row",
     )
-    got = popularity_valid_metrics(tmp_path, k=10)
-    # target 1: rank 1; target 3 ties with item 2 (a tie counts against it): rank 3; target 4: rank 4
+    run = date(2026, 3, 11)
+    got = served_popularity_metrics(events, tmp_path, run, PopularityConfig(), ks=(10,))
+    # target a: rank 1; target c ties with item b (a tie counts against it): rank 3; target d: rank 4
     expected = (1 / math.log2(2) + 1 / math.log2(4) + 1 / math.log2(5)) / 3
     assert got["ndcg@10"] == pytest.approx(expected)
     assert got["recall@10"] == 1.0 and got["users"] == 3
-    assert popularity_valid_metrics(tmp_path, k=2)["ndcg@2"] == pytest.approx(1 / 3)
+    assert served_popularity_metrics(events, tmp_path, run, PopularityConfig(), ks=(2,))["ndcg@2"] == pytest.approx(
+        1 / 3
+    )
 
 
 def test_late_scheduled_runs_are_not_replayed():
@@ -117,3 +133,18 @@ def test_quality_degraded_when_the_live_model_is_below_popularity_or_data_drifts
     assert quality_degraded(above, {"promoted": False}, calm) is None
     drifted = {"drift": True, "drift_message": "drift: events moved"}
     assert quality_degraded(above, {"promoted": False}, drifted) == "drift: events moved"
+
+
+def test_the_training_plan_reads_the_champion_once_and_decides(tmp_path):
+    models = tmp_path / "models"
+    night = date(2026, 3, 11)
+    first = plan_training(models, night, every_days=7)
+    assert (first.mode, first.base, first.live, first.warm_start) == ("scratch", None, None, None)
+    old = _version(models, "2026-03-01-scratch-a", date(2026, 3, 1))
+    set_champion(models, old)
+    due = plan_training(models, night, every_days=7)
+    assert (due.mode, due.warm_start, due.live) == ("warm", old, old) and due.trains
+    fresh = plan_training(models, date(2026, 3, 3), every_days=7)
+    assert fresh.mode == "reuse" and not fresh.trains and old.name in fresh.note
+    forced = plan_training(models, date(2026, 3, 3), every_days=7, retrain_reason="new catalogue")
+    assert forced.mode == "scratch" and forced.warm_start is None and "new catalogue" in forced.note

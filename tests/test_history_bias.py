@@ -61,7 +61,7 @@ def _train_offset(loss: str, sequences: torch.Tensor, steps: int = 80) -> float:
         }
     )
     net = NextItemNetwork(n_items=8, embedding_dim=8, hidden_size=8, dropout=0.0, history_bias=True)
-    module = NextItemModule(net, config.model_dump(mode="json"), item_counts=[1] * 8)
+    module = NextItemModule(net, config.model, config.train, item_counts=[1] * 8)
     optimizer = module.configure_optimizers()
     for _ in range(steps):
         optimizer.zero_grad()

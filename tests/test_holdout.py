@@ -3,7 +3,7 @@
 import polars as pl
 import pytest
 
-from nightrec.holdout import hold_out_last, published_metrics
+from nightrec.evaluation.holdout import hold_out_last, published_metrics
 
 
 def test_hold_out_last_follows_time_then_input_order():

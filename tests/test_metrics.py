@@ -2,10 +2,12 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from lightning_modules.metrics import RankingAccumulator, SplitMetrics, target_ranks
+from nightrec.evaluation.metrics import metrics_from_ranks, rank_against, ranking_metrics
 
 NEG = float("-inf")
 
@@ -95,5 +97,35 @@ def test_shards_summed_equal_one_pass_exactly():
     for part, idx in zip(parts, torch.tensor_split(torch.arange(50), 3), strict=True):
         part.update(scores[idx].clone(), targets[idx], activity[idx])
     merged = RankingAccumulator(40)
-    merged.load_state(sum(p.state() for p in parts))
+    for part in parts:
+        merged.merge_state(part)  # the sum reduction DDP applies across ranks
     assert merged.compute() == whole.compute()
+
+
+def test_the_one_rank_to_metric_function_by_hand():
+    # 0-based ranks 0, 2 and a miss; K = 1 and 3
+    m = metrics_from_ranks([0, 2, math.inf], ks=(1, 3))
+    assert m["users"] == 3
+    assert m["recall@1"] == pytest.approx(1 / 3) and m["recall@3"] == pytest.approx(2 / 3)
+    assert m["ndcg@3"] == pytest.approx((1 + 1 / math.log2(4)) / 3)
+    assert m["mrr@3"] == pytest.approx((1 + 1 / 3) / 3)
+    assert ranking_metrics([1, 0, 1], 3, ks=(1, 3)) == m
+    assert metrics_from_ranks([], ks=(10,))["ndcg@10"] == 0.0
+
+
+def test_shared_scores_rank_ties_against_the_target():
+    scores = np.array([-np.inf, 3.0, 2.0, 2.0, 0.0])  # column 0 is padding
+    # item 1 first; items 2 and 3 tie, so each ranks behind the other; item 4 last
+    assert rank_against(scores, np.array([1, 2, 3, 4])).tolist() == [0, 2, 2, 3]
+
+
+def test_the_accumulator_and_the_rank_list_agree():
+    gen = torch.Generator().manual_seed(1)
+    scores = torch.randn(40, 31, generator=gen)
+    scores[:, 0] = NEG
+    targets = torch.randint(1, 31, (40,), generator=gen)
+    acc = RankingAccumulator(30)
+    acc.update(scores.clone(), targets)
+    got = acc.compute()
+    want = metrics_from_ranks(target_ranks(scores, targets).tolist())
+    assert {k: got[k] for k in want} == want

@@ -1,5 +1,7 @@
 """The network, the DataModule's tensors, bad sequence input and the ranked-list contract."""
 
+from datetime import UTC, date, datetime
+
 import numpy as np
 import polars as pl
 import pytest
@@ -9,7 +11,10 @@ from lightning_modules.baselines import ItemKNNRecommender, PopularityRecommende
 from lightning_modules.data import SequenceDataModule, build_windows, pad_tails
 from lightning_modules.network import NextItemNetwork
 from lightning_modules.recommend import ModelRecommender
+from nightrec.config import PopularityConfig
 from nightrec.errors import InputError
+from nightrec.fallback.popularity import ServedPopularity
+from nightrec.recommender import RankedList
 from tests.model_fixtures import write_sequence_dir
 
 
@@ -107,13 +112,22 @@ def test_every_recommender_answers_the_same_ranked_list_contract(tmp_path):
     data.load()
     flat, lengths, _ = data.train_lists
     net = NextItemNetwork(n_items=data.n_items, embedding_dim=8, hidden_size=8)
+    # the list cold users are served: time-decayed popularity of events over every item
+    day = datetime(2026, 3, 10, tzinfo=UTC)
+    events = pl.DataFrame(
+        [("u", item, "view", day) for item in data.items.get_column("item_id") for _ in range(int(item[1:]))],
+        schema=["user_id", "item_id", "event_type", "timestamp"],
+        orient="row",
+    )
     recommenders = [
         ModelRecommender(net, data.items, max_len=8),
         PopularityRecommender(data.items, flat, max_len=8),
         ItemKNNRecommender(data.items, flat, lengths, max_len=8),
+        ServedPopularity(events, date(2026, 3, 11), PopularityConfig()),
     ]
     histories = [["i3", "i4", "i5"], ["i10", "unknown-item"]]
     for rec in recommenders:
+        assert isinstance(rec, RankedList), rec.name
         top = rec.top_k(histories, k=5)
         assert top.columns == ["user", "rank", "item_id", "score"]
         for user, hist in enumerate(histories):
@@ -123,6 +137,8 @@ def test_every_recommender_answers_the_same_ranked_list_contract(tmp_path):
             assert mine.get_column("score").to_list() == sorted(mine.get_column("score").to_list(), reverse=True)
         with_seen = rec.top_k(histories, k=data.n_items, exclude_seen=False)
         assert with_seen.filter(pl.col("user") == 0).height == data.n_items
+    # The served list is the decayed popularity order: i30 (30 events) first, unseen items only.
+    assert recommenders[3].top_k([["i30"]], k=2).get_column("item_id").to_list() == ["i29", "i28"]
     # The kNN baseline knows that i5 is mostly followed by i6 in this data.
     assert recommenders[2].top_k([["i4", "i5"]], k=1).get_column("item_id").to_list() == ["i6"]
 
@@ -138,7 +154,7 @@ def test_both_objectives_learn_a_sequence(loss, smoothing):
         {"model": {"loss": loss, "num_negatives": 8, "label_smoothing": smoothing}, "train": {"lr": 0.05}}
     )
     net = NextItemNetwork(n_items=12, embedding_dim=8, hidden_size=8, dropout=0.0)
-    module = NextItemModule(net, config.model_dump(mode="json"), item_counts=list(range(1, 13)))
+    module = NextItemModule(net, config.model, config.train, item_counts=list(range(1, 13)))
     optimizer = module.configure_optimizers()
     batch = {"items": torch.tensor([[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]])}
     for _ in range(60):

@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 
 from nightrec.config import load_config
-from nightrec.holdout import hold_out_last, published_metrics
-from nightrec.readers import read_events
+from nightrec.evaluation.holdout import hold_out_last, published_metrics
+from nightrec.ingest.readers import read_events
 
 ML100K = Path(__file__).resolve().parents[1] / "bench-data" / "ml-100k" / "ml-100k.inter"
 pytestmark = [

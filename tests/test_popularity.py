@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from nightrec.config import PopularityConfig
-from nightrec.popularity import GROUP, grouped_rankings, popularity_scores, segment_groups, top_k_unseen
+from nightrec.fallback.popularity import GROUP, grouped_rankings, popularity_scores, segment_groups, top_k_unseen
 from nightrec.schema import EVENT_SCHEMA, ITEM_ID, RANK, SCORE, USER_ID
 
 RUN = date(2026, 3, 11)

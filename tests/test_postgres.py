@@ -63,7 +63,7 @@ def _latest(schema: str) -> tuple:
 
 
 def test_publish_rerun_and_retention(schema):
-    from nightrec.publish_postgres import publish_postgres
+    from nightrec.publish.postgres import publish_postgres
 
     where = publish_postgres(table(D1, 40), SecretStr(URL), D1, schema, keep=2)
     assert "@" not in where and where.endswith(f"{schema}.recommendations")
@@ -81,8 +81,8 @@ def test_publish_rerun_and_retention(schema):
 def test_publish_all_and_the_cli_read_from_postgres(schema, tmp_path):
     import polars as pl
 
-    from nightrec.publish import publish_all
-    from nightrec.recommend import popularity_version
+    from nightrec.fallback.recommend import popularity_version
+    from nightrec.publish.local import publish_all
 
     config = load_config(
         None,
@@ -112,7 +112,7 @@ KILLED_WRITER = """
 import time
 from datetime import date
 from pathlib import Path
-import nightrec.publish_postgres as pg
+import nightrec.publish.postgres as pg
 from tests.publish_fixtures import table
 
 marker = Path({marker!r})
@@ -126,7 +126,7 @@ pg.publish_postgres(table(date.fromisoformat({day!r}), 80, salt=5), {url!r}, dat
 
 
 def test_writer_killed_between_staging_and_swap_leaves_the_old_table(schema, tmp_path):
-    from nightrec.publish_postgres import publish_postgres
+    from nightrec.publish.postgres import publish_postgres
 
     old = table(D1, 60)
     publish_postgres(old, URL, D1, schema)
@@ -151,7 +151,7 @@ def query():
 
 
 def test_readers_see_the_complete_old_or_new_table_while_publishes_run(schema, tmp_path):
-    from nightrec.publish_postgres import publish_postgres
+    from nightrec.publish.postgres import publish_postgres
 
     tables = [table(D1, 3000, k=5, salt=1), table(D1, 3000, k=5, salt=2), table(D2, 2000, k=5)]
     publish_postgres(tables[0], URL, D1, schema)

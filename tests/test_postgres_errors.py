@@ -16,7 +16,7 @@ URL = "postgresql://writer:S3cret-pw@127.0.0.1:9/nightrec"
 def test_unreachable_server_names_host_and_port_but_never_the_password():
     import socket
 
-    from nightrec.publish_postgres import publish_postgres
+    from nightrec.publish.postgres import publish_postgres
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -29,7 +29,7 @@ def test_unreachable_server_names_host_and_port_but_never_the_password():
 
 
 def test_table_or_schema_names_with_sql_metacharacters_are_rejected():
-    from nightrec.publish_postgres import publish_postgres
+    from nightrec.publish.postgres import publish_postgres
 
     for bad in ("recs; DROP TABLE x", 'a"b', "recs--", "1recs", "rec s"):
         with pytest.raises(ConfigError):

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from nightrec.config import load_config
-from nightrec.publish import (
+from nightrec.publish.local import (
     LATEST_VIEW,
     MANIFEST_FILE,
     PART_FILE,
@@ -108,7 +108,7 @@ KILLED_WRITER = """
 import time
 from datetime import date
 from pathlib import Path
-import nightrec.publish as publish
+import nightrec.publish.local as publish
 from nightrec.config import load_config
 from tests.publish_fixtures import table
 

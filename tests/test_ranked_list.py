@@ -6,8 +6,8 @@ import polars as pl
 import pytest
 
 from nightrec.config import PopularityConfig
-from nightrec.history import seen_pairs, user_histories
-from nightrec.popularity import popularity_scores, top_k_unseen
+from nightrec.fallback.history import seen_pairs, user_histories
+from nightrec.fallback.popularity import popularity_scores, top_k_unseen
 
 RUN = date(2026, 5, 10)
 

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from nightrec.errors import InputError
-from nightrec.readers import check_source, detect_format, read_events, scan_events
+from nightrec.ingest.readers import check_source, detect_format, read_events, scan_events
 from nightrec.schema import EVENT_SCHEMA
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from nightrec.config import load_config
 from nightrec.errors import InputError
-from nightrec.history import read_user_table
-from nightrec.recommend import build_recommendations, fallback_list, popularity_recommendations
+from nightrec.fallback.history import read_user_table
+from nightrec.fallback.recommend import build_recommendations, fallback_list, popularity_recommendations
 from nightrec.schema import ITEM_ID, RANK, SOURCE, USER_ID
 from tests.test_popularity import RUN, events
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from lightning_modules.scoring import score_network, score_users, seen_csr, top_k_scores
 from nightrec.config import load_config
-from nightrec.recommend import build_recommendations
+from nightrec.fallback.recommend import build_recommendations
 from nightrec.schema import ITEM_ID, RANK, SOURCE, USER_ID
 from tests.test_popularity import events
 
@@ -161,8 +161,8 @@ def test_model_lists_flow_into_the_published_table(tmp_path):
 def test_a_trained_model_folder_scores_every_known_user(tmp_path, demo_events):
     """The real chain: demo events -> sequences -> a trained GRU folder -> score_users -> the table."""
     from lightning_modules.train import main as train
-    from nightrec.readers import read_events
-    from nightrec.sequences import build_sequences, write_sequences
+    from nightrec.ingest.readers import read_events
+    from nightrec.sequences.build import build_sequences, write_sequences
 
     events_dir, _ = demo_events
     log = read_events(str(events_dir), "auto")

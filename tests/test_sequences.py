@@ -7,7 +7,7 @@ import pytest
 from nightrec.config import SequenceConfig
 from nightrec.errors import InputError
 from nightrec.schema import EVENT_SCHEMA
-from nightrec.sequences import build_sequences, read_sequences, write_sequences
+from nightrec.sequences.build import build_sequences, read_sequences, write_sequences
 from tests.sequence_fixtures import decode, events
 
 LIST_I32 = pl.List(pl.Int32)
@@ -84,7 +84,7 @@ def test_empty_frame_gives_empty_outputs_and_stats(tmp_path):
 
 
 def test_code_translation_dense_and_hashed_agree():
-    from nightrec.ordering import code_to_idx
+    from nightrec.sequences.ordering import code_to_idx
 
     codes = pl.Series([3, 7, 3, 9], dtype=pl.UInt32)
     small = pl.DataFrame({"c": [3, 7, 9], "i": [1, None, 2]}, schema={"c": pl.UInt32, "i": pl.Int32})

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app, main
-from nightrec.sequences import read_sequences
+from nightrec.sequences.build import read_sequences
 from tests.sequence_fixtures import events
 
 

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from nightrec.config import SequenceConfig
-from nightrec.sequences import build_sequences
+from nightrec.sequences.build import build_sequences
 from tests.sequence_fixtures import T0, decode, events
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from nightrec.config import SequenceConfig
-from nightrec.readers import read_events
-from nightrec.sequences import build_sequences, read_sequences
+from nightrec.ingest.readers import read_events
+from nightrec.sequences.build import build_sequences, read_sequences
 
 ML100K = Path(__file__).resolve().parents[1] / "bench-data" / "ml-100k" / "ml-100k.inter"
 pytestmark = pytest.mark.skipif(

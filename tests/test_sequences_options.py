@@ -8,7 +8,7 @@ from nightrec.config import SequenceConfig
 from nightrec.schema import CLICK, PURCHASE, VIEW
 from tests.sequence_fixtures import T0, decode, events
 
-from nightrec.sequences import build_sequences  # isort: skip
+from nightrec.sequences.build import build_sequences  # isort: skip
 
 
 def test_sessions_split_on_gaps_longer_than_the_timeout():

@@ -7,7 +7,7 @@ import pytest
 
 from nightrec.config import SequenceConfig
 from nightrec.errors import InputError
-from nightrec.sequences import (
+from nightrec.sequences.build import (
     build_run_sequences,
     build_sequences,
     previous_sequences_dir,

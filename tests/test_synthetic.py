@@ -5,8 +5,15 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
-from nightrec.readers import read_events
-from nightrec.synthetic import BOT_USER, UNKNOWN_EVENT_TYPE, FaultSpec, SyntheticSpec, generate_events, write_demo_data
+from nightrec.ingest.readers import read_events
+from nightrec.ingest.synthetic import (
+    BOT_USER,
+    UNKNOWN_EVENT_TYPE,
+    FaultSpec,
+    SyntheticSpec,
+    generate_events,
+    write_demo_data,
+)
 
 SPEC = SyntheticSpec(users=300, items=200, days=4, seed=3, end_date=date(2026, 1, 31))
 KEYS = ["user_id", "item_id", "event_type", "timestamp"]
@@ -69,7 +76,7 @@ def test_fault_counts_are_exact(tmp_path):
 
 def test_default_run_date_ignores_future_faults(tmp_path):
     from nightrec.config import load_config
-    from nightrec.runs import default_run_date
+    from nightrec.ingest.runs import default_run_date
 
     write_demo_data(tmp_path, SPEC, FaultSpec())
     config = load_config(overrides={"events": str(tmp_path)}, environ={})

@@ -15,6 +15,7 @@ from lightning_modules.model_io import load_model, network_state, read_checkpoin
 from lightning_modules.network import NextItemNetwork
 from lightning_modules.recommend import ModelRecommender
 from lightning_modules.train import main
+from nightrec.progress import parse_progress
 from tests.model_fixtures import tiny_config, write_sequence_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +66,9 @@ def test_entry_point_writes_the_model_folder(trained):
     assert Path(metrics["best_checkpoint"]) == (model_dir / "model.ckpt").resolve()
     best = max(h["valid"]["ndcg@10"] for h in metrics["history"])
     assert metrics["valid"]["ndcg@10"] == best
-    assert "epoch 3 loss" in stdout and "test ndcg@10" in stdout
+    events = [e for e in map(parse_progress, stdout.splitlines()) if e is not None]
+    assert any(e["event"] == "epoch" and e["epoch"] == 3 and e["loss"] > 0 for e in events)
+    assert events[-1]["event"] == "done" and "ndcg@10" in events[-1]["test"]
     # The +1 walk is learnable: the model is far ahead of guessing among 30 items.
     assert metrics["test"]["ndcg@10"] > 0.3 and metrics["test"]["masked/ndcg@10"] > 0.3
     assert {"recall@20", "mrr@10", "coverage@10", "short/ndcg@10", "masked/mrr@20"} <= metrics["test"].keys()
@@ -98,7 +101,8 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
     )
     try:
         for line in proc.stdout:
-            if line.startswith("epoch 0 "):
+            event = parse_progress(line.strip())
+            if event is not None and event["event"] == "epoch" and event["epoch"] == 0:
                 proc.kill()
                 break
     finally:

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from expectations.rules import REASONS
 from expectations.runner import QUARANTINE_FILE, validate_file
 from nightrec.config import NightrecConfig
-from nightrec.runs import ingest
+from nightrec.ingest.runs import ingest
+from nightrec.ingest.synthetic import FaultSpec, SyntheticSpec, write_demo_data
 from nightrec.schema import USER_ID
-from nightrec.synthetic import FaultSpec, SyntheticSpec, write_demo_data
 from tests.conftest import DEMO_END
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,5 +1,5 @@
 """Publishing the nightly table: a Parquet partition per run date, an embedded DuckDB file and,
-optionally, PostgreSQL (``nightrec.publish_postgres``).
+optionally, PostgreSQL (``nightrec.publish.postgres``).
 
 Every swap is atomic for readers and idempotent per run date. A partition's files are written
 in a temporary folder and renamed into place (a new date renames the folder, a rerun replaces
@@ -21,46 +21,30 @@ import polars as pl
 
 from nightrec.config import NightrecConfig
 from nightrec.errors import NightrecError
+from nightrec.layout import FALLBACK_FILE
 from nightrec.schema import (
-    ITEM_ID,
+    FALLBACK_SCHEMA,
     MODEL_VERSION,
     RANK,
     RECOMMENDATION_SCHEMA,
     RUN_DATE,
-    SCORE,
     SOURCE,
     SOURCE_POPULARITY,
     USER_ID,
+    conform,
 )
 
 TABLE = "recommendations"
 LATEST_VIEW = "recommendations_latest"
 FALLBACK_TABLE = "recommendations_fallback"
 PART_FILE = "part-0.parquet"
-FALLBACK_FILE = "fallback.parquet"
 MANIFEST_FILE = "_manifest.json"
 PARTITION_PREFIX = "run_date="
-# The list a user absent from the table gets (the CLI shows it to new users).
-FALLBACK_SCHEMA: dict[str, pl.DataType] = {
-    RUN_DATE: pl.Date,
-    RANK: pl.Int32,
-    ITEM_ID: pl.String,
-    SCORE: pl.Float64,
-    MODEL_VERSION: pl.String,
-}
 _DUCK_TYPES = {pl.Date: "DATE", pl.String: "VARCHAR", pl.Int32: "INTEGER", pl.Float64: "DOUBLE"}
 
 
 def partition_dir(data_dir: Path, run_date: date) -> Path:
     return Path(data_dir) / TABLE / f"{PARTITION_PREFIX}{run_date.isoformat()}"
-
-
-def conform(recs: pl.DataFrame) -> pl.DataFrame:
-    """Cast to the published schema and column order; raises if a column is missing."""
-    missing = [c for c in RECOMMENDATION_SCHEMA if c not in recs.columns]
-    if missing:
-        raise NightrecError(f"recommendations: missing column(s) {', '.join(missing)}")
-    return recs.select(pl.col(c).cast(t) for c, t in RECOMMENDATION_SCHEMA.items()).sort(USER_ID, RANK)
 
 
 def published_dates(data_dir: Path) -> list[date]:
@@ -255,7 +239,7 @@ def publish_all(
     if pub.duckdb:
         summary["targets"]["duckdb"] = str(publish_duckdb(config.data_dir, config.duckdb_path))
     if pub.postgres_url is not None:
-        from nightrec.publish_postgres import publish_postgres
+        from nightrec.publish.postgres import publish_postgres
 
         where = publish_postgres(
             recs, pub.postgres_url, run_date, pub.postgres_schema, pub.postgres_table, pub.retention_days, fallback

@@ -9,6 +9,7 @@ import math
 
 import polars as pl
 
+from nightrec.evaluation.metrics import metrics_from_ranks
 from nightrec.schema import ITEM_ID, RANK, TIMESTAMP, USER_ID
 
 _ROW = "__row"
@@ -31,13 +32,10 @@ def published_metrics(recommendations: pl.DataFrame, held_out: pl.DataFrame, k: 
     ranks = held_out.join(
         recommendations.select(USER_ID, ITEM_ID, RANK).filter(pl.col(RANK) <= k), on=[USER_ID, ITEM_ID], how="left"
     ).get_column(RANK)
-    n = held_out.height
-    hits = [r for r in ranks.to_list() if r is not None]
     listed = held_out.join(recommendations.select(USER_ID).unique(), on=USER_ID, how="semi").height
+    metrics = metrics_from_ranks([math.inf if r is None else r - 1 for r in ranks.to_list()], ks=(k,))
     return {
-        "users": n,
+        "users": held_out.height,
         "users_with_list": listed,
-        f"recall@{k}": len(hits) / n if n else 0.0,
-        f"ndcg@{k}": sum(1.0 / math.log2(r + 1) for r in hits) / n if n else 0.0,
-        f"mrr@{k}": sum(1.0 / r for r in hits) / n if n else 0.0,
+        **{m: metrics[m] for m in (f"recall@{k}", f"ndcg@{k}", f"mrr@{k}")},
     }

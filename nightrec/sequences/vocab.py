@@ -10,14 +10,10 @@ from pathlib import Path
 import polars as pl
 
 from nightrec.errors import InputError
-from nightrec.schema import ITEM_ID, USER_ID
+from nightrec.layout import ITEMS_FILE, USERS_FILE
+from nightrec.schema import IDX_DTYPE, ITEM_ID, ITEM_IDX, USER_ID, USER_IDX
 
-ITEM_IDX = "item_idx"
-USER_IDX = "user_idx"
 COUNT = "count"
-IDX_DTYPE = pl.Int32
-ITEMS_FILE = "items.parquet"
-USERS_FILE = "users.parquet"
 
 ITEMS_SCHEMA = {ITEM_ID: pl.String, ITEM_IDX: IDX_DTYPE, COUNT: pl.Int64}
 USERS_SCHEMA = {USER_ID: pl.String, USER_IDX: IDX_DTYPE}

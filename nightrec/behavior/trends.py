@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from nightrec.config import BehaviorConfig
-from nightrec.runs import latest_earlier_run
+from nightrec.layout import BEHAVIOR_DIR, BEHAVIOR_JSON, latest_earlier_run
 from nightrec.schema import ITEM_ID
 
 HEADLINE_KEYS = (
@@ -185,7 +185,7 @@ def read_previous(previous: Path | None) -> tuple[dict | None, str | None]:
     if previous is None:
         return None, "no previous report given"
     path = Path(previous)
-    path = path / "behavior.json" if path.is_dir() else path
+    path = path / BEHAVIOR_JSON if path.is_dir() else path
     if not path.is_file():
         return None, f"no previous report at {path}"
     try:
@@ -215,6 +215,6 @@ def compare_headline(current: dict, previous: dict | None) -> dict:
     return change
 
 
-def previous_report(runs_dir: Path, run_date: date, subdir: str = "behavior") -> Path | None:
+def previous_report(runs_dir: Path, run_date: date, subdir: str = BEHAVIOR_DIR) -> Path | None:
     """The newest ``runs/<date>/<subdir>/behavior.json`` strictly before ``run_date``, if any."""
-    return latest_earlier_run(runs_dir, run_date, f"{subdir}/behavior.json")
+    return latest_earlier_run(runs_dir, run_date, f"{subdir}/{BEHAVIOR_JSON}")

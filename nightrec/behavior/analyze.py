@@ -12,18 +12,18 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from nightrec.behavior_items import SESSION, browse_step, long_tail_metrics, repeat_metrics, transition_metrics
-from nightrec.behavior_trends import drift_metrics
+from nightrec.behavior.items import SESSION, browse_step, long_tail_metrics, repeat_metrics, transition_metrics
+from nightrec.behavior.trends import drift_metrics
 from nightrec.config import NightrecConfig
 from nightrec.errors import InputError
-from nightrec.readers import read_events
+from nightrec.ingest.readers import read_events
 from nightrec.schema import EVENT_TYPE, ITEM_ID, REQUIRED_COLUMNS, SESSION_ID, TIMESTAMP, USER_ID
 
 DAY = "__day"
 
 
 def load_events(events: Path | str | pl.DataFrame | pl.LazyFrame, fmt: str = "auto") -> pl.DataFrame:
-    """Events as a DataFrame: a path is read with ``nightrec.readers.read_events`` in format ``fmt``."""
+    """Events as a DataFrame: a path is read with ``nightrec.ingest.readers.read_events`` in format ``fmt``."""
     if isinstance(events, pl.LazyFrame):
         return events.collect()
     if isinstance(events, pl.DataFrame):

@@ -5,9 +5,12 @@ and return the train / valid / test / full frames of the sequences contract. Eve
 a list expression, so no Python loop runs over users.
 """
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import polars as pl
 
-from nightrec.vocab import IDX_DTYPE, USER_IDX
+from nightrec.sequences.vocab import IDX_DTYPE, USER_IDX
 
 ITEMS = "items"
 SESSIONS = "sessions"
@@ -21,6 +24,19 @@ N_BEFORE_TEST = "n_before_test"
 TRAIN_SCHEMA = {USER_IDX: IDX_DTYPE, ITEMS: pl.List(IDX_DTYPE), SESSIONS: pl.List(IDX_DTYPE)}
 EVAL_SCHEMA = {USER_IDX: IDX_DTYPE, HISTORY: pl.List(IDX_DTYPE), TARGET: IDX_DTYPE}
 FULL_SCHEMA = {USER_IDX: IDX_DTYPE, HISTORY: pl.List(IDX_DTYPE)}
+
+
+@dataclass
+class SequenceSet:
+    """The vocabularies, the split frames and their statistics (one nightly sequence build)."""
+
+    items: pl.DataFrame
+    users: pl.DataFrame
+    train: pl.DataFrame
+    valid: pl.DataFrame
+    test: pl.DataFrame
+    full: pl.DataFrame
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
 def _train(seqs: pl.DataFrame, length: pl.Expr) -> pl.DataFrame:

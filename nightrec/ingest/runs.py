@@ -9,10 +9,9 @@ import polars as pl
 
 from nightrec.config import NightrecConfig
 from nightrec.errors import ConfigError, InputError
-from nightrec.readers import read_events, scan_events
+from nightrec.ingest.readers import read_events, scan_events
+from nightrec.layout import EVENTS_FILE
 from nightrec.schema import TIMESTAMP
-
-EVENTS_FILE = "events.parquet"
 
 
 def require_source(config: NightrecConfig) -> str:
@@ -57,16 +56,3 @@ def write_json(path: Path, payload: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=str))
     return path
-
-
-def latest_earlier_run(runs_dir: Path, run_date: date, relative: str) -> Path | None:
-    """The newest ``runs/<d>/<relative>`` that exists with ``d`` strictly before ``run_date``."""
-    found = []
-    for path in Path(runs_dir).glob(f"*/{relative}"):
-        try:
-            day = date.fromisoformat(path.relative_to(runs_dir).parts[0])
-        except ValueError:
-            continue
-        if day < run_date:
-            found.append((day, path))
-    return max(found)[1] if found else None

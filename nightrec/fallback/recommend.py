@@ -12,10 +12,17 @@ from datetime import date
 import polars as pl
 
 from nightrec.config import NightrecConfig
-from nightrec.history import N_EVENTS, as_id_column, read_user_table, seen_pairs, user_histories
-from nightrec.popularity import GLOBAL_GROUP, GROUP, grouped_rankings, popularity_scores, segment_groups, top_k_unseen
-from nightrec.publish import FALLBACK_SCHEMA, conform
+from nightrec.fallback.history import N_EVENTS, as_id_column, read_user_table, seen_pairs, user_histories
+from nightrec.fallback.popularity import (
+    GLOBAL_GROUP,
+    GROUP,
+    grouped_rankings,
+    popularity_scores,
+    segment_groups,
+    top_k_unseen,
+)
 from nightrec.schema import (
+    FALLBACK_SCHEMA,
     ITEM_ID,
     MODEL_VERSION,
     RANK,
@@ -26,6 +33,7 @@ from nightrec.schema import (
     SOURCE_MODEL_POPULARITY,
     SOURCE_POPULARITY,
     USER_ID,
+    conform,
 )
 
 

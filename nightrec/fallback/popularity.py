@@ -1,12 +1,15 @@
 """Popularity: time-decayed, event-weighted item scores over a trailing window, optionally per
-user segment, and the ranked-list contract every recommender answers: top-K items per user,
-seen items excluded."""
+user segment, and the list cold users are served as a recommender of the ranked-list contract
+(``nightrec.recommender``): top-K items per user, seen items excluded."""
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import polars as pl
 
 from nightrec.config import PopularityConfig
+from nightrec.recommender import USER
 from nightrec.schema import EVENT_TYPE, ITEM_ID, RANK, SCORE, TIMESTAMP, USER_ID
 
 GROUP = "__group"
@@ -134,3 +137,32 @@ def top_k_unseen(users: pl.Series | pl.DataFrame, ranked: pl.DataFrame, seen: pl
         .with_columns(pl.int_range(1, pl.len() + 1).over(USER_ID).cast(pl.Int32).alias(RANK))
         .select(USER_ID, RANK, ITEM_ID, SCORE)
     )
+
+
+class ServedPopularity:
+    """The global time-decayed popularity list that users without a model list are served."""
+
+    name = "popularity"
+
+    def __init__(self, events: pl.DataFrame | pl.LazyFrame, run_date: date, config: PopularityConfig):
+        self.ranked = popularity_scores(events, run_date, config)
+
+    def item_scores(self, item_ids: Sequence[str]) -> np.ndarray:
+        """One score per id of ``item_ids`` (0 for an item outside the window), in that order."""
+        score_of = dict(
+            zip(self.ranked.get_column(ITEM_ID).to_list(), self.ranked.get_column(SCORE).to_list(), strict=True)
+        )
+        return np.array([score_of.get(item, 0.0) for item in item_ids], dtype=np.float64)
+
+    def top_k(self, user_histories: Sequence[Sequence[str]], k: int, exclude_seen: bool = True) -> pl.DataFrame:
+        """The ranked-list contract: the first ``k`` items of the list each user has not seen."""
+        users = pl.Series(USER_ID, [str(i) for i in range(len(user_histories))], dtype=pl.String)
+        items = pl.Series(ITEM_ID, [list(map(str, h)) for h in user_histories], dtype=pl.List(pl.String))
+        seen = pl.DataFrame([users, items]).explode(ITEM_ID).drop_nulls(ITEM_ID)
+        if not exclude_seen:
+            seen = seen.clear()
+        return (
+            top_k_unseen(users, self.ranked, seen, k)
+            .select(pl.col(USER_ID).cast(pl.Int64).alias(USER), RANK, ITEM_ID, SCORE)
+            .sort(USER, RANK)
+        )

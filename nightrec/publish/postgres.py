@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from nightrec.config import SQL_IDENTIFIER
 from nightrec.errors import ConfigError, NightrecError
-from nightrec.schema import RECOMMENDATION_SCHEMA
+from nightrec.schema import FALLBACK_SCHEMA, RECOMMENDATION_SCHEMA, conform
 
 _PG_TYPES = {pl.Date: "date", pl.String: "text", pl.Int32: "integer", pl.Float64: "double precision"}
 _MAX_TABLE = 40  # leaves room for the _latest / _fallback / index suffixes within 63 bytes
@@ -170,8 +170,6 @@ def publish_postgres(
     """Publish one run date into ``schema.table`` (view ``<table>_latest``, new-user list in
     ``<table>_fallback``), keeping the last ``keep`` dates. Returns ``host:port/db schema.table``.
     """
-    from nightrec.publish import FALLBACK_SCHEMA, conform
-
     names = _names(schema, table)
     recs = conform(recs)
     if recs.is_empty():
@@ -218,8 +216,6 @@ def read_fallback_pg(
 ) -> pl.DataFrame:
     """The new-user list of the latest run (or ``run_date``)."""
     from psycopg import sql
-
-    from nightrec.publish import FALLBACK_SCHEMA
 
     names = _names(schema, table)
     when = sql.SQL("%s") if run_date else sql.SQL("(SELECT max(run_date) FROM {table})").format(**names)

@@ -16,16 +16,16 @@ List columns are Int32, so the DataModule reads them without looping over users 
 
 import json
 import shutil
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
 from nightrec.config import SequenceConfig
 from nightrec.errors import InputError
-from nightrec.ordering import (
+from nightrec.layout import ITEMS_FILE, SEQUENCE_STATS_FILE, SEQUENCES_DIR, SPLIT_FILES, USERS_FILE, latest_earlier_run
+from nightrec.schema import EVENT_TYPE, ITEM_ID, USER_ID
+from nightrec.sequences.ordering import (
     CODE,
     SESSION,
     TS,
@@ -38,10 +38,7 @@ from nightrec.ordering import (
     sorted_codes,
     temporal_cutoffs,
 )
-from nightrec.runs import latest_earlier_run
-from nightrec.schema import EVENT_TYPE, ITEM_ID, USER_ID
-from nightrec.sequence_stats import sequence_stats
-from nightrec.splits import (
+from nightrec.sequences.splits import (
     EVAL_SCHEMA,
     FULL_SCHEMA,
     ITEMS,
@@ -50,39 +47,22 @@ from nightrec.splits import (
     SESSIONS,
     TRAIN_SCHEMA,
     WEIGHTS,
+    SequenceSet,
     full_histories,
     leave_last_out,
     temporal,
 )
-from nightrec.vocab import (
+from nightrec.sequences.stats import sequence_stats
+from nightrec.sequences.vocab import (
     COUNT,
     ITEM_IDX,
-    ITEMS_FILE,
     ITEMS_SCHEMA,
     USER_IDX,
-    USERS_FILE,
     USERS_SCHEMA,
     build_item_vocab,
     build_user_vocab,
     read_previous_vocab,
 )
-
-SEQUENCES_DIR = "sequences"
-STATS_FILE = "sequence_stats.json"
-FRAME_FILES = {"train": "train.parquet", "valid": "valid.parquet", "test": "test.parquet", "full": "full.parquet"}
-
-
-@dataclass
-class SequenceSet:
-    """The vocabularies, the split frames and their statistics (one nightly sequence build)."""
-
-    items: pl.DataFrame
-    users: pl.DataFrame
-    train: pl.DataFrame
-    valid: pl.DataFrame
-    test: pl.DataFrame
-    full: pl.DataFrame
-    stats: dict[str, Any] = field(default_factory=dict)
 
 
 def build_sequences(
@@ -170,9 +150,9 @@ def write_sequences(seqs: SequenceSet, out_dir: Path) -> Path:
     tmp.mkdir(parents=True)
     seqs.items.write_parquet(tmp / ITEMS_FILE)
     seqs.users.write_parquet(tmp / USERS_FILE)
-    for name, file in FRAME_FILES.items():
+    for name, file in SPLIT_FILES.items():
         getattr(seqs, name).write_parquet(tmp / file)
-    (tmp / STATS_FILE).write_text(json.dumps(seqs.stats, indent=2, default=str))
+    (tmp / SEQUENCE_STATS_FILE).write_text(json.dumps(seqs.stats, indent=2, default=str))
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
@@ -182,15 +162,15 @@ def write_sequences(seqs: SequenceSet, out_dir: Path) -> Path:
 def read_sequences(out_dir: Path) -> SequenceSet:
     """Read a folder written by ``write_sequences``."""
     out_dir = Path(out_dir)
-    files = [ITEMS_FILE, USERS_FILE, *FRAME_FILES.values(), STATS_FILE]
+    files = [ITEMS_FILE, USERS_FILE, *SPLIT_FILES.values(), SEQUENCE_STATS_FILE]
     missing = [f for f in files if not (out_dir / f).is_file()]
     if missing:
         raise InputError(f"{out_dir / missing[0]}: not found (is {out_dir} a sequences folder?)")
-    frames = {name: pl.read_parquet(out_dir / file) for name, file in FRAME_FILES.items()}
+    frames = {name: pl.read_parquet(out_dir / file) for name, file in SPLIT_FILES.items()}
     return SequenceSet(
         items=pl.read_parquet(out_dir / ITEMS_FILE).cast(ITEMS_SCHEMA),
         users=pl.read_parquet(out_dir / USERS_FILE).cast(USERS_SCHEMA),
-        stats=json.loads((out_dir / STATS_FILE).read_text()),
+        stats=json.loads((out_dir / SEQUENCE_STATS_FILE).read_text()),
         **frames,
     )
 
@@ -203,7 +183,7 @@ def sequences_dir(run_dir: Path) -> Path:
 def write_run_sequences(seqs: SequenceSet, run_dir: Path) -> Path:
     """Write ``runs/<date>/sequences/`` and the report's copy ``runs/<date>/sequence_stats.json``."""
     out = write_sequences(seqs, sequences_dir(run_dir))
-    (Path(run_dir) / STATS_FILE).write_text(json.dumps(seqs.stats, indent=2, default=str))
+    (Path(run_dir) / SEQUENCE_STATS_FILE).write_text(json.dumps(seqs.stats, indent=2, default=str))
     return out
 
 

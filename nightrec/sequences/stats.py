@@ -1,14 +1,11 @@
 """``sequence_stats.json``: what a sequence build saw and produced, for the run report."""
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 
 from nightrec.config import SequenceConfig
-from nightrec.splits import ITEMS, SESSIONS, TARGET
-
-if TYPE_CHECKING:
-    from nightrec.sequences import SequenceSet
+from nightrec.sequences.splits import ITEMS, SESSIONS, TARGET, SequenceSet
 
 QUANTILES = {"p10": 0.1, "p25": 0.25, "median": 0.5, "p75": 0.75, "p90": 0.9, "p99": 0.99}
 
@@ -26,7 +23,7 @@ def distribution(values: pl.Series) -> dict[str, float | int | None]:
 
 
 def sequence_stats(
-    result: "SequenceSet",
+    result: SequenceSet,
     seqs: pl.DataFrame,
     config: SequenceConfig,
     events_in: int,

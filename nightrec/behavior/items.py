@@ -1,6 +1,6 @@
 """Item-side behaviour: the long tail of popularity, item-to-item transitions and repeat consumption.
 
-Functions take the frame ``nightrec.behavior.prepare_events`` returns (categorical ids, sorted by
+Functions take the frame ``nightrec.behavior.analyze.prepare_events`` returns (categorical ids, sorted by
 session and time, an integer ``__session`` column).
 """
 

@@ -12,8 +12,8 @@ import polars as pl
 from nightrec.config import SequenceConfig
 from nightrec.errors import InputError
 from nightrec.schema import EVENT_TYPE, ITEM_ID, KEY_COLUMNS, SESSION_ID, TIMESTAMP, USER_ID
-from nightrec.splits import WEIGHTS
-from nightrec.vocab import IDX_DTYPE, ITEM_IDX
+from nightrec.sequences.splits import WEIGHTS
+from nightrec.sequences.vocab import IDX_DTYPE, ITEM_IDX
 
 ROW, TS, SESSION, UCODE, CODE, FIRST = "__row", "__ts_us", "__session", "__ucode", "__code", "__first"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

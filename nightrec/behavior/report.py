@@ -8,14 +8,12 @@ from pathlib import Path
 
 import polars as pl
 
-from nightrec.behavior import analyze_events, load_events
-from nightrec.behavior_figures import render_figures
-from nightrec.behavior_html import BEHAVIOR_JSON, CHURN_FILE, change_text, fmt, render_html
-from nightrec.behavior_trends import HEADLINE_KEYS, compare_headline, headline, read_previous
+from nightrec.behavior.analyze import analyze_events, load_events
+from nightrec.behavior.figures import render_figures
+from nightrec.behavior.html import change_text, fmt, render_html
+from nightrec.behavior.trends import HEADLINE_KEYS, compare_headline, headline, read_previous
 from nightrec.config import NightrecConfig
-
-REPORT_HTML = "report.html"
-FIGURES_DIR = "figures"
+from nightrec.layout import BEHAVIOR_JSON, CHURN_FILE, FIGURES_DIR, REPORT_HTML
 
 
 def funnel_summary(funnel: dict) -> str:

@@ -1,0 +1,1 @@
+"""Behaviour: the user-behaviour report (funnel, sessions, activity, long tail, drift)."""

@@ -1,0 +1,1 @@
+"""Evaluation: ranking held-out targets and turning ranks into metrics."""

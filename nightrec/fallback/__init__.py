@@ -1,0 +1,1 @@
+"""Fallback: time-decayed popularity for cold users, merged with the model's lists into tonight's table."""

@@ -1,0 +1,1 @@
+"""Ingest: reading every supported event format into the event contract, the run date, demo data."""

@@ -1,0 +1,99 @@
+"""Every file name under ``<data_dir>``: a night's working files (``runs/<date>/``) and the model
+versions (``models/<version>/``). Stages, flows, models and tests import these names; none spells
+a file name of its own.
+
+```
+<data_dir>/
+  nightrec.duckdb                       the published table (see nightrec.publish)
+  recommendations/run_date=<date>/      its Parquet partitions
+  runs/<date>/
+    events.parquet                      ingest: the source in the event contract
+    clean.parquet, quarantine.parquet   validate
+    validation.json, data_docs/index.html
+    behavior/                           report.html, behavior.json, churn_candidates.parquet, figures/
+    sequence_stats.json
+    sequences/                          items, users, train, valid, test, full (.parquet)
+    scores.parquet                      score: the serving model's top-K per known user
+    recommendations.parquet             fallback: tonight's table, model lists and popularity
+    fallback.parquet                    the list a brand-new user gets
+  models/
+    champion -> <version>               the serving model
+    <version>/                          model.ckpt, last.ckpt, config.json, items.parquet,
+                                        metrics.json, curve.png, version.json
+```
+"""
+
+from datetime import date
+from pathlib import Path
+
+RUNS_DIR = "runs"
+MODELS_DIR = "models"
+DUCKDB_FILE = "nightrec.duckdb"
+
+# runs/<date>/
+EVENTS_FILE = "events.parquet"
+CLEAN_FILE = "clean.parquet"
+QUARANTINE_FILE = "quarantine.parquet"
+VALIDATION_FILE = "validation.json"
+DOCS_DIR = "data_docs"
+DOCS_INDEX = "index.html"
+BEHAVIOR_DIR = "behavior"
+SEQUENCES_DIR = "sequences"
+SEQUENCE_STATS_FILE = "sequence_stats.json"
+SCORES_FILE = "scores.parquet"
+RECOMMENDATIONS_FILE = "recommendations.parquet"
+FALLBACK_FILE = "fallback.parquet"
+
+# runs/<date>/behavior/
+BEHAVIOR_JSON = "behavior.json"
+REPORT_HTML = "report.html"
+CHURN_FILE = "churn_candidates.parquet"
+FIGURES_DIR = "figures"
+
+# runs/<date>/sequences/ (items.parquet also travels with every model)
+ITEMS_FILE = "items.parquet"
+USERS_FILE = "users.parquet"
+TRAIN_FILE = "train.parquet"
+VALID_FILE = "valid.parquet"
+TEST_FILE = "test.parquet"
+FULL_FILE = "full.parquet"
+SPLIT_FILES = {"train": TRAIN_FILE, "valid": VALID_FILE, "test": TEST_FILE, "full": FULL_FILE}
+
+# models/
+CHAMPION = "champion"
+PARTIAL_PREFIX = ".partial-"
+# models/<version>/
+BEST_CKPT = "model.ckpt"
+LAST_CKPT = "last.ckpt"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+CURVE_FILE = "curve.png"
+VERSION_FILE = "version.json"
+RUN_CONFIG_FILE = "run-config.json"
+
+
+def runs_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / RUNS_DIR
+
+
+def run_dir(data_dir: Path, run_date: date) -> Path:
+    """``<data_dir>/runs/<date>/``: one night's working files."""
+    return runs_dir(data_dir) / run_date.isoformat()
+
+
+def models_dir(data_dir: Path) -> Path:
+    """``<data_dir>/models/``: every model version and the ``champion`` link."""
+    return Path(data_dir) / MODELS_DIR
+
+
+def latest_earlier_run(runs_root: Path, run_date: date, relative: str) -> Path | None:
+    """The newest ``runs/<d>/<relative>`` that exists with ``d`` strictly before ``run_date``."""
+    found = []
+    for path in Path(runs_root).glob(f"*/{relative}"):
+        try:
+            day = date.fromisoformat(path.relative_to(runs_root).parts[0])
+        except ValueError:
+            continue
+        if day < run_date:
+            found.append((day, path))
+    return max(found)[1] if found else None

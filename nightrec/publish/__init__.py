@@ -1,0 +1,1 @@
+"""Publish: the nightly table as a Parquet partition, an embedded DuckDB file and optionally PostgreSQL."""
