@@ -70,7 +70,7 @@ def demo_data(
 
 def _published_readers(config: NightrecConfig):
     """``(where, user_list(user), fallback())`` over PostgreSQL when configured, else DuckDB."""
-    from nightrec.publish.local import read_fallback, read_user_recommendations
+    from nightrec.publish.served import read_fallback, read_user_recommendations
 
     pub = config.publish
     if pub.postgres_url is None:
@@ -104,7 +104,7 @@ def recommend(
 
     A user absent from the table is new: they get the run's popularity fallback list.
     """
-    from nightrec.publish.local import sample_users
+    from nightrec.publish.served import sample_users
 
     config = build_config(config_file, data_dir=data_dir, run_date=day or run_date)
     pub = config.publish

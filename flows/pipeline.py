@@ -133,6 +133,7 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
 
     version, recs_path, fallback_path = serve(config, seq_dir, clean_path, serving, progress)
     published = tasks.publish(recs_path, fallback_path, config, run_date)
+    training.crown(config, promotion)  # only now: a night that failed to publish keeps the champion
     progress.done("publish", f"{published['rows']} rows for {published['users']} users")
 
     summary = {

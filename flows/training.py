@@ -227,10 +227,13 @@ def evaluate(
 
 @task(name="promote", cache_policy=NO_CACHE, timeout_seconds=600)
 def promote(config: NightrecConfig, candidate: Path | None, champion: Path | None, metrics: dict) -> dict:
-    """Apply the promotion gate against ``champion`` (the one serving now) and move
-    ``models/champion`` when the candidate passes."""
+    """Apply the promotion gate against ``champion`` (the one serving now); ``serving`` is the
+    model that scores tonight.
+
+    The gate only decides: ``models/champion`` moves in ``crown``, once tonight's table is
+    published, so a night that fails to publish leaves yesterday's champion in place.
+    """
     logger = get_run_logger()
-    root = models_dir(config)
     if candidate is None or champion == candidate:
         reason = "no new model tonight" if candidate is None else f"{candidate.name} is already the champion"
         return {"promoted": False, "reason": reason, "serving": str(champion) if champion else None}
@@ -241,11 +244,17 @@ def promote(config: NightrecConfig, candidate: Path | None, champion: Path | Non
     write_version_meta(
         candidate, {"promotion": decision.as_dict(), "previous_champion": champion.name if champion else None}
     )
-    if decision.promote:
-        set_champion(root, candidate)
     logger.info(f"promotion gate: {decision.reason}")
     serving = candidate if decision.promote else champion
     return {"promoted": decision.promote, "reason": decision.reason, "serving": str(serving), **decision.as_dict()}
+
+
+@task(name="crown", cache_policy=NO_CACHE, timeout_seconds=600)
+def crown(config: NightrecConfig, promotion: dict) -> Path | None:
+    """Point ``models/champion`` at the model the gate promoted (called after a successful publish)."""
+    if not promotion.get("promoted"):
+        return None
+    return set_champion(models_dir(config), Path(promotion["serving"]))
 
 
 @task(name="score", cache_policy=CONTENT, persist_result=True, timeout_seconds=3600)

@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from flows import training
+from nightrec.layout import CHAMPION, models_dir
 from nightrec.publish.local import partition_dir
 from tests.flow_fixtures import (
     CRASH_TRAINER,
@@ -77,4 +78,26 @@ def test_publish_failure_rolls_back_and_the_old_table_serves(served_night, night
     assert state.is_failed()
     assert "part-0.parquet" in state.message or "parquet" in state.message.lower(), state.message
     assert task_states(state)["publish"] == "Failed"
+    _assert_old_table_serves(config, before)
+
+
+def test_unreachable_postgres_with_retention_one_keeps_every_night_and_the_champion(served_night, night2_events):
+    import socket
+
+    from pydantic import SecretStr
+
+    config, before = served_night
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    publish = config.publish.model_copy(
+        update={"retention_days": 1, "postgres_url": SecretStr(f"postgresql://u:p@127.0.0.1:{port}/db")}
+    )
+    champion = (models_dir(config.data_dir) / CHAMPION).resolve()
+    parts = sorted(p.name for p in (config.data_dir / "recommendations").iterdir())
+    state = run_night(config.model_copy(update={"events": str(night2_events), "publish": publish}), NIGHT2)
+    assert state.is_failed() and "does not answer" in state.message, state.message
+    assert task_states(state)["train"] == "Completed", "a new model was trained and passed the gate"
+    assert (models_dir(config.data_dir) / CHAMPION).resolve() == champion, "promotion waits for a successful publish"
+    assert sorted(p.name for p in (config.data_dir / "recommendations").iterdir()) == parts
     _assert_old_table_serves(config, before)

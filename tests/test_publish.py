@@ -22,8 +22,8 @@ from nightrec.publish.local import (
     publish_duckdb,
     publish_parquet,
     published_dates,
-    read_fallback,
 )
+from nightrec.publish.served import read_fallback
 from tests.publish_fixtures import fingerprint, kill_when, read_states, reader_code, start, table, wait_ready
 
 D1 = date(2026, 3, 10)

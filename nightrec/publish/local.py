@@ -20,8 +20,16 @@ import duckdb
 import polars as pl
 
 from nightrec.config import NightrecConfig
-from nightrec.errors import NightrecError
 from nightrec.layout import FALLBACK_FILE
+from nightrec.publish.journal import (
+    PublishJournal,
+    fsync,
+    owner_dead,
+    recover,
+    remove_path,
+    remove_stale,
+    staging_dir,
+)
 from nightrec.schema import (
     FALLBACK_SCHEMA,
     MODEL_VERSION,
@@ -87,34 +95,15 @@ def run_manifest(recs: pl.DataFrame, run_date: date, part_file: Path) -> dict:
     }
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_stale(folder: Path, prefix: str) -> None:
-    """Delete leftovers (``<prefix><pid>-...``) of writers that were killed mid-publish."""
-    if not folder.is_dir():
+def _clear_leftovers(root: Path) -> None:
+    """Remove what killed writers of earlier versions left among the partitions: stale
+    ``.tmp-``/``.old-`` folders and the ``.bak-run_date=...`` copies of a crashed rerun, which
+    readers globbing ``recommendations/*/`` would otherwise count as one more night."""
+    if not root.is_dir():
         return
-    for child in folder.iterdir():
-        if not child.name.startswith(prefix):
-            continue
-        pid = child.name[len(prefix) :].split("-", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            shutil.rmtree(child) if child.is_dir() else child.unlink(missing_ok=True)
+    for child in root.iterdir():
+        if child.name.startswith(".bak-") or owner_dead(child.name, ".tmp-") or owner_dead(child.name, ".old-"):
+            remove_path(child)
 
 
 def publish_parquet(
@@ -131,17 +120,28 @@ def publish_parquet(
         return None
     final = partition_dir(data_dir, run_date)
     final.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(final.parent, ".tmp-")
-    _remove_stale(final.parent, ".old-")
-    tmp = final.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{final.name}"
+    _clear_leftovers(final.parent)
+    staging = staging_dir(data_dir)
+    remove_stale(staging, "tmp-")
+    remove_stale(staging, "old-")
+    tmp = staging / f"tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{final.name}"
     tmp.mkdir()
+    try:
+        _fill_partition(tmp, final, recs, run_date, fallback)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    fsync(final.parent)
+    return final
+
+
+def _fill_partition(tmp: Path, final: Path, recs: pl.DataFrame, run_date: date, fallback: pl.DataFrame | None) -> None:
     recs.write_parquet(tmp / PART_FILE)
     if fallback is not None:
         fallback.select(pl.col(c).cast(t) for c, t in FALLBACK_SCHEMA.items()).write_parquet(tmp / FALLBACK_FILE)
     manifest = run_manifest(recs, run_date, tmp / PART_FILE)
     (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     for child in tmp.iterdir():
-        _fsync(child)
+        fsync(child)
     if not final.exists():
         tmp.rename(final)
     else:
@@ -152,19 +152,22 @@ def publish_parquet(
         for name in (FALLBACK_FILE, MANIFEST_FILE, PART_FILE):
             if (tmp / name).exists():
                 os.replace(tmp / name, final / name)
-        tmp.rmdir()
-    _fsync(final.parent)
-    return final
+
+
+def kept_dates(data_dir: Path, keep: int) -> list[date]:
+    """The run dates retention keeps: the last ``keep`` published ones."""
+    dates = published_dates(data_dir)
+    return dates[-keep:] if keep > 0 else []
 
 
 def apply_retention(data_dir: Path, keep: int) -> list[date]:
     """Delete the partitions of all but the last ``keep`` run dates; returns the dates removed."""
-    dates = published_dates(data_dir)
-    removed = dates[:-keep] if keep > 0 else dates
+    kept = set(kept_dates(data_dir, keep))
+    removed = [d for d in published_dates(data_dir) if d not in kept]
     for day in removed:
         folder = partition_dir(data_dir, day)
-        # Rename first so a reader listing partitions never sees a half-deleted one.
-        doomed = folder.parent / f".old-{os.getpid()}-{uuid.uuid4().hex[:8]}-{folder.name}"
+        # Renamed out of the listing first, so a reader never sees a half-deleted partition.
+        doomed = staging_dir(data_dir) / f"old-{os.getpid()}-{uuid.uuid4().hex[:8]}-{folder.name}"
         folder.rename(doomed)
         shutil.rmtree(doomed)
     return removed
@@ -178,8 +181,9 @@ def _create_from(con: duckdb.DuckDBPyConnection, table: str, schema: dict, files
         con.execute(f"CREATE TABLE {table} ({columns})")
 
 
-def publish_duckdb(data_dir: Path, db_path: Path) -> Path:
-    """Rebuild the DuckDB file from every kept partition and swap it in atomically.
+def publish_duckdb(data_dir: Path, db_path: Path, keep: int | None = None) -> Path:
+    """Rebuild the DuckDB file from the partitions of the last ``keep`` dates (all when None)
+    and swap it in atomically.
 
     The file holds table ``recommendations`` (all kept dates), view ``recommendations_latest``
     and table ``recommendations_fallback`` (the list for users new to the table).
@@ -187,9 +191,9 @@ def publish_duckdb(data_dir: Path, db_path: Path) -> Path:
     db_path = Path(db_path)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{db_path.name}."
-    _remove_stale(db_path.parent, prefix)
+    remove_stale(db_path.parent, prefix)
     tmp = db_path.with_name(f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    days = published_dates(data_dir)
+    days = published_dates(data_dir) if keep is None else kept_dates(data_dir, keep)
     parts = [str(partition_dir(data_dir, d) / PART_FILE) for d in days]
     fallbacks = [str(p) for d in days if (p := partition_dir(data_dir, d) / FALLBACK_FILE).is_file()]
     try:
@@ -203,7 +207,7 @@ def publish_duckdb(data_dir: Path, db_path: Path) -> Path:
             )
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
-        _fsync(tmp)
+        fsync(tmp)
         _swap_file(tmp, db_path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -214,13 +218,18 @@ def publish_duckdb(data_dir: Path, db_path: Path) -> Path:
 def _swap_file(staged: Path, live: Path) -> None:
     """The swap: one rename. Readers that opened the old file keep reading it; new ones get the new."""
     os.replace(staged, live)
-    _fsync(live.parent)
+    fsync(live.parent)
 
 
 def publish_all(
     recs: pl.DataFrame, config: NightrecConfig, run_date: date, fallback: pl.DataFrame | None = None
 ) -> dict:
-    """Publish tonight's table to every configured target, apply retention, return a summary.
+    """Publish tonight's table to every configured target as one transaction, return a summary.
+
+    Order: the Parquet partition, the DuckDB file (built from the dates retention keeps),
+    PostgreSQL (its own transaction, which also applies its retention), and only when all of
+    them succeeded, the Parquet retention. If any step fails, the journal puts the partition
+    and the DuckDB file back byte for byte; PostgreSQL's transaction never committed.
 
     The summary holds the run manifest (``rows``, ``users``, ``source_counts``, ``model_version``,
     ``checksum``) and ``targets``; an empty night publishes nothing and says so in ``skipped``.
@@ -231,51 +240,34 @@ def publish_all(
     if recs.is_empty():
         summary["skipped"] = "no recommendations tonight: every target keeps the last published run"
         return summary
-    if pub.parquet or pub.duckdb:
-        part = publish_parquet(recs, config.data_dir, run_date, fallback)
-        summary["targets"]["parquet"] = str(part)
-        summary["manifest"] = json.loads((part / MANIFEST_FILE).read_text())
-        summary["removed_dates"] = [d.isoformat() for d in apply_retention(config.data_dir, pub.retention_days)]
-    if pub.duckdb:
-        summary["targets"]["duckdb"] = str(publish_duckdb(config.data_dir, config.duckdb_path))
-    if pub.postgres_url is not None:
-        from nightrec.publish.postgres import publish_postgres
+    recovered = recover(config.data_dir)
+    if recovered:
+        summary["recovered"] = recovered
+    parquet = pub.parquet or pub.duckdb
+    journal = PublishJournal.begin(
+        config.data_dir, partition_dir(config.data_dir, run_date), config.duckdb_path if pub.duckdb else None
+    )
+    try:
+        if parquet:
+            part = publish_parquet(recs, config.data_dir, run_date, fallback)
+            summary["targets"]["parquet"] = str(part)
+            summary["manifest"] = json.loads((part / MANIFEST_FILE).read_text())
+        if pub.duckdb:
+            summary["targets"]["duckdb"] = str(publish_duckdb(config.data_dir, config.duckdb_path, pub.retention_days))
+        if pub.postgres_url is not None:
+            from nightrec.publish.postgres import publish_postgres
 
-        where = publish_postgres(
-            recs, pub.postgres_url, run_date, pub.postgres_schema, pub.postgres_table, pub.retention_days, fallback
-        )
-        summary["targets"]["postgres"] = where
+            summary["targets"]["postgres"] = publish_postgres(
+                recs, pub.postgres_url, run_date, pub.postgres_schema, pub.postgres_table, pub.retention_days, fallback
+            )
+        journal.commit()
+    except BaseException:
+        journal.rollback()
+        raise
+    if parquet:
+        try:
+            summary["removed_dates"] = [d.isoformat() for d in apply_retention(config.data_dir, pub.retention_days)]
+        except OSError as exc:  # every target serves tonight; the next night retries the deletion
+            summary["retention_error"] = f"{type(exc).__name__}: {exc}"
+    journal.close()
     return summary
-
-
-def read_user_recommendations(db_path: Path, user_id: str, run_date: date | None = None) -> pl.DataFrame:
-    """One user's list from the DuckDB file (latest run unless ``run_date`` is given), read-only."""
-    with _read_only(db_path) as con:
-        if run_date is None:
-            query, params = f"SELECT * FROM {LATEST_VIEW} WHERE {USER_ID} = ? ORDER BY {RANK}", [user_id]
-        else:
-            query = f"SELECT * FROM {TABLE} WHERE {USER_ID} = ? AND {RUN_DATE} = ? ORDER BY {RANK}"
-            params = [user_id, run_date]
-        return con.sql(query, params=params).pl()
-
-
-def read_fallback(db_path: Path, run_date: date | None = None) -> pl.DataFrame:
-    """The list published for users new to the table (latest run unless ``run_date``)."""
-    with _read_only(db_path) as con:
-        when = "?" if run_date else f"(SELECT max({RUN_DATE}) FROM {TABLE})"
-        query = f"SELECT * FROM {FALLBACK_TABLE} WHERE {RUN_DATE} = {when} ORDER BY {RANK}"
-        return con.sql(query, params=[run_date] if run_date else None).pl()
-
-
-def _read_only(db_path: Path) -> duckdb.DuckDBPyConnection:
-    db_path = Path(db_path)
-    if not db_path.is_file():
-        raise NightrecError(f"{db_path}: no published recommendations yet (run `nightrec run` first)")
-    return duckdb.connect(str(db_path), read_only=True)
-
-
-def sample_users(db_path: Path, n: int) -> list[str]:
-    """The first ``n`` user ids of the latest run, for demos."""
-    with _read_only(db_path) as con:
-        rows = con.execute(f"SELECT DISTINCT {USER_ID} FROM {LATEST_VIEW} ORDER BY {USER_ID} LIMIT ?", [n]).fetchall()
-    return [r[0] for r in rows]

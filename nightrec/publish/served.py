@@ -1,0 +1,44 @@
+"""Reading the served table back from the DuckDB file, read-only (the CLI and demos)."""
+
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from nightrec.errors import NightrecError
+from nightrec.publish.local import FALLBACK_TABLE, LATEST_VIEW, TABLE
+from nightrec.schema import RANK, RUN_DATE, USER_ID
+
+
+def read_user_recommendations(db_path: Path, user_id: str, run_date: date | None = None) -> pl.DataFrame:
+    """One user's list from the DuckDB file (latest run unless ``run_date`` is given), read-only."""
+    with _read_only(db_path) as con:
+        if run_date is None:
+            query, params = f"SELECT * FROM {LATEST_VIEW} WHERE {USER_ID} = ? ORDER BY {RANK}", [user_id]
+        else:
+            query = f"SELECT * FROM {TABLE} WHERE {USER_ID} = ? AND {RUN_DATE} = ? ORDER BY {RANK}"
+            params = [user_id, run_date]
+        return con.sql(query, params=params).pl()
+
+
+def read_fallback(db_path: Path, run_date: date | None = None) -> pl.DataFrame:
+    """The list published for users new to the table (latest run unless ``run_date``)."""
+    with _read_only(db_path) as con:
+        when = "?" if run_date else f"(SELECT max({RUN_DATE}) FROM {TABLE})"
+        query = f"SELECT * FROM {FALLBACK_TABLE} WHERE {RUN_DATE} = {when} ORDER BY {RANK}"
+        return con.sql(query, params=[run_date] if run_date else None).pl()
+
+
+def _read_only(db_path: Path) -> duckdb.DuckDBPyConnection:
+    db_path = Path(db_path)
+    if not db_path.is_file():
+        raise NightrecError(f"{db_path}: no published recommendations yet (run `nightrec run` first)")
+    return duckdb.connect(str(db_path), read_only=True)
+
+
+def sample_users(db_path: Path, n: int) -> list[str]:
+    """The first ``n`` user ids of the latest run, for demos."""
+    with _read_only(db_path) as con:
+        rows = con.execute(f"SELECT DISTINCT {USER_ID} FROM {LATEST_VIEW} ORDER BY {USER_ID} LIMIT ?", [n]).fetchall()
+    return [r[0] for r in rows]
