@@ -43,6 +43,8 @@ def run(
         f"run {result['run_date']}: {published['rows']} recommendations for {published['users']} users "
         f"-> {published['targets'].get('duckdb') or published['targets'].get('parquet')}"
     )
+    if result.get("model_not_refreshed"):
+        console.print(f"degraded: {result['model_not_refreshed']}", markup=False)
 
 
 @app.command("demo-data")

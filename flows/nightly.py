@@ -8,10 +8,12 @@ from datetime import date
 
 from prefect import flow
 from prefect.runtime import deployment, flow_run
-from prefect.states import Cancelled
+from prefect.states import Cancelled, Completed
 
 from flows.pipeline import run_pipeline, stale_run_reason
 from nightrec.config import NightrecConfig, load_config
+
+DEGRADED_STATE = "Degraded"
 
 
 def run_name(flow_name: str) -> str:
@@ -49,4 +51,12 @@ def nightly(run_date: date | None = None, config: NightrecConfig | None = None) 
         stale = stale_run_reason(flow_run.scheduled_start_time, config.orchestration.late_run_max_age_hours)
         if stale:
             return Cancelled(message=stale)
-    return run_pipeline(config, "nightly")
+    return final_state(run_pipeline(config, "nightly"))
+
+
+def final_state(summary: dict):
+    """The run's result; a night whose training failed is Completed, since its table was
+    published, but named ``Degraded`` so the UI and the API show the model was not refreshed."""
+    if summary.get("model_not_refreshed"):
+        return Completed(name=DEGRADED_STATE, message=summary["model_not_refreshed"], data=summary)
+    return summary

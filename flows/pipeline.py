@@ -71,14 +71,27 @@ def _rename_run(flow_name: str, run_date: date) -> None:
             client.update_flow_run(run_id, name=name)
 
 
-def train(seq_dir: Path, config: NightrecConfig, plan: TrainPlan, progress: StageProgress) -> Path | None:
-    """The candidate of tonight's plan (None when the champion is reused)."""
+def train(
+    seq_dir: Path, config: NightrecConfig, plan: TrainPlan, progress: StageProgress
+) -> tuple[Path | None, str | None]:
+    """The candidate of tonight's plan (None when the champion is reused) and why training failed.
+
+    A failure or time-out returns ``(None, why)`` instead of raising, so the night is still
+    scored by the champion (popularity on a first night) and published.
+    """
     if not plan.trains:
         progress.done("train", plan.note)
-        return None
-    candidate = _ensure(training.train_model, seq_dir, config, config.run_date, plan.warm_start, plan.mode)
+        return None, None
+    try:
+        candidate = _ensure(training.train_model, seq_dir, config, config.run_date, plan.warm_start, plan.mode)
+    except Exception as exc:  # whatever broke the trainer, last night's model can still serve
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        why = f"model not refreshed: {plan.mode} training failed ({first})"
+        get_run_logger().error(f"{why}; the current champion (or popularity) serves tonight\n{exc}")
+        progress.done("train", why)
+        return None, why
     progress.done("train", f"{plan.note}: `{candidate.name}`")
-    return candidate
+    return candidate, None
 
 
 def serve(config: NightrecConfig, seq_dir: Path, clean_path: Path, serving: Path | None, progress: StageProgress):
@@ -97,7 +110,8 @@ def serve(config: NightrecConfig, seq_dir: Path, clean_path: Path, serving: Path
 
 def flag_degraded(summary: dict[str, Any], config: NightrecConfig) -> None:
     """Emit ``nightrec.quality.degraded`` (a nightly run only) when the live model or the data calls for a retrain."""
-    degraded = quality_degraded(summary["metrics"], summary["promotion"], summary["behavior"])
+    quality = quality_degraded(summary["metrics"], summary["promotion"], summary["behavior"])
+    degraded = "; ".join(filter(None, (summary.get("model_not_refreshed"), quality)))
     if not degraded or summary["flow"] != "nightly":
         return
     summary["degraded"] = f"emitted `{DEGRADED_EVENT}`: {degraded}"
@@ -124,7 +138,7 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
     plan = plan_training(models_dir(config.data_dir), run_date, config.orchestration.retrain_every_days, retrain_reason)
     seq_dir = _ensure(tasks.build_sequences, clean_path, config, plan.base)
     progress.done("sequences", f"`{seq_dir}`")
-    candidate = train(seq_dir, config, plan, progress)
+    candidate, training_failed = train(seq_dir, config, plan, progress)
     metrics = training.evaluate(seq_dir, clean_path, config, run_date, candidate, plan.live)
     progress.done("evaluate", "validation NDCG@10 on tonight's window (model, champion, served popularity)")
     promotion = training.promote(config, candidate, plan.live, metrics)
@@ -151,6 +165,8 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
         "published": published,
         "stages": progress.stages,
     }
+    if training_failed:
+        summary["model_not_refreshed"] = training_failed
     flag_degraded(summary, config)
     progress.done("report", "report, metrics table and link artifacts")
     summary["artifacts"] = publish_artifacts(summary)

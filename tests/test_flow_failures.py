@@ -1,6 +1,7 @@
 """Failure semantics: a validation error, a training crash and a publishing failure each end the
 run Failed with the cause named, and yesterday's table keeps serving with nothing half-written."""
 
+import shutil
 from datetime import timedelta
 
 import polars as pl
@@ -51,20 +52,36 @@ def test_validation_error_fails_the_run_and_names_the_rule(served_night, tmp_pat
     _assert_old_table_serves(config, before)
 
 
-def test_training_crash_fails_the_run_with_the_trainer_output(served_night, night2_events, monkeypatch):
-    config, before = served_night
+def test_training_crash_degrades_the_night_to_the_champion(served_night, night2_events, monkeypatch):
+    config, _ = served_night
     monkeypatch.setattr(training, "TRAINER", CRASH_TRAINER)  # the flow runs in this process
+    models = models_dir(config.data_dir)
+    champion = (models / CHAMPION).resolve()
     state = run_night(config.model_copy(update={"events": str(night2_events)}), NIGHT2)
-    assert state.is_failed()
-    assert "exit code 3" in state.message and "out of memory" in state.message, state.message
+    assert state.is_completed() and state.name == "Degraded", state
+    assert "model not refreshed" in state.message and "exit code 3" in state.message, state.message
     assert task_states(state)["train"] == "Failed"
-    models = config.data_dir / "models"
-    champion = (models / "champion").resolve()
-    assert sorted(p.name for p in models.iterdir()) == sorted(["champion", champion.name]), (
+    assert task_states(state)["publish"] == "Completed"
+    assert sorted(p.name for p in models.iterdir()) == sorted([CHAMPION, champion.name]), (
         "no new model folder, finished or partial"
     )
-    assert champion.name.startswith(NIGHT1.isoformat()), "night 1's champion keeps serving"
-    _assert_old_table_serves(config, before)
+    assert (models / CHAMPION).resolve() == champion, "night 1's champion keeps serving"
+    served = latest_table(config)
+    assert served["run_date"].unique().to_list() == [NIGHT2], "tonight's table is published"
+    assert champion.name in served["model_version"].unique().to_list(), "scored by the champion"
+    summary = state.result()
+    assert summary["model_not_refreshed"] in summary["degraded"] and "nightrec.quality.degraded" in summary["degraded"]
+
+
+def test_training_crash_on_a_first_night_serves_popularity(night_copy, monkeypatch):
+    """Night 1 again, in a copy of the shared night with no model yet: the trainer crashes."""
+    monkeypatch.setattr(training, "TRAINER", CRASH_TRAINER)
+    shutil.rmtree(models_dir(night_copy.data_dir))
+    state = run_night(night_copy, NIGHT1)
+    assert state.is_completed() and state.name == "Degraded", state
+    served = latest_table(night_copy)
+    assert served.height > 0 and served["source"].unique().to_list() == ["popularity"]
+    assert not (models_dir(night_copy.data_dir) / CHAMPION).exists()
 
 
 def test_publish_failure_rolls_back_and_the_old_table_serves(served_night, night2_events):
