@@ -12,8 +12,9 @@ from pathlib import Path
 import polars as pl
 
 from nightrec.errors import InputError
-from nightrec.ingest.readers import _timestamp_expr, detect_format, resolve_files, scan_events
+from nightrec.ingest.readers import detect_format, resolve_files, scan_events
 from nightrec.schema import EVENT_SCHEMA, EVENT_TYPE, ITEM_ID, SESSION_ID, TIMESTAMP, USER_ID, VALUE
+from nightrec.timestamps import to_timestamp
 
 RAW_TIMESTAMP = "raw_timestamp"
 RAW_VALUE = "raw_value"
@@ -60,13 +61,8 @@ def _conform(frame: pl.DataFrame) -> pl.DataFrame:
         pl.col(TIMESTAMP).alias(_SOURCE_TS),
         pl.col(VALUE).alias(_SOURCE_VALUE),
     )
-    parsed = _timestamp_expr(ts_dtype).alias(TIMESTAMP) if ts_dtype != pl.Null else pl.lit(None)
-    if ts_dtype == pl.String:
-        # Epoch numbers stored as text are still timestamps; anything else that fails is malformed.
-        epoch = pl.col(_SOURCE_TS).str.strip_chars().cast(pl.Int64, strict=False)
-        as_ms = pl.when(epoch.abs() >= 100_000_000_000).then(epoch).otherwise(epoch * 1000)
-        numeric = pl.from_epoch(as_ms, time_unit="ms").dt.replace_time_zone("UTC")
-        parsed = pl.coalesce(parsed.cast(EVENT_SCHEMA[TIMESTAMP]), numeric.cast(EVENT_SCHEMA[TIMESTAMP]))
+    # Out of range, ambiguous or unreadable: null here, quarantined with its text as malformed_timestamp.
+    parsed = to_timestamp(pl.col(_SOURCE_TS), ts_dtype)
     value_dtype = frame.schema[VALUE]
     value = pl.col(_SOURCE_VALUE).cast(pl.Float64, strict=False) if value_dtype != pl.Null else pl.lit(None)
     frame = frame.with_columns(

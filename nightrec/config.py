@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, V
 from nightrec.errors import ConfigError
 from nightrec.layout import DUCKDB_FILE, run_dir
 from nightrec.schema import ADD_TO_CART, CLICK, DEFAULT_EVENT_TYPES, PURCHASE, VIEW
+from nightrec.timestamps import EARLIEST, LATEST, in_range
 
 ENV_PREFIX = "NIGHTREC_"
 ENV_CONFIG_FILE = "NIGHTREC_CONFIG"
@@ -260,6 +261,13 @@ class NightrecConfig(_Section):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
     behavior: BehaviorConfig = Field(default_factory=BehaviorConfig)
+
+    @field_validator("run_date")
+    @classmethod
+    def _run_date_in_range(cls, value: date | None) -> date | None:
+        if value is not None and not in_range(value):
+            raise ValueError(f"{value} is outside the supported {EARLIEST:%Y-%m-%d}..{LATEST:%Y-%m-%d}")
+        return value
 
     @property
     def duckdb_path(self) -> Path:

@@ -24,11 +24,10 @@ from nightrec.schema import (
     VALUE,
     VIEW,
 )
+from nightrec.timestamps import ACCEPTED, to_timestamp
 
 FORMATS = ("auto", "nightrec", "movielens", "recbole", "retailrocket", "yoochoose", "diginetica")
 _RAW_TS = "__raw_timestamp"
-# Epoch values above this are milliseconds (1e11 s is the year 5138).
-_MS_THRESHOLD = 100_000_000_000
 RETAILROCKET_EVENTS = {"view": VIEW, "addtocart": ADD_TO_CART, "transaction": PURCHASE}
 
 
@@ -198,17 +197,7 @@ _SCANNERS = {
 
 
 def _timestamp_expr(dtype: pl.DataType) -> pl.Expr:
-    raw = pl.col(_RAW_TS)
-    if isinstance(dtype, pl.Datetime):
-        return raw.dt.replace_time_zone("UTC") if dtype.time_zone is None else raw.dt.convert_time_zone("UTC")
-    if isinstance(dtype, pl.Date):
-        return raw.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    if dtype.is_integer():
-        ms = pl.when(raw.abs() >= _MS_THRESHOLD).then(raw).otherwise(raw * 1000)
-        return pl.from_epoch(ms, time_unit="ms").dt.replace_time_zone("UTC")
-    if dtype.is_float():
-        return pl.from_epoch((raw * 1000).round().cast(pl.Int64), time_unit="ms").dt.replace_time_zone("UTC")
-    return raw.cast(pl.String).str.strip_chars().str.to_datetime(time_zone="UTC", strict=False)
+    return to_timestamp(pl.col(_RAW_TS), dtype)
 
 
 def _normalize(lf: pl.LazyFrame) -> pl.LazyFrame:
@@ -256,7 +245,7 @@ def _collect_one(lf: pl.LazyFrame, path: Path) -> pl.DataFrame:
         example = bad.get_column(_RAW_TS)[0]
         raise InputError(
             f"{path}: column '{TIMESTAMP}': {bad.height} value(s) are not a timestamp, e.g. {example!r} "
-            "(expected ISO 8601 text, a datetime, or epoch seconds/milliseconds)"
+            f"(expected {ACCEPTED})"
         )
     return df.drop(_RAW_TS)
 
