@@ -201,3 +201,31 @@ def test_cli_analyze_writes_the_report_and_fails_cleanly_on_empty_input(demo_eve
     failed = _cli("analyze", "--events", str(empty), cwd=tmp_path)
     assert failed.returncode == 2
     assert failed.stderr.strip().count("\n") == 0 and "no events" in failed.stderr
+
+
+def test_item_ids_that_look_like_mathtext_are_drawn_as_typed(tmp_path):
+    import polars as pl
+    from matplotlib.text import Text
+
+    import nightrec.behavior.figures as figures
+
+    hostile = {"i0": r"$\notacommand{x}$", "i1": "$5 and $10", "i2": "a_b^c"}
+    events = daily_log(days=3).with_columns(pl.col("item_id").replace(hostile))
+    report = write_behavior_report(events, tmp_path)
+    assert set(report["figures"]) == set(FIGURES)
+    document = json.loads((tmp_path / "behavior.json").read_text())
+    assert {r["from_item"] for r in document["transitions"]["top"]} & set(hostile.values())
+    seen = []
+    real = figures._png
+
+    def spy(fig):
+        cells = [c.get_text() for ax in fig.axes for table in ax.tables for c in table.get_celld().values()]
+        seen.extend(t for t in [*fig.findobj(Text), *cells] if "$" in t.get_text())
+        return real(fig)
+
+    figures._png = spy
+    try:
+        figures.render_figures(document)
+    finally:
+        figures._png = real
+    assert seen and not any(t.get_parse_math() for t in seen), "no id is parsed as math"

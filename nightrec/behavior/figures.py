@@ -5,6 +5,7 @@
 import io
 
 import numpy as np
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
@@ -174,7 +175,16 @@ def transitions_figure(transitions: dict) -> bytes:
 
 
 def render_figures(metrics: dict) -> dict[str, bytes]:
-    """Every figure of the report as PNG bytes, keyed by the names in ``FIGURES``."""
+    """Every figure of the report as PNG bytes, keyed by the names in ``FIGURES``.
+
+    Labels hold data (item ids, event types): mathtext is off so ``$...$`` in an id is drawn as
+    typed instead of failing the figure or turning ``$5 and $10`` into math.
+    """
+    with rc_context({"text.parse_math": False}):
+        return _render(metrics)
+
+
+def _render(metrics: dict) -> dict[str, bytes]:
     return {
         "funnel": funnel_figure(metrics["funnel"]),
         "session_length": session_length_figure(metrics["sessions"]),
