@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from nightrec.errors import InputError
-from nightrec.ingest.readers import detect_format, resolve_files, scan_events
+from nightrec.ingest.readers import ID_AS_TEXT, detect_format, resolve_files, scan_events
 from nightrec.schema import EVENT_SCHEMA, EVENT_TYPE, ITEM_ID, SESSION_ID, TIMESTAMP, USER_ID, VALUE
 from nightrec.timestamps import to_timestamp
 
@@ -38,7 +38,7 @@ def _read_raw(path: Path) -> pl.DataFrame:
     try:
         if path.suffix == ".parquet":
             return pl.read_parquet(path)
-        return pl.read_csv(path, infer_schema_length=10_000, try_parse_dates=False)
+        return pl.read_csv(path, infer_schema_length=10_000, try_parse_dates=False, schema_overrides=ID_AS_TEXT)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputError(f"{path}: cannot be read: {str(exc).splitlines()[0]}") from None
 
@@ -79,7 +79,10 @@ def _conform(frame: pl.DataFrame) -> pl.DataFrame:
         else:
             text = pl.col(source).cast(pl.String, strict=False)
         keep = pl.col(parsed_col).is_null() & pl.col(source).is_not_null()
-        raw_columns.append(pl.when(keep).then(text).otherwise(None).cast(pl.String).alias(raw))
+        text = pl.when(keep).then(text).otherwise(None).cast(pl.String)
+        if raw in frame.columns:  # an ingested file: the source's text was kept at ingest
+            text = pl.coalesce(pl.col(raw).cast(pl.String), text)
+        raw_columns.append(text.alias(raw))
     frame = frame.with_columns(*raw_columns)
     return frame.select(*EVENT_SCHEMA, *RAW_COLUMNS)
 
@@ -96,17 +99,34 @@ def load_events(source: str | Path, fmt: str = "auto") -> LoadedEvents:
         file_fmt = detect_format(path) if fmt == "auto" else fmt
         if file_fmt == "nightrec":
             raw = _read_raw(path)
-            raw = raw.select([c for c in raw.columns if c in EVENT_SCHEMA])
+            raw = raw.select([c for c in raw.columns if c in EVENT_SCHEMA or c in RAW_COLUMNS])
         else:
             try:
                 raw = scan_events(path, file_fmt).drop(TIMESTAMP).rename({_SOURCE_TS: TIMESTAMP}).collect()
             except pl.exceptions.PolarsError as exc:
                 raise InputError(f"{path}: cannot be read as {file_fmt}: {str(exc).splitlines()[0]}") from None
         for column, dtype in raw.schema.items():
-            source_columns.setdefault(column, str(dtype))
+            if column not in RAW_COLUMNS:
+                source_columns.setdefault(column, str(dtype))
         frames.append(_conform(raw))
     events = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
     return LoadedEvents(events=events, source_columns=source_columns, files=files)
+
+
+def ingest(source: str | Path, fmt: str, out: Path) -> Path:
+    """Read ``source`` into ``out`` (Parquet) for the night: the contract's columns plus the text
+    of every value that could not be converted, so validation quarantines that row with its
+    reason instead of the whole night being refused. A file that cannot be read at all, or that
+    lacks a required column, still raises ``InputError``."""
+    scan_events(source, fmt)  # names the file and the missing column before anything is read
+    events = load_events(source, fmt).events
+    if events.height == 0:
+        raise InputError(f"{source}: no events (the input has no rows)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    events.write_parquet(tmp)
+    tmp.replace(out)
+    return out
 
 
 def from_frame(frame: pl.DataFrame) -> LoadedEvents:

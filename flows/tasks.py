@@ -18,13 +18,14 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from expectations.load import ingest
 from expectations.runner import validate_file
 from flows.caching import CONTENT
 from nightrec.config import NightrecConfig
 from nightrec.errors import NightrecError
 from nightrec.ingest.readers import resolve_files
-from nightrec.ingest.runs import default_run_date, ingest, require_source
-from nightrec.layout import BEHAVIOR_DIR, CLEAN_FILE, FALLBACK_FILE, RECOMMENDATIONS_FILE
+from nightrec.ingest.runs import default_run_date, require_source
+from nightrec.layout import BEHAVIOR_DIR, CLEAN_FILE, EVENTS_FILE, FALLBACK_FILE, RECOMMENDATIONS_FILE
 from nightrec.publish.rollback import publish_night
 
 # Exceptions that say the input or the data is wrong: trying again cannot help.
@@ -63,7 +64,7 @@ def locate_input(config: NightrecConfig) -> list[Path]:
 
 @task(name="ingest", timeout_seconds=3600, **CACHED, **IO_RETRIES)
 def ingest_events(config: NightrecConfig, run_date: date, source_files: list[Path]) -> Path:
-    return ingest(config, run_date)
+    return ingest(require_source(config), config.format, config.run_dir(run_date) / EVENTS_FILE)
 
 
 @task(name="validate", timeout_seconds=3600, **CACHED)

@@ -148,9 +148,11 @@ def test_bad_input_names_the_file_and_rule(tmp_path, setup, message):
     assert message in str(info.value)
 
 
-def test_check_source_fails_fast_on_bad_timestamp(tmp_path):
+def test_check_source_fails_fast_on_a_missing_column_but_leaves_values_to_validation(tmp_path):
     (tmp_path / "t.csv").write_text("user_id,item_id,event_type,timestamp\nu,i,view,2024-13-45\n")
-    with pytest.raises(InputError, match=r"t\.csv: column 'timestamp'"):
+    assert check_source(tmp_path) == [tmp_path / "t.csv"], "one bad timestamp is quarantined, not refused"
+    (tmp_path / "t.csv").write_text("user_id,item_id,event_type\nu,i,view\n")
+    with pytest.raises(InputError, match=r"t\.csv: missing required column 'timestamp'"):
         check_source(tmp_path)
 
 
@@ -160,3 +162,24 @@ def test_unknown_format_is_rejected(tmp_path):
         read_events(tmp_path)
     with pytest.raises(InputError, match="unknown format 'json'"):
         read_events(tmp_path, fmt="json")
+
+
+@pytest.mark.parametrize(
+    ("name", "header", "row"),
+    [
+        ("events.csv", "user_id,item_id,event_type,timestamp", "{u},{i},view,1700000000"),
+        ("u.data", None, "{u}\t{i}\t5\t881250949"),
+        ("ratings.dat", None, "{u}::{i}::5::978300760"),
+        ("x.inter", "user_id:token\titem_id:token\ttimestamp:float", "{u}\t{i}\t881250949"),
+    ],
+)
+def test_csv_ids_are_text_never_numbers(tmp_path, name, header, row):
+    from expectations.load import load_events
+
+    lines = [row.format(u=u, i=i) for u, i in (("007", "010"), ("7", "10"))]
+    lines += [row.format(u=n, i=n) for n in range(10_050)] + [row.format(u="u-late", i="i-late")]
+    path = tmp_path / name
+    path.write_text("\n".join(([header] if header else []) + lines) + "\n")
+    for events in (read_events(path), load_events(path).events):
+        assert events["user_id"][:2].to_list() == ["007", "7"] and events["item_id"][:2].to_list() == ["010", "10"]
+        assert events["user_id"][-1] == "u-late" and events.height == len(lines)

@@ -89,3 +89,18 @@ def test_a_run_date_out_of_range_is_a_config_error_not_a_crash(tmp_path):
         timeout=300,
     )
     assert out.returncode == 2 and "run_date" in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_the_nights_ingest_keeps_a_malformed_timestamp_for_quarantine(tmp_path):
+    from expectations.load import ingest
+
+    source = tmp_path / "in" / "events.csv"
+    source.parent.mkdir()
+    good = "".join(f"u{i % 7},i{i % 11},view,2026-03-06T10:{i:02d}:00Z\n" for i in range(40))
+    source.write_text("user_id,item_id,event_type,timestamp\n" + good + "u1,i2,view,not-a-time\n")
+    config = load_config(None, {"data_dir": str(tmp_path / "data")}, environ={})
+    report = validate_file(ingest(str(source), "auto", tmp_path / "run" / "events.parquet"), config, RUN)
+    assert report["rows_in"] == 41 == report["rows_clean"] + report["rows_quarantined"]
+    assert report["by_reason"]["malformed_timestamp"] == 1
+    quarantine = pl.read_parquet(Path(report["files"]["quarantine"]))
+    assert quarantine["raw_timestamp"].to_list() == ["not-a-time"]

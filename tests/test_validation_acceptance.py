@@ -11,11 +11,12 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from expectations.load import ingest
 from expectations.rules import REASONS
 from expectations.runner import QUARANTINE_FILE, validate_file
 from nightrec.config import NightrecConfig
-from nightrec.ingest.runs import ingest
 from nightrec.ingest.synthetic import FaultSpec, SyntheticSpec, write_demo_data
+from nightrec.layout import EVENTS_FILE
 from nightrec.schema import USER_ID
 from tests.conftest import DEMO_END
 
@@ -46,7 +47,9 @@ def test_demo_faults_are_quarantined_with_exactly_the_injected_counts(faulty_dem
     source, manifest = faulty_demo
     run_date = DEMO_END + timedelta(days=1)
     config = NightrecConfig(events=str(source), data_dir=tmp_path, run_date=run_date)
-    report = validate_file(ingest(config, run_date), config, run_date)
+    report = validate_file(
+        ingest(config.events, config.format, config.run_dir(run_date) / EVENTS_FILE), config, run_date
+    )
 
     expected = {FAULT_TO_RULE.get(name, name): n for name, n in manifest["faults"].items()}
     assert {name: n for name, n in report["by_reason"].items() if n} == expected

@@ -28,6 +28,13 @@ from nightrec.timestamps import ACCEPTED, to_timestamp
 
 FORMATS = ("auto", "nightrec", "movielens", "recbole", "retailrocket", "yoochoose", "diginetica")
 _RAW_TS = "__raw_timestamp"
+# Ids are text by the contract: a CSV reader must never guess them as numbers ("007" is not "7",
+# and a column that turns alphanumeric after the inference window must not refuse the file).
+# Every format's id column names; names a file does not have are ignored.
+ID_AS_TEXT: dict[str, pl.DataType] = {
+    name: pl.String
+    for name in (USER_ID, ITEM_ID, SESSION_ID, "userId", "movieId", "visitorid", "itemid", "sessionId", "itemId")
+}
 RETAILROCKET_EVENTS = {"view": VIEW, "addtocart": ADD_TO_CART, "transaction": PURCHASE}
 
 
@@ -89,7 +96,8 @@ def _check_columns(path: Path, found: list[str], required: tuple[str, ...], fmt:
 def _scan_csv(path: Path, **kwargs) -> pl.LazyFrame:
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty")
-    return pl.scan_csv(path, infer_schema_length=10_000, **kwargs)
+    overrides = {**ID_AS_TEXT, **kwargs.pop("schema_overrides", {})}
+    return pl.scan_csv(path, infer_schema_length=10_000, schema_overrides=overrides, **kwargs)
 
 
 def _scan_nightrec(path: Path) -> pl.LazyFrame:
@@ -114,7 +122,7 @@ def _scan_movielens(path: Path) -> pl.LazyFrame:
     if path.name == "u.data":
         lf = _scan_csv(path, separator="\t", has_header=False, new_columns=names)
     elif path.suffix == ".dat":  # "1::1193::5::978300760": split on ':' leaves empty columns between
-        lf = _scan_csv(path, separator=":", has_header=False).select(
+        lf = _scan_csv(path, separator=":", has_header=False, infer_schema=False).select(
             pl.nth(0).alias(USER_ID),
             pl.nth(2).alias(ITEM_ID),
             pl.nth(4).alias(VALUE),
@@ -133,7 +141,9 @@ def _scan_movielens(path: Path) -> pl.LazyFrame:
 
 
 def _scan_recbole(path: Path) -> pl.LazyFrame:
-    lf = _scan_csv(path, separator="\t", quote_char=None)
+    typed = _first_line(path).rstrip("\r\n").split("\t")  # "user_id:token": ids by their bare name
+    ids = {name: pl.String for name in typed if name.split(":")[0] in ID_AS_TEXT}
+    lf = _scan_csv(path, separator="\t", quote_char=None, schema_overrides=ids)
     renames = {c: c.split(":")[0] for c in lf.collect_schema().names()}
     lf = lf.rename(renames)
     _check_columns(path, list(renames.values()), (USER_ID, ITEM_ID, TIMESTAMP), "recbole")
@@ -235,11 +245,15 @@ def scan_events(source: str | Path, fmt: str = "auto") -> pl.LazyFrame:
     return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
 
 
-def _collect_one(lf: pl.LazyFrame, path: Path) -> pl.DataFrame:
+def _collect(lf: pl.LazyFrame, path: Path) -> pl.DataFrame:
     try:
-        df = lf.collect()
+        return lf.collect()
     except pl.exceptions.PolarsError as exc:
         raise InputError(f"{path}: cannot be read: {str(exc).splitlines()[0]}") from None
+
+
+def _collect_one(lf: pl.LazyFrame, path: Path) -> pl.DataFrame:
+    df = _collect(lf, path)
     bad = df.filter(pl.col(TIMESTAMP).is_null() & pl.col(_RAW_TS).is_not_null())
     if bad.height:
         example = bad.get_column(_RAW_TS)[0]
@@ -267,8 +281,11 @@ def read_events(source: str | Path, fmt: str = "auto") -> pl.DataFrame:
 
 
 def check_source(source: str | Path, fmt: str = "auto", sample_rows: int = 10_000) -> list[Path]:
-    """Read the first rows of every input file so a bad path, format, column or timestamp fails fast."""
+    """Read the first rows of every input file so a bad path, format or column fails fast.
+
+    Values are not judged here: a timestamp that is not one is validation's to quarantine (one
+    bad row must not refuse the night)."""
     files = resolve_files(source)
     for path in files:
-        _collect_one(scan_events(path, fmt).head(sample_rows), path)
+        _collect(scan_events(path, fmt).head(sample_rows), path)
     return files

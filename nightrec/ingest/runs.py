@@ -1,4 +1,5 @@
-"""A run's working files: resolving the run date and ingesting events under ``runs/<date>/``."""
+"""A run's working files: resolving the run date and writing them under ``runs/<date>/`` (the
+night's events are ingested by ``expectations.load.ingest``, leniently)."""
 
 import json
 from datetime import UTC, date, datetime, timedelta
@@ -9,8 +10,7 @@ import polars as pl
 
 from nightrec.config import NightrecConfig
 from nightrec.errors import ConfigError, InputError
-from nightrec.ingest.readers import read_events, scan_events
-from nightrec.layout import EVENTS_FILE
+from nightrec.ingest.readers import scan_events
 from nightrec.schema import TIMESTAMP
 
 
@@ -41,15 +41,6 @@ def run_date_after(events: pl.DataFrame | pl.LazyFrame, source: str, now: dateti
             f"{source}: no event has a usable '{TIMESTAMP}' at or before {now:%Y-%m-%d %H:%M} UTC; pass --run-date"
         )
     return latest.date() + timedelta(days=1)
-
-
-def ingest(config: NightrecConfig, run_date: date) -> Path:
-    """Read the configured source into ``runs/<date>/events.parquet`` in the event contract."""
-    events = read_events(require_source(config), config.format)
-    out = config.run_dir(run_date) / EVENTS_FILE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    events.write_parquet(out)
-    return out
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> Path:
