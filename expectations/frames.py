@@ -17,6 +17,24 @@ ALLOWED_KINDS = {
 }
 
 
+_HTML = ("&", "<", ">", '"', "'")
+_ESCAPED = ("&amp;", "&lt;", "&gt;", "&quot;", "&#x27;")
+
+
+def as_html(text: pl.Expr) -> pl.Expr:
+    """Text escaped for HTML. GX writes unexpected values into Data Docs unescaped, and operators
+    open those pages: GX only ever sees escaped text (and escaped value sets, ``html_text``), so a
+    hostile id is shown, never run. Escaping is one-to-one, so every count stays the same."""
+    return text.cast(pl.String).str.replace_many(_HTML, _ESCAPED)
+
+
+def html_text(value: str) -> str:
+    """``as_html`` for one configured value (a value set GX compares the escaped column with)."""
+    for raw, escaped in zip(_HTML, _ESCAPED, strict=True):
+        value = value.replace(raw, escaped)
+    return value
+
+
 def _kind(dtype: str) -> str:
     for prefix, kind in (("String", "string"), ("Int", "integer"), ("UInt", "integer"), ("Float", "float")):
         if dtype.startswith(prefix):
@@ -36,6 +54,6 @@ def events_frame(events: pl.DataFrame, flags: pl.DataFrame, flag_names: dict[str
     indicators = [pl.col(flag_names[name]).alias(name) for name in INDICATOR_RULES if name in flag_names]
     # Text as categoricals: GX filters the whole frame for each sample of failing rows, and moving
     # integer codes is much cheaper than moving strings; the set check becomes a category lookup.
-    text = [pl.col(c).cast(pl.Categorical) for c in (USER_ID, ITEM_ID, EVENT_TYPE, RAW_TIMESTAMP, RAW_VALUE)]
+    text = [as_html(pl.col(c)).cast(pl.Categorical) for c in (USER_ID, ITEM_ID, EVENT_TYPE, RAW_TIMESTAMP, RAW_VALUE)]
     frame = events.select(*text, pl.col(TIMESTAMP))
     return pl.concat([frame, flags.select(indicators)], how="horizontal")

@@ -18,7 +18,7 @@ import polars as pl
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.execution_engine import pandas_execution_engine
 
-from expectations.frames import ALLOWED_KINDS
+from expectations.frames import ALLOWED_KINDS, html_text
 from expectations.load import RAW_TIMESTAMP, RAW_VALUE
 from expectations.rules import (
     INDICATOR_RULES,
@@ -92,7 +92,8 @@ def _row_expectation(rule: RowRule, config: NightrecConfig, run_date, mostly: fl
     if name == "malformed_value":
         return gxe.ExpectColumnValuesToBeNull(column=RAW_VALUE, **kw)
     if name == "unknown_event_type":
-        return gxe.ExpectColumnValuesToBeInSet(column=EVENT_TYPE, value_set=list(config.event_types), **kw)
+        value_set = [html_text(t) for t in config.event_types]  # the column GX sees is escaped
+        return gxe.ExpectColumnValuesToBeInSet(column=EVENT_TYPE, value_set=value_set, **kw)
     if name == "future_timestamp":
         latest = latest_allowed(config, run_date).isoformat()
         return gxe.ExpectColumnValuesToBeBetween(column=TIMESTAMP, max_value=latest, strict_max=True, **kw)

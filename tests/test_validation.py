@@ -294,3 +294,24 @@ def test_thresholds_and_severities_come_from_the_config(tmp_path):
     assert validate(short, tmp_path, severity={"volume": "warn"})["status"] == "warn"
     with pytest.raises(ConfigError, match="unknown check"):
         validate(events, tmp_path, severity={"volumes": "warn"})
+
+
+def test_data_docs_show_hostile_values_escaped_never_as_markup(tmp_path):
+    script = "<script>alert('xss')</script>"
+    image = '<img src=x onerror="alert(1)">'
+    events = make_events().with_columns(pl.col(TIMESTAMP).cast(pl.String))
+    hostile = events.head(2).with_columns(pl.Series(EVENT_TYPE, [script, "a&b"]), pl.Series(TIMESTAMP, [image, "x"]))
+    report = validate_frame(
+        pl.concat([events, hostile]),
+        NightrecConfig(data_dir=tmp_path, event_types="view,click,add_to_cart,purchase,a&b"),
+        RUN_DATE,
+        tmp_path / "out",
+    )
+    assert report["by_reason"]["unknown_event_type"] == 1, "escaping keeps set membership ('a&b' is allowed)"
+    assert report["by_reason"]["malformed_timestamp"] == 2
+    pages = list((tmp_path / "out" / "data_docs").rglob("*.html"))
+    assert pages
+    for page in pages:
+        html = page.read_text()
+        assert "<script>alert(" not in html and "<img src=x" not in html, page
+    assert any("&lt;script&gt;alert(" in page.read_text() for page in pages), "the value is still shown"
