@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 import flows  # noqa: F401  (sets Prefect environment defaults before Prefect is imported)
 from nightrec.config import NightrecConfig, load_config
@@ -29,3 +30,11 @@ RunDateOpt = Annotated[str | None, typer.Option("--run-date", help="YYYY-MM-DD (
 
 def build_config(config_file: Path | None, **overrides) -> NightrecConfig:
     return load_config(config_file, overrides)
+
+
+def plain(*parts: object) -> Text:
+    """Data for the terminal as plain text: never Rich markup (an id like ``[/sale]`` or
+    ``[link=...]`` is shown as typed) and with control characters, ANSI escapes included,
+    shown escaped (``\\x1b``) rather than sent to the terminal."""
+    text = "".join(str(part) for part in parts)
+    return Text("".join(c if c.isprintable() else repr(c)[1:-1] for c in text))

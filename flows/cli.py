@@ -12,7 +12,7 @@ import polars as pl
 import typer
 from rich.table import Table
 
-from flows.app import ConfigOpt, DataDirOpt, RunDateOpt, app, build_config, console
+from flows.app import ConfigOpt, DataDirOpt, RunDateOpt, app, build_config, console, plain
 from nightrec.config import NightrecConfig
 from nightrec.errors import NightrecError
 from nightrec.ingest.readers import FORMATS, check_source
@@ -40,11 +40,13 @@ def run(
     result = nightly(config=config)
     published = result["published"]
     console.print(
-        f"run {result['run_date']}: {published['rows']} recommendations for {published['users']} users "
-        f"-> {published['targets'].get('duckdb') or published['targets'].get('parquet')}"
+        plain(
+            f"run {result['run_date']}: {published['rows']} recommendations for {published['users']} users "
+            f"-> {published['targets'].get('duckdb') or published['targets'].get('parquet')}"
+        )
     )
     if result.get("model_not_refreshed"):
-        console.print(f"degraded: {result['model_not_refreshed']}", markup=False)
+        console.print(plain(f"degraded: {result['model_not_refreshed']}"))
 
 
 @app.command("demo-data")
@@ -127,14 +129,14 @@ def recommend(
                 when = config.run_date.isoformat() if config.run_date else "the latest run"
                 raise NightrecError(f"{where}: nothing published for {when}")
             console.print(
-                f"user '{user}' is new (not in the published table): showing the popularity fallback list",
+                plain(f"user '{user}' is new (not in the published table): showing the popularity fallback list"),
                 soft_wrap=True,
                 highlight=False,
             )
             recs = recs.with_columns(pl.lit(SOURCE_POPULARITY).alias("source"))
         sources = ", ".join(recs["source"].unique(maintain_order=True).to_list())
         console.print(
-            f"user {user} - run {recs['run_date'][0]} - source: {sources} - model {recs['model_version'][0]}",
+            plain(f"user {user} - run {recs['run_date'][0]} - source: {sources} - model {recs['model_version'][0]}"),
             soft_wrap=True,
             highlight=False,
         )
@@ -142,7 +144,7 @@ def recommend(
         for column in ("rank", "item_id", "score", "source"):
             table.add_column(column)
         for row in recs.iter_rows(named=True):
-            table.add_row(str(row["rank"]), row["item_id"], f"{row['score']:.4f}", row["source"])
+            table.add_row(str(row["rank"]), plain(row["item_id"]), f"{row['score']:.4f}", plain(row["source"]))
         console.print(table)
 
 

@@ -199,3 +199,38 @@ def test_cli_prints_a_users_list_and_a_new_user_gets_the_fallback(tmp_path):
     assert "is new" in new.stdout and "hot1" in new.stdout and "hot2" in new.stdout
     missing = cli("u00001", "--date", "2020-01-01")
     assert missing.returncode == 2 and "nothing published for 2020-01-01" in missing.stderr
+
+
+def test_cli_shows_ids_as_typed_never_as_markup_or_terminal_escapes(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.publish_fixtures import ROOT, subprocess_env
+
+    config = _config(tmp_path)
+    hostile = ["[/sale] shoes", "[link=https://evil.example]free[/link]", "\x1b[31mred\x1b[0m"]
+    recs = table(D1, 2, k=3).with_columns(pl.Series("item_id", hostile * 2))
+    fallback = pl.DataFrame(
+        {"run_date": [D1] * 3, "rank": [1, 2, 3], "item_id": hostile, "score": [3.0, 2.0, 1.0]}
+    ).with_columns(pl.lit(f"popularity@{D1}").alias("model_version"))
+    publish_all(
+        recs.with_columns(pl.lit("[bold]u").alias("user_id")).head(3).vstack(recs.tail(3)), config, D1, fallback
+    )
+    for user in ("[bold]u", "u00001", "someone-new"):
+        command = [sys.executable, "-m", "flows.cli", "recommend", user, "--data-dir", str(config.data_dir)]
+        out = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        shown = " ".join(out.stdout.split())  # the table may wrap a long id over two lines
+        assert "[/sale] shoes" in shown and "[link=https://evil.example]free[/link]" in shown.replace(" ", "")
+        assert "\x1b" not in out.stdout and "\\x1b[31mred" in shown, out.stdout
+    assert (
+        "user [bold]u - run"
+        in subprocess.run(
+            [sys.executable, "-m", "flows.cli", "recommend", "[bold]u", "--data-dir", str(config.data_dir)],
+            cwd=ROOT,
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+    )
