@@ -18,6 +18,7 @@ from nightrec.errors import NightrecError
 from nightrec.ingest.readers import FORMATS, check_source
 from nightrec.ingest.runs import require_source
 from nightrec.ingest.synthetic import FaultSpec, SyntheticSpec, write_demo_data
+from nightrec.lock import ensure_free
 from nightrec.schema import SOURCE_POPULARITY
 
 
@@ -35,6 +36,7 @@ def run(
     """Run the nightly flow once on this machine (ephemeral Prefect unless PREFECT_API_URL is set)."""
     config = build_config(config_file, events=events, run_date=run_date, data_dir=data_dir, k=k, format=fmt)
     check_source(require_source(config), config.format)
+    ensure_free(config.data_dir)  # the flow holds the lock; this only makes a busy directory one line
     from flows.nightly import nightly
 
     result = nightly(config=config)

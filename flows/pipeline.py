@@ -24,6 +24,7 @@ from nightrec.behavior.trends import previous_report
 from nightrec.config import NightrecConfig
 from nightrec.evaluation.gate import quality_degraded
 from nightrec.layout import SEQUENCE_STATS_FILE, models_dir, runs_dir
+from nightrec.lock import run_lock
 from nightrec.registry import TrainPlan, plan_training
 
 DEGRADED_EVENT = "nightrec.quality.degraded"
@@ -124,7 +125,15 @@ def flag_degraded(summary: dict[str, Any], config: NightrecConfig) -> None:
 
 
 def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | None = None) -> dict[str, Any]:
-    """Every stage for one night of ``config``; ``retrain_reason`` set means a full retrain from scratch."""
+    """Every stage for one night of ``config``; ``retrain_reason`` set means a full retrain from scratch.
+
+    Holds the data directory's lock throughout: a second run on it fails at once with one line.
+    """
+    with run_lock(config.data_dir, f"{flow_name} flow run {flow_run.id or ''}".strip()):
+        return _run_stages(config, flow_name, retrain_reason)
+
+
+def _run_stages(config: NightrecConfig, flow_name: str, retrain_reason: str | None) -> dict[str, Any]:
     config = tasks.resolve_night(config)
     run_date = config.run_date
     _rename_run(flow_name, run_date)

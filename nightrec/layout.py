@@ -5,6 +5,7 @@ a file name of its own.
 ```
 <data_dir>/
   nightrec.duckdb                       the published table (see nightrec.publish)
+  .nightrec.lock                        held by the run using the directory (see nightrec.lock)
   recommendations/run_date=<date>/      its Parquet partitions
   runs/<date>/
     events.parquet                      ingest: the source in the event contract
@@ -29,6 +30,7 @@ from pathlib import Path
 RUNS_DIR = "runs"
 MODELS_DIR = "models"
 DUCKDB_FILE = "nightrec.duckdb"
+LOCK_FILE = ".nightrec.lock"  # one run at a time per data directory (nightrec.lock)
 
 # runs/<date>/
 EVENTS_FILE = "events.parquet"
