@@ -6,14 +6,14 @@ defect becomes a quarantined row with a reason. A missing required column is add
 becomes null with its original text kept in a ``raw_*`` column.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from nightrec.errors import InputError
-from nightrec.ingest.readers import ID_AS_TEXT, detect_format, resolve_files, scan_events
-from nightrec.schema import EVENT_SCHEMA, EVENT_TYPE, ITEM_ID, SESSION_ID, TIMESTAMP, USER_ID, VALUE
+from nightrec.ingest.readers import ID_AS_TEXT, detect_format, is_parquet, resolve_files, scan_events
+from nightrec.schema import EVENT_SCHEMA, EVENT_TYPE, ITEM_ID, REQUIRED_COLUMNS, SESSION_ID, TIMESTAMP, USER_ID, VALUE
 from nightrec.timestamps import to_timestamp
 
 RAW_TIMESTAMP = "raw_timestamp"
@@ -21,6 +21,7 @@ RAW_VALUE = "raw_value"
 RAW_COLUMNS = (RAW_TIMESTAMP, RAW_VALUE)
 _SOURCE_TS = "__raw_timestamp"  # the readers' name for the timestamp as read
 _SOURCE_VALUE = "__raw_value"
+_ROWS = "__rows"
 
 
 @dataclass(frozen=True)
@@ -30,13 +31,14 @@ class LoadedEvents:
     events: pl.DataFrame
     source_columns: dict[str, str]
     files: list[Path]
+    found: dict[Path, list[str]] = field(default_factory=dict)  # each file's own columns (nightrec layout)
 
 
 def _read_raw(path: Path) -> pl.DataFrame:
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty")
     try:
-        if path.suffix == ".parquet":
+        if is_parquet(path):
             return pl.read_parquet(path)
         return pl.read_csv(path, infer_schema_length=10_000, try_parse_dates=False, schema_overrides=ID_AS_TEXT)
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -94,23 +96,43 @@ def load_events(source: str | Path, fmt: str = "auto") -> LoadedEvents:
     the readers' mapping first. Raises ``InputError`` only when a file cannot be read at all.
     """
     files = resolve_files(source)
-    frames, source_columns = [], {}
+    frames, source_columns, found = [], {}, {}
     for path in files:
         file_fmt = detect_format(path) if fmt == "auto" else fmt
         if file_fmt == "nightrec":
             raw = _read_raw(path)
-            raw = raw.select([c for c in raw.columns if c in EVENT_SCHEMA or c in RAW_COLUMNS])
+            found[path] = raw.columns
+            kept = [c for c in raw.columns if c in EVENT_SCHEMA or c in RAW_COLUMNS]
+            # none of the contract's columns: every row is still counted (and quarantined as null)
+            raw = raw.select(kept) if kept else pl.DataFrame({_ROWS: pl.repeat(None, raw.height, eager=True)})
         else:
             try:
                 raw = scan_events(path, file_fmt).drop(TIMESTAMP).rename({_SOURCE_TS: TIMESTAMP}).collect()
             except pl.exceptions.PolarsError as exc:
                 raise InputError(f"{path}: cannot be read as {file_fmt}: {str(exc).splitlines()[0]}") from None
         for column, dtype in raw.schema.items():
-            if column not in RAW_COLUMNS:
+            if column not in RAW_COLUMNS and column != _ROWS:
                 source_columns.setdefault(column, str(dtype))
         frames.append(_conform(raw))
     events = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-    return LoadedEvents(events=events, source_columns=source_columns, files=files)
+    return LoadedEvents(events=events, source_columns=source_columns, files=files, found=found)
+
+
+def explain_unusable(loaded: LoadedEvents, source: str) -> None:
+    """Raise ``InputError`` naming why no run date can come from ``loaded``: no rows, or a missing
+    required column (with a hint when the header looks like another separator). Called before the
+    run date is taken from the data, so neither is blamed on the timestamps."""
+    for path, columns in loaded.found.items():
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        if missing:
+            hint = next(
+                (f" (is it '{sep}'-separated? only ',' is read)" for sep in ";\t|" if sep in ",".join(columns)), ""
+            )
+            raise InputError(
+                f"{path}: missing required column(s) {', '.join(missing)}; found {', '.join(columns) or 'none'}{hint}"
+            )
+    if loaded.events.height == 0:
+        raise InputError(f"{source}: no events (the input has a header and no rows)")
 
 
 def ingest(source: str | Path, fmt: str, out: Path) -> Path:

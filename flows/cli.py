@@ -14,7 +14,7 @@ from rich.table import Table
 
 from flows.app import ConfigOpt, DataDirOpt, RunDateOpt, app, build_config, console, plain
 from nightrec.config import NightrecConfig
-from nightrec.errors import NightrecError
+from nightrec.errors import SETUP_ERRORS, NightrecError
 from nightrec.ingest.readers import FORMATS, check_source
 from nightrec.ingest.runs import require_source
 from nightrec.ingest.synthetic import FaultSpec, SyntheticSpec, write_demo_data
@@ -104,7 +104,7 @@ def recommend(
         str | None, typer.Option("--date", help="Run date YYYY-MM-DD (default: the latest published run).")
     ] = None,
     run_date: RunDateOpt = None,
-    sample: Annotated[int, typer.Option("--sample", help="Print the lists of the first N users instead.")] = 0,
+    sample: Annotated[int, typer.Option("--sample", min=0, help="Print the lists of the first N users instead.")] = 0,
 ) -> None:
     """Print one user's published list and its source (PostgreSQL when configured, else DuckDB).
 
@@ -162,6 +162,9 @@ def main() -> None:
     try:
         app()
     except NightrecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except SETUP_ERRORS as exc:  # a permission or a path the user can fix: one line, not a traceback
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 

@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from expectations.load import load_events
+from expectations.load import explain_unusable, load_events
 from expectations.report import HEADERS, exit_code, table_rows
 from expectations.runner import validate_events
 from flows.app import ConfigOpt, DataDirOpt, RunDateOpt, app, build_config, console
@@ -30,6 +30,8 @@ def validate(
     """Validate events and print each expectation's result. Exit code 0 clean, 1 warnings, 2 errors."""
     config = build_config(config_file, events=path, run_date=run_date, data_dir=data_dir, format=fmt)
     loaded = load_events(path, config.format)
+    if config.run_date is None:
+        explain_unusable(loaded, path)
     night = config.run_date or run_date_after(loaded.events, path)
     report = validate_events(loaded, config, night, out, source=path)
     table = Table(title=f"nightrec validate {path} - run date {night}")

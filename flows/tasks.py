@@ -22,19 +22,21 @@ from expectations.load import ingest
 from expectations.runner import validate_file
 from flows.caching import CONTENT
 from nightrec.config import NightrecConfig
-from nightrec.errors import NightrecError
+from nightrec.errors import SETUP_ERRORS, NightrecError
 from nightrec.ingest.readers import resolve_files
 from nightrec.ingest.runs import default_run_date, require_source
 from nightrec.layout import BEHAVIOR_DIR, CLEAN_FILE, EVENTS_FILE, FALLBACK_FILE, RECOMMENDATIONS_FILE
 from nightrec.publish.rollback import publish_night
 
-# Exceptions that say the input or the data is wrong: trying again cannot help.
+# Exceptions that say the input, the data or the set-up is wrong: trying again cannot help.
 PERMANENT = (NightrecError, ValueError, TypeError, KeyError, duckdb.Error, pl.exceptions.PolarsError)
 
 
 def transient(task, task_run, state) -> bool:
     """Retry an I/O task only when its failure could be transient (a network or file-system hiccup)."""
     exc = state.result(raise_on_failure=False)
+    if isinstance(exc, SETUP_ERRORS):  # a missing permission or path does not come back in 30 s
+        return False
     if isinstance(exc, OSError | TimeoutError | ConnectionError | duckdb.IOException):
         return True
     return not isinstance(exc, PERMANENT)

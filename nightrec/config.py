@@ -118,7 +118,7 @@ class TrainConfig(_Section):
     )
     seed: int = 42
     accelerator: Literal["cpu", "gpu", "cuda", "auto"] = "auto"
-    devices: int | Literal["auto"] = "auto"
+    devices: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     strategy: str = "auto"
     precision: str = "auto"
     num_threads: int | None = Field(None, ge=1)
@@ -302,6 +302,9 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
         if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG_FILE or name.startswith(ENV_TEST_PREFIX):
             continue
         keys = name[len(ENV_PREFIX) :].lower().split("__")
+        if keys[0] not in NightrecConfig.model_fields:
+            # the environment is shared: NIGHTREC_HOME and the like belong to someone else
+            continue
         value: Any = raw
         if raw[:1] in "[{":
             try:

@@ -14,3 +14,7 @@ class InputError(NightrecError):
 
 class ConfigError(NightrecError):
     """An invalid configuration value, from a file, an environment variable or a flag."""
+
+
+# OS errors a person fixes (a permission, a path): retrying cannot help, and the CLI says them in one line.
+SETUP_ERRORS = (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError)

@@ -8,6 +8,7 @@ date, the model it was warm-started from, the code version and the promotion dec
 
 import hashlib
 import json
+import logging
 import os
 import uuid
 from dataclasses import asdict, dataclass
@@ -91,7 +92,11 @@ def read_champion(models_dir: Path) -> Path | None:
         return None
     target = link.resolve()
     if not target.is_dir():
-        raise NightrecError(f"{link}: points to {target}, which is not a model folder")
+        # A dangling pointer (its version folder was deleted) must not block every night: with
+        # no champion the night trains from scratch, serves popularity meanwhile, and the next
+        # promotion replaces the link.
+        logging.getLogger(__name__).warning(f"{link}: points to {target}, which is not a model folder; ignored")
+        return None
     return target
 
 

@@ -53,7 +53,8 @@ def test_config_file_from_environment(tmp_path):
         ),
         ({"NIGHTREC_MODEL__CELL": "transformer"}, "model.cell"),
         ({"NIGHTREC_RUN_DATE": "yesterday"}, "run_date"),
-        ({"NIGHTREC_NOT_A_KEY": "1"}, "not_a_key: Extra inputs are not permitted"),
+        ({"NIGHTREC_MODEL__NOT_A_KEY": "1"}, "model.not_a_key: Extra inputs are not permitted"),
+        ({"NIGHTREC_TRAIN__DEVICES": "0"}, "train.devices"),
     ],
 )
 def test_invalid_values_name_the_key(environ, expected):
@@ -79,3 +80,8 @@ def test_config_round_trips_through_json():
 def test_test_suite_variables_are_not_config_keys():
     config = load_config(environ={"NIGHTREC_TEST_POSTGRES_URL": "postgresql://x@h/db", "NIGHTREC_K": "3"})
     assert config.k == 3
+
+
+def test_unrelated_nightrec_variables_are_someone_elses():
+    config = load_config(environ={"NIGHTREC_HOME": "/opt/elsewhere", "NIGHTREC_VERSION": "9", "NIGHTREC_K": "4"})
+    assert config.k == 4

@@ -148,3 +148,13 @@ def test_the_training_plan_reads_the_champion_once_and_decides(tmp_path):
     assert fresh.mode == "reuse" and not fresh.trains and old.name in fresh.note
     forced = plan_training(models, date(2026, 3, 3), every_days=7, retrain_reason="new catalogue")
     assert forced.mode == "scratch" and forced.warm_start is None and "new catalogue" in forced.note
+
+
+def test_a_dangling_champion_link_does_not_block_the_night(tmp_path):
+    models = tmp_path / "models"
+    gone = _version(models, "2026-03-10-scratch-a", date(2026, 3, 10))
+    set_champion(models, gone)
+    gone.rename(tmp_path / "deleted-by-hand")
+    assert read_champion(models) is None, "no champion: the night trains from scratch and serves popularity"
+    assert champion_before(models, date(2026, 3, 11)) is None
+    assert retrain_due(None, date(2026, 3, 11), 1)

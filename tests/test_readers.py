@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from nightrec.errors import InputError
-from nightrec.ingest.readers import check_source, detect_format, read_events, scan_events
+from nightrec.ingest.readers import check_source, detect_format, read_events, resolve_files, scan_events
 from nightrec.schema import EVENT_SCHEMA
 
 
@@ -183,3 +183,17 @@ def test_csv_ids_are_text_never_numbers(tmp_path, name, header, row):
     for events in (read_events(path), load_events(path).events):
         assert events["user_id"][:2].to_list() == ["007", "7"] and events["item_id"][:2].to_list() == ["010", "10"]
         assert events["user_id"][-1] == "u-late" and events.height == len(lines)
+
+
+def test_folder_reads_every_event_file_once_and_refuses_what_it_cannot_read(tmp_path):
+    header = "user_id,item_id,event_type,timestamp\n"
+    (tmp_path / "A.CSV").write_text(header + "u1,i1,view,2026-03-06T10:00:00Z\n")
+    pl.read_csv(tmp_path / "A.CSV").write_parquet(tmp_path / "b.pq")
+    (tmp_path / "loop").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "twin.csv").symlink_to(tmp_path / "A.CSV")
+    assert [p.name for p in resolve_files(tmp_path)] == ["A.CSV", "b.pq"]
+    assert read_events(tmp_path).height == 2
+    assert [p.name for p in resolve_files(f"{tmp_path}/**/*.CSV")] == ["A.CSV"]
+    (tmp_path / "c.csv.gz").write_bytes(b"\x1f\x8b")
+    with pytest.raises(InputError, match=r"c\.csv\.gz: compressed input is not read; decompress it first"):
+        resolve_files(tmp_path)

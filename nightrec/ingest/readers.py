@@ -35,6 +35,7 @@ ID_AS_TEXT: dict[str, pl.DataType] = {
     name: pl.String
     for name in (USER_ID, ITEM_ID, SESSION_ID, "userId", "movieId", "visitorid", "itemid", "sessionId", "itemId")
 }
+_COMPRESSED = {".gz", ".bz2", ".xz", ".zst", ".zip"}
 RETAILROCKET_EVENTS = {"view": VIEW, "addtocart": ADD_TO_CART, "transaction": PURCHASE}
 
 
@@ -43,22 +44,47 @@ def resolve_files(source: str | Path) -> list[Path]:
     text = str(source)
     path = Path(text)
     if any(ch in text for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+        files = _unique(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
         if not files:
             raise InputError(f"{text}: the glob matches no files")
-        return files
+        return _refuse_compressed(files)
     if path.is_file():
-        return [path]
+        return _refuse_compressed([path])
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".") and _is_event_file(p))
+        found = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
+        _refuse_compressed([p for p in found if _is_event_file(p.with_suffix(""))])
+        files = _unique(p for p in found if _is_event_file(p))
         if not files:
             raise InputError(f"{path}: the folder holds no Parquet, CSV or known event files")
         return files
     raise InputError(f"{path}: no such file or folder")
 
 
+def _unique(paths) -> list[Path]:
+    """Sorted, each file once: a glob through a symlink loop or two links to one file read it once."""
+    seen, out = set(), []
+    for p in sorted(paths):
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+def _refuse_compressed(files: list[Path]) -> list[Path]:
+    packed = [p for p in files if p.suffix.lower() in _COMPRESSED]
+    if packed:
+        raise InputError(f"{packed[0]}: compressed input is not read; decompress it first ({len(packed)} such file(s))")
+    return files
+
+
+def is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
 def _is_event_file(path: Path) -> bool:
-    return path.suffix in {".parquet", ".csv", ".inter"} or path.name in {"u.data", "ratings.dat", "clicks.dat"}
+    suffix = path.suffix.lower()
+    return suffix in {".parquet", ".pq", ".csv", ".inter"} or path.name in {"u.data", "ratings.dat", "clicks.dat"}
 
 
 def detect_format(path: Path) -> str:
@@ -66,7 +92,7 @@ def detect_format(path: Path) -> str:
     name = path.name
     if name in {"u.data", "ratings.dat", "ratings.csv"}:
         return "movielens"
-    if path.suffix == ".inter":
+    if path.suffix.lower() == ".inter":
         return "recbole"
     if name == "clicks.dat":
         return "yoochoose"
@@ -74,7 +100,7 @@ def detect_format(path: Path) -> str:
         return "diginetica"
     if name == "events.csv" and "visitorid" in _first_line(path):
         return "retailrocket"
-    if path.suffix in {".parquet", ".csv"}:
+    if is_parquet(path) or path.suffix.lower() == ".csv":
         return "nightrec"
     raise InputError(f"{path}: cannot tell the format from the file name; pass --format ({', '.join(FORMATS[1:])})")
 
@@ -101,7 +127,7 @@ def _scan_csv(path: Path, **kwargs) -> pl.LazyFrame:
 
 
 def _scan_nightrec(path: Path) -> pl.LazyFrame:
-    if path.suffix == ".parquet":
+    if is_parquet(path):
         if path.stat().st_size == 0:
             raise InputError(f"{path}: the file is empty")
         lf = pl.scan_parquet(path)
@@ -110,7 +136,7 @@ def _scan_nightrec(path: Path) -> pl.LazyFrame:
     try:
         columns = lf.collect_schema().names()
     except (pl.exceptions.PolarsError, OSError) as exc:
-        kind = "Parquet" if path.suffix == ".parquet" else "CSV"
+        kind = "Parquet" if is_parquet(path) else "CSV"
         raise InputError(f"{path}: cannot be read as {kind}: {str(exc).splitlines()[0]}") from None
     _check_columns(path, columns, REQUIRED_COLUMNS, "nightrec")
     extra = [pl.col(c) for c in (SESSION_ID, VALUE) if c in columns]

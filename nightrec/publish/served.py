@@ -34,7 +34,11 @@ def _read_only(db_path: Path) -> duckdb.DuckDBPyConnection:
     db_path = Path(db_path)
     if not db_path.is_file():
         raise NightrecError(f"{db_path}: no published recommendations yet (run `nightrec run` first)")
-    return duckdb.connect(str(db_path), read_only=True)
+    try:
+        return duckdb.connect(str(db_path), read_only=True)
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NightrecError(f"{db_path}: cannot be opened as a DuckDB file ({first})") from None
 
 
 def sample_users(db_path: Path, n: int) -> list[str]:
