@@ -3,6 +3,7 @@
 User errors (``NightrecError``) print one line and exit with code 2.
 """
 
+import signal
 import sys
 from datetime import date
 from pathlib import Path
@@ -158,7 +159,14 @@ import flows.cli_sequences  # noqa: E402
 import flows.cli_validate  # noqa: E402, F401
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    # SIGTERM ends the process without unwinding; as an exit it runs the cleanups (the trainer's
+    # kill, Prefect's atexit stop of its ephemeral server) instead of leaving them running.
+    sys.exit(128 + signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         app()
     except NightrecError as exc:

@@ -28,6 +28,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from flows.caching import CONTENT
+from lightning_modules.lifeline import ENV as LIFELINE_ENV
 from nightrec import layout
 from nightrec.config import NightrecConfig
 from nightrec.errors import NightrecError
@@ -88,7 +89,7 @@ def run_trainer(cmd: list[str], timeout_s: float, logger, on_line=None) -> tuple
         stderr=subprocess.STDOUT,
         text=True,
         bufsize=1,
-        env=project_env(),
+        env={**project_env(), LIFELINE_ENV: "1"},  # the trainer dies if this process is killed
         cwd=Path(__file__).resolve().parents[1],
         start_new_session=True,  # DDP ranks join the group, so a kill reaches all of them
     )

@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pydantic import ValidationError
 
 from lightning_modules.data import SequenceDataModule
+from lightning_modules.lifeline import die_with_parent
 from lightning_modules.model_io import check_compatible, read_checkpoint, warm_start
 from lightning_modules.module import MONITOR, NextItemModule
 from lightning_modules.network import build_network
@@ -209,6 +210,7 @@ def load_run_config(path: Path) -> NightrecConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    die_with_parent()
     args = parse_args(argv)
     try:
         config = load_run_config(args.config)

@@ -1,0 +1,116 @@
+"""No process outlives the run: a trainer whose launcher is SIGKILLed stops, and a SIGTERMed
+``nightrec run`` takes its ephemeral Prefect server and its trainer with it."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.publish_fixtures import ROOT, subprocess_env
+
+LAUNCHER = """
+import os, subprocess, sys, time
+child = subprocess.Popen(
+    [sys.executable, "-c", {child!r}],
+    env={{**os.environ, "NIGHTREC_DIE_WITH_PARENT": "1"}},
+    start_new_session=True,
+)
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+CHILD = """
+import time
+from pathlib import Path
+from lightning_modules.lifeline import die_with_parent
+assert die_with_parent(poll_s=0.1)
+beat = Path({beat!r})
+while True:
+    beat.write_text(str(time.time()))
+    time.sleep(0.05)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+def _wait_gone(pid: int, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_trainer_stops_when_its_launcher_is_killed(tmp_path):
+    beat = tmp_path / "beat"
+    code = LAUNCHER.format(child=CHILD.format(beat=str(beat)))
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE, text=True
+    )
+    child = int(launcher.stdout.readline())
+    deadline = time.monotonic() + 60
+    while not beat.exists():
+        assert time.monotonic() < deadline, "the child never started"
+        time.sleep(0.05)
+    os.kill(launcher.pid, signal.SIGKILL)
+    launcher.wait()
+    assert _wait_gone(child), "the trainer outlived the run that launched it"
+    last = beat.stat().st_mtime
+    time.sleep(0.5)
+    assert beat.stat().st_mtime == last, "nothing writes after the launcher died"
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+@pytest.mark.integration
+def test_sigterm_of_nightrec_run_leaves_no_process_behind(tmp_path, demo_events):
+    events, _ = demo_events
+    cli = Path(sys.executable).parent / "nightrec"
+    env = {k: v for k, v in subprocess_env().items() if k != "PREFECT_API_URL"}
+    run = subprocess.Popen(
+        [str(cli), "run", "--events", str(events), "--data-dir", str(tmp_path / "data")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    seen: set[int] = set()
+    while not (tmp_path / "data" / "runs").exists():  # the flow started: its server is up
+        assert run.poll() is None and time.monotonic() < deadline, "the run never started"
+        seen |= _descendants(run.pid)
+        time.sleep(0.2)
+    seen |= _descendants(run.pid)
+    assert seen, "the run has an ephemeral server (a child process)"
+    run.send_signal(signal.SIGTERM)
+    run.wait(timeout=120)
+    left = [pid for pid in seen if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes outlived the run: {left}"
