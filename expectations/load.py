@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from nightrec.errors import InputError
-from nightrec.ingest.readers import ID_AS_TEXT, detect_format, is_parquet, resolve_files, scan_events
+from nightrec.ingest.readers import ID_AS_TEXT, detect_format, is_parquet, resolve_files, scan_events, why
 from nightrec.schema import EVENT_SCHEMA, EVENT_TYPE, ITEM_ID, REQUIRED_COLUMNS, SESSION_ID, TIMESTAMP, USER_ID, VALUE
 from nightrec.timestamps import to_timestamp
 
@@ -42,7 +42,7 @@ def _read_raw(path: Path) -> pl.DataFrame:
             return pl.read_parquet(path)
         return pl.read_csv(path, infer_schema_length=10_000, try_parse_dates=False, schema_overrides=ID_AS_TEXT)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputError(f"{path}: cannot be read: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"{path}: cannot be read: {why(exc)}") from None
 
 
 def _as_string(frame: pl.DataFrame, column: str) -> pl.Series:
@@ -109,7 +109,7 @@ def load_events(source: str | Path, fmt: str = "auto") -> LoadedEvents:
             try:
                 raw = scan_events(path, file_fmt).drop(TIMESTAMP).rename({_SOURCE_TS: TIMESTAMP}).collect()
             except pl.exceptions.PolarsError as exc:
-                raise InputError(f"{path}: cannot be read as {file_fmt}: {str(exc).splitlines()[0]}") from None
+                raise InputError(f"{path}: cannot be read as {file_fmt}: {why(exc)}") from None
         for column, dtype in raw.schema.items():
             if column not in RAW_COLUMNS and column != _ROWS:
                 source_columns.setdefault(column, str(dtype))

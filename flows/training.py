@@ -132,13 +132,15 @@ def version_for(sequences_dir: Path, config: NightrecConfig, run_date: date, war
     return version_name(run_date, mode, digest), key
 
 
-def trainer_command(config: NightrecConfig, sequences_dir: Path, work: Path, warm_start: Path | None) -> list[str]:
-    """``python -m lightning_modules.train ...`` for ``work``, resuming its ``last.ckpt`` when there is one."""
+def trainer_command(
+    config: NightrecConfig, sequences_dir: Path, work: Path, warm_start: Path | None, resume: bool
+) -> list[str]:
+    """``python -m lightning_modules.train ...`` for ``work``, resuming its ``last.ckpt`` when asked."""
     config_file = work / RUN_CONFIG_FILE
     config_file.write_text(config.model_dump_json(exclude={"publish": {"postgres_url"}}))
     cmd = [sys.executable, "-m", TRAINER, "--config", str(config_file)]
     cmd += ["--sequences", str(sequences_dir), "--out", str(work)]
-    if (work / LAST_CKPT).is_file():
+    if resume:
         cmd.append("--resume")
     if warm_start is not None:
         cmd += ["--warm-start", str(warm_start)]
@@ -157,6 +159,20 @@ def finish_version(work: Path, final: Path, sequences_dir: Path, meta: dict) -> 
         shutil.copy2(sequences_dir / ITEMS_FILE, work / ITEMS_FILE)
     os.replace(work, final)
     return final
+
+
+def resume_or_restart(work: Path, attempt, logger) -> tuple[int, list[str]]:
+    """``attempt(resume)`` from the work folder's ``last.ckpt`` when there is one; if resuming
+    fails, once more from the start in an emptied folder: a checkpoint cut short by the crash
+    that left it must not cost another night."""
+    resumed = (work / LAST_CKPT).is_file()
+    rc, tail = attempt(resumed)
+    if rc != 0 and resumed:
+        logger.warning(f"{work.name}: resuming from last.ckpt failed (exit code {rc}); training from the start")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        rc, tail = attempt(False)
+    return rc, tail
 
 
 # No Prefect timeout: the subprocess has its own (config.orchestration.train_timeout_minutes),
@@ -179,14 +195,17 @@ def train_model(
         return final
     work = root / f"{PARTIAL_PREFIX}{version}"
     work.mkdir(parents=True, exist_ok=True)
-    cmd = trainer_command(config, sequences_dir, work, warm_start)
-    logger.info(f"training {version}: {' '.join(cmd)}")
     epochs = config.train.epochs
     progress = create_progress_artifact(progress=0.0, description=f"training {version}: epochs done of {epochs}")
     started = time.monotonic()
-    rc, tail = run_trainer(
-        cmd, config.orchestration.train_timeout_minutes * 60, logger, lambda line: _progress(progress, line, epochs)
-    )
+
+    def attempt(resume: bool) -> tuple[int, list[str]]:
+        cmd = trainer_command(config, sequences_dir, work, warm_start, resume)
+        logger.info(f"training {version}: {' '.join(cmd)}")
+        on_line = lambda line: _progress(progress, line, epochs)  # noqa: E731
+        return run_trainer(cmd, config.orchestration.train_timeout_minutes * 60, logger, on_line)
+
+    rc, tail = resume_or_restart(work, attempt, logger)
     if rc != 0 or not (work / METRICS_FILE).is_file():
         shutil.rmtree(work, ignore_errors=True)
         why = f"exit code {rc}" if rc != 0 else f"no {METRICS_FILE} written"

@@ -144,3 +144,18 @@ def test_a_crashed_reruns_backup_is_removed_and_never_listed(tmp_path):
         f"SELECT count(*) FROM read_parquet('{good.data_dir / TABLE}/*/part-0.parquet', hive_partitioning = true)"
     ).fetchone()[0]
     assert hive == 2 * 20 * 3
+
+
+def test_a_night_whose_users_saw_everything_still_publishes_the_new_user_list(tmp_path):
+    import polars as pl
+
+    from nightrec.publish.served import read_fallback
+
+    config = _config(tmp_path)
+    fallback = pl.DataFrame(
+        {"run_date": [D1] * 2, "rank": [1, 2], "item_id": ["i1", "i2"], "score": [2.0, 1.0]}
+    ).with_columns(pl.lit(f"popularity@{D1}").alias("model_version"))
+    summary = publish_all(table(D1, 0), config, D1, fallback)
+    assert "skipped" not in summary and published_dates(config.data_dir) == [D1]
+    assert read_fallback(config.duckdb_path)["item_id"].to_list() == ["i1", "i2"]
+    assert "skipped" in publish_all(table(D2, 0), config, D2), "nothing at all: the last run keeps serving"

@@ -197,3 +197,13 @@ def test_folder_reads_every_event_file_once_and_refuses_what_it_cannot_read(tmp_
     (tmp_path / "c.csv.gz").write_bytes(b"\x1f\x8b")
     with pytest.raises(InputError, match=r"c\.csv\.gz: compressed input is not read; decompress it first"):
         resolve_files(tmp_path)
+
+
+def test_a_latin1_file_is_named_with_the_fix(tmp_path):
+    from expectations.load import load_events
+
+    path = tmp_path / "events.csv"
+    path.write_bytes("user_id,item_id,event_type,timestamp\nJosé,café,view,2026-03-06T10:00:00Z\n".encode("latin-1"))
+    for read in (read_events, load_events):
+        with pytest.raises(InputError, match=r"events\.csv: cannot be read.*not UTF-8: re-encode it"):
+            read(path)

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.tasks import transient
 from nightrec.errors import NightrecError
+from nightrec.layout import LAST_CKPT, PARTIAL_PREFIX
 from nightrec.publish.served import read_fallback
 
 
@@ -54,3 +55,21 @@ def test_header_only_and_other_separators_are_named_not_blamed_on_timestamps(tmp
     assert isinstance(result.exception, NightrecError) and expected in str(result.exception), result.output
     assert "timestamp' at or before" not in str(result.exception)
     assert load_events(path).events.height == text.count("\n") - 1, "rows in = the file's rows"
+
+
+def test_a_truncated_last_checkpoint_is_retried_from_the_start_the_same_night(tmp_path):
+    import logging
+
+    from flows.training import resume_or_restart
+
+    work = tmp_path / f"{PARTIAL_PREFIX}v1"
+    work.mkdir()
+    (work / LAST_CKPT).write_bytes(b"PK\x03\x04 cut short")
+    calls = []
+
+    def attempt(resume: bool):
+        calls.append((resume, (work / LAST_CKPT).exists()))
+        return (1, ["RuntimeError: PytorchStreamReader failed"]) if resume else (0, ["done"])
+
+    assert resume_or_restart(work, attempt, logging.getLogger("test")) == (0, ["done"])
+    assert calls == [(True, True), (False, False)], "resumed once, then started afresh in an emptied folder"

@@ -60,6 +60,14 @@ def resolve_files(source: str | Path) -> list[Path]:
     raise InputError(f"{path}: no such file or folder")
 
 
+def why(exc: Exception) -> str:
+    """The first line of a reader's error, with the fix when the cause is a common one."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "utf-8" in text.lower() or "utf8" in text.lower():
+        text += " (the file is not UTF-8: re-encode it, e.g. `iconv -f latin1 -t utf-8`)"
+    return text
+
+
 def _unique(paths) -> list[Path]:
     """Sorted, each file once: a glob through a symlink loop or two links to one file read it once."""
     seen, out = set(), []
@@ -137,7 +145,7 @@ def _scan_nightrec(path: Path) -> pl.LazyFrame:
         columns = lf.collect_schema().names()
     except (pl.exceptions.PolarsError, OSError) as exc:
         kind = "Parquet" if is_parquet(path) else "CSV"
-        raise InputError(f"{path}: cannot be read as {kind}: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"{path}: cannot be read as {kind}: {why(exc)}") from None
     _check_columns(path, columns, REQUIRED_COLUMNS, "nightrec")
     extra = [pl.col(c) for c in (SESSION_ID, VALUE) if c in columns]
     return lf.select(pl.col(USER_ID), pl.col(ITEM_ID), pl.col(EVENT_TYPE), pl.col(TIMESTAMP), *extra)
@@ -267,7 +275,7 @@ def scan_events(source: str | Path, fmt: str = "auto") -> pl.LazyFrame:
         try:
             frames.append(_normalize(_SCANNERS[file_fmt](path)))
         except pl.exceptions.PolarsError as exc:
-            raise InputError(f"{path}: cannot be read as {file_fmt}: {str(exc).splitlines()[0]}") from None
+            raise InputError(f"{path}: cannot be read as {file_fmt}: {why(exc)}") from None
     return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
 
 
@@ -275,7 +283,7 @@ def _collect(lf: pl.LazyFrame, path: Path) -> pl.DataFrame:
     try:
         return lf.collect()
     except pl.exceptions.PolarsError as exc:
-        raise InputError(f"{path}: cannot be read: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"{path}: cannot be read: {why(exc)}") from None
 
 
 def _collect_one(lf: pl.LazyFrame, path: Path) -> pl.DataFrame:

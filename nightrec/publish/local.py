@@ -55,6 +55,10 @@ def partition_dir(data_dir: Path, run_date: date) -> Path:
     return Path(data_dir) / TABLE / f"{PARTITION_PREFIX}{run_date.isoformat()}"
 
 
+def _nothing(recs: pl.DataFrame, fallback: pl.DataFrame | None) -> bool:
+    return recs.is_empty() and (fallback is None or fallback.is_empty())
+
+
 def published_dates(data_dir: Path) -> list[date]:
     """Run dates with a complete partition, oldest first."""
     root = Path(data_dir) / TABLE
@@ -112,11 +116,12 @@ def publish_parquet(
     """Write ``recommendations/run_date=YYYY-MM-DD/`` (``part-0.parquet``, the new-user
     ``fallback.parquet`` and ``_manifest.json``) via a temporary folder and renames.
 
-    A rerun of the same date replaces that partition; it never appends to it. An empty night
-    publishes nothing (returns None), so the table keeps the last good run.
+    A rerun of the same date replaces that partition; it never appends to it. A night with no
+    rows and no new-user list publishes nothing (returns None), so the table keeps the last good
+    run; one with only a new-user list (every user has seen every item) publishes that list.
     """
     recs = conform(recs)
-    if recs.is_empty():
+    if _nothing(recs, fallback):
         return None
     final = partition_dir(data_dir, run_date)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -237,7 +242,7 @@ def publish_all(
     recs = conform(recs)
     pub = config.publish
     summary: dict = {"rows": recs.height, "users": recs.get_column(USER_ID).n_unique(), "targets": {}}
-    if recs.is_empty():
+    if _nothing(recs, fallback):
         summary["skipped"] = "no recommendations tonight: every target keeps the last published run"
         return summary
     recovered = recover(config.data_dir)

@@ -172,7 +172,7 @@ def publish_postgres(
     """
     names = _names(schema, table)
     recs = conform(recs)
-    if recs.is_empty():
+    if recs.is_empty() and (fallback is None or fallback.is_empty()):
         raise NightrecError("refusing to publish an empty table to PostgreSQL: it keeps the last run")
     if fallback is not None:
         fallback = fallback.select(pl.col(c).cast(t) for c, t in FALLBACK_SCHEMA.items())
@@ -218,7 +218,7 @@ def read_fallback_pg(
     from psycopg import sql
 
     names = _names(schema, table)
-    when = sql.SQL("%s") if run_date else sql.SQL("(SELECT max(run_date) FROM {table})").format(**names)
+    when = sql.SQL("%s") if run_date else sql.SQL("(SELECT max(run_date) FROM {fallback})").format(**names)
     query = sql.SQL("SELECT * FROM {fallback} WHERE run_date = {when} ORDER BY rank").format(when=when, **names)
     return _query(url, query, [run_date] if run_date else [], FALLBACK_SCHEMA)
 

@@ -23,9 +23,10 @@ def read_user_recommendations(db_path: Path, user_id: str, run_date: date | None
 
 
 def read_fallback(db_path: Path, run_date: date | None = None) -> pl.DataFrame:
-    """The list published for users new to the table (latest run unless ``run_date``)."""
+    """The list published for users new to the table (latest run unless ``run_date``); a night
+    with only that list (no user had anything left to be recommended) still has one."""
     with _read_only(db_path) as con:
-        when = "?" if run_date else f"(SELECT max({RUN_DATE}) FROM {TABLE})"
+        when = "?" if run_date else f"(SELECT max({RUN_DATE}) FROM {FALLBACK_TABLE})"
         query = f"SELECT * FROM {FALLBACK_TABLE} WHERE {RUN_DATE} = {when} ORDER BY {RANK}"
         return con.sql(query, params=[run_date] if run_date else None).pl()
 
