@@ -86,8 +86,10 @@ def train(
     try:
         candidate = _ensure(training.train_model, seq_dir, config, config.run_date, plan.warm_start, plan.mode)
     except Exception as exc:  # whatever broke the trainer, last night's model can still serve
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        why = f"model not refreshed: {plan.mode} training failed ({first})"
+        lines = [line for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
+        # the first line says what failed, the last what the trainer said last
+        said = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1].strip()}"
+        why = f"model not refreshed: {plan.mode} training failed ({said})"
         get_run_logger().error(f"{why}; the current champion (or popularity) serves tonight\n{exc}")
         progress.done("train", why)
         return None, why

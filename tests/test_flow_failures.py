@@ -16,6 +16,7 @@ from tests.flow_fixtures import (
     NIGHT2,
     latest_table,
     run_night,
+    small_config,
     task_states,
 )
 
@@ -118,3 +119,29 @@ def test_unreachable_postgres_with_retention_one_keeps_every_night_and_the_champ
     assert (models_dir(config.data_dir) / CHAMPION).resolve() == champion, "promotion waits for a successful publish"
     assert sorted(p.name for p in (config.data_dir / "recommendations").iterdir()) == parts
     _assert_old_table_serves(config, before)
+
+
+def test_a_one_item_catalogue_degrades_to_popularity_instead_of_failing(prefect_harness, tmp_path):
+    from datetime import UTC, date, datetime
+
+    from nightrec.schema import EVENT_SCHEMA
+
+    rows = [
+        {
+            "user_id": f"u{u}",
+            "item_id": "only",
+            "event_type": "view",
+            "timestamp": datetime(2026, 3, 4 + d, 10, u, tzinfo=UTC),
+        }
+        for u in range(30)
+        for d in range(3)
+    ]
+    events = tmp_path / "events.parquet"
+    pl.DataFrame(rows, schema_overrides={"timestamp": EVENT_SCHEMA["timestamp"]}).write_parquet(events)
+    config = small_config(tmp_path / "data", events)
+    state = run_night(config, date(2026, 3, 7))
+    assert state.is_completed() and state.name == "Degraded", state.message
+    assert "empty training set" in state.message, state.message
+    from nightrec.publish.served import read_fallback
+
+    assert read_fallback(config.duckdb_path)["item_id"].to_list() == ["only"], "new users get popularity"
