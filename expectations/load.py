@@ -12,7 +12,8 @@ from pathlib import Path
 import polars as pl
 
 from nightrec.errors import InputError
-from nightrec.ingest.readers import ID_AS_TEXT, detect_format, is_parquet, resolve_files, scan_events, why
+from nightrec.ingest.input_files import is_parquet, resolve_files, why
+from nightrec.ingest.readers import ID_AS_TEXT, detect_format, scan_events
 from nightrec.schema import EVENT_SCHEMA, EVENT_TYPE, ITEM_ID, REQUIRED_COLUMNS, SESSION_ID, TIMESTAMP, USER_ID, VALUE
 from nightrec.timestamps import to_timestamp
 

@@ -23,7 +23,7 @@ from expectations.runner import validate_file
 from flows.caching import CONTENT
 from nightrec.config import NightrecConfig
 from nightrec.errors import SETUP_ERRORS, NightrecError
-from nightrec.ingest.readers import resolve_files
+from nightrec.ingest.input_files import resolve_files
 from nightrec.ingest.runs import default_run_date, require_source
 from nightrec.layout import BEHAVIOR_DIR, CLEAN_FILE, EVENTS_FILE, FALLBACK_FILE, RECOMMENDATIONS_FILE
 from nightrec.publish.rollback import publish_night

@@ -6,7 +6,8 @@ import polars as pl
 import pytest
 
 from nightrec.errors import InputError
-from nightrec.ingest.readers import check_source, detect_format, read_events, resolve_files, scan_events
+from nightrec.ingest.input_files import resolve_files
+from nightrec.ingest.readers import check_source, detect_format, read_events, scan_events
 from nightrec.schema import EVENT_SCHEMA
 
 

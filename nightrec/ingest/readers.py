@@ -4,12 +4,12 @@
 turns every parse failure into an ``InputError`` naming the file, the column and the rule.
 """
 
-import glob
 from pathlib import Path
 
 import polars as pl
 
 from nightrec.errors import InputError
+from nightrec.ingest.input_files import is_parquet, resolve_files, why
 from nightrec.schema import (
     ADD_TO_CART,
     CLICK,
@@ -35,64 +35,7 @@ ID_AS_TEXT: dict[str, pl.DataType] = {
     name: pl.String
     for name in (USER_ID, ITEM_ID, SESSION_ID, "userId", "movieId", "visitorid", "itemid", "sessionId", "itemId")
 }
-_COMPRESSED = {".gz", ".bz2", ".xz", ".zst", ".zip"}
 RETAILROCKET_EVENTS = {"view": VIEW, "addtocart": ADD_TO_CART, "transaction": PURCHASE}
-
-
-def resolve_files(source: str | Path) -> list[Path]:
-    """A file, a folder (searched recursively for Parquet/CSV and known formats) or a glob."""
-    text = str(source)
-    path = Path(text)
-    if any(ch in text for ch in "*?["):
-        files = _unique(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
-        if not files:
-            raise InputError(f"{text}: the glob matches no files")
-        return _refuse_compressed(files)
-    if path.is_file():
-        return _refuse_compressed([path])
-    if path.is_dir():
-        found = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
-        _refuse_compressed([p for p in found if _is_event_file(p.with_suffix(""))])
-        files = _unique(p for p in found if _is_event_file(p))
-        if not files:
-            raise InputError(f"{path}: the folder holds no Parquet, CSV or known event files")
-        return files
-    raise InputError(f"{path}: no such file or folder")
-
-
-def why(exc: Exception) -> str:
-    """The first line of a reader's error, with the fix when the cause is a common one."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if "utf-8" in text.lower() or "utf8" in text.lower():
-        text += " (the file is not UTF-8: re-encode it, e.g. `iconv -f latin1 -t utf-8`)"
-    return text
-
-
-def _unique(paths) -> list[Path]:
-    """Sorted, each file once: a glob through a symlink loop or two links to one file read it once."""
-    seen, out = set(), []
-    for p in sorted(paths):
-        key = p.resolve()
-        if key not in seen:
-            seen.add(key)
-            out.append(p)
-    return out
-
-
-def _refuse_compressed(files: list[Path]) -> list[Path]:
-    packed = [p for p in files if p.suffix.lower() in _COMPRESSED]
-    if packed:
-        raise InputError(f"{packed[0]}: compressed input is not read; decompress it first ({len(packed)} such file(s))")
-    return files
-
-
-def is_parquet(path: Path) -> bool:
-    return path.suffix.lower() in (".parquet", ".pq")
-
-
-def _is_event_file(path: Path) -> bool:
-    suffix = path.suffix.lower()
-    return suffix in {".parquet", ".pq", ".csv", ".inter"} or path.name in {"u.data", "ratings.dat", "clicks.dat"}
 
 
 def detect_format(path: Path) -> str:
