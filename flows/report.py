@@ -67,6 +67,26 @@ def _curve_md(model_dir: str | None) -> str:
     return _png_md(Path(model_dir) / CURVE_FILE if model_dir else None, "training curve") or "_no training tonight_\n"
 
 
+STOPPED_BY = {
+    "time_budget": "the time budget (train.max_minutes) ended training; the best checkpoint so far is published",
+    "early_stopping": "early stopping (no better validation NDCG@10 for train.patience epochs)",
+    "max_epochs": "train.epochs reached",
+}
+
+
+def training_markdown(candidate: dict[str, Any] | None) -> str:
+    """How tonight's training went: objective, epochs, what stopped it."""
+    if not candidate or "epochs" not in candidate:
+        return "_no training tonight_\n"
+    objective = candidate.get("objective") or {}
+    stopped = candidate.get("stopped_by")
+    return (
+        f"Objective: {objective.get('loss', '?')} ({objective.get('reason', 'not recorded')}); "
+        f"{candidate['epochs']} epochs of {candidate.get('seconds_per_epoch', 0):.1f} s, best epoch "
+        f"{candidate.get('best_epoch')}; stopped by {STOPPED_BY.get(stopped, stopped or 'not recorded')}.\n"
+    )
+
+
 def behavior_markdown(behavior: dict[str, Any]) -> str:
     """The behaviour report's summary with its figures embedded (the UI shows them inline)."""
     figures = "\n".join(_png_md(Path(path), name.replace("_", " ")) for name, path in behavior["figures"].items())
@@ -90,6 +110,7 @@ def build_report(summary: dict[str, Any]) -> str:
         + f"## Sequences\n{_table(flat_stats)}\n"
         + f"## Model\nServing: `{summary.get('model_version') or 'popularity only'}`\n\n"
         + f"Promotion: {promotion.get('reason', 'no new model tonight')}\n\n"
+        + f"### Training\n{training_markdown((summary.get('metrics') or {}).get('candidate'))}\n"
         + f"### Validation metrics (tonight's held-out window)\n{_table(metric_rows(summary.get('metrics') or {}))}\n"
         + f"### Training curve\n{_curve_md(summary.get('trained'))}\n"
         + "## Recommendations\n"

@@ -2,7 +2,8 @@
 
 Training rows are windows of ``max_len + 1`` items cut from each user's whole training sequence,
 aligned to its end, so every training target is kept (the oldest window is right-padded).
-A batch is one fancy-indexing of a prebuilt tensor; the batch sampler shards and shuffles under DDP.
+A batch is one fancy-indexing of a prebuilt tensor, cut to its longest row; the batch samplers
+(``batching``) shuffle, bucket training windows by length and shard under DDP.
 """
 
 from pathlib import Path
@@ -13,6 +14,7 @@ import polars as pl
 import torch
 from torch.utils.data import DataLoader
 
+from lightning_modules.batching import BatchSampler, LengthBuckets
 from nightrec.errors import InputError
 from nightrec.layout import ITEMS_FILE, SPLIT_FILES, TRAIN_FILE
 from nightrec.schema import ITEM_IDX, USER_IDX
@@ -82,18 +84,23 @@ def csr_rows(crow: torch.Tensor, col: torch.Tensor, rows: torch.Tensor) -> tuple
 
 
 class TrainWindows:
-    """Dataset indexed by a whole batch of window ids at once; ``weights`` align with ``items``."""
+    """Dataset indexed by a whole batch of window ids at once; ``weights`` align with ``items``.
+
+    Windows are right-padded, so a batch is cut to its longest window: padding columns cost nothing.
+    """
 
     def __init__(self, windows: torch.Tensor, weights: torch.Tensor | None = None):
         self.windows, self.weights = windows, weights
+        self.lengths = (windows > 0).sum(1)
 
     def __len__(self) -> int:
         return len(self.windows)
 
     def __getitem__(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        batch = {"window": idx, "items": self.windows[idx]}
+        width = max(int(self.lengths[idx].max()), 2) if len(idx) else self.windows.shape[1]
+        batch = {"window": idx, "items": self.windows[idx, :width]}
         if self.weights is not None:
-            batch["weights"] = self.weights[idx]
+            batch["weights"] = self.weights[idx, :width]
         return batch
 
 
@@ -109,44 +116,15 @@ class EvalRows:
 
     def __getitem__(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         seen_rows, seen_cols = csr_rows(self.seen_crow, self.seen_col, idx)
+        width = max(int(self.lengths[idx].max()), 1) if len(idx) else self.history.shape[1]
         return {
-            "history": self.history[idx],
+            "history": self.history[idx, :width],
             "lengths": self.lengths[idx],
             "target": self.target[idx],
             "activity": self.activity[idx],
             "seen_rows": seen_rows,
             "seen_cols": seen_cols,
         }
-
-
-class BatchSampler:
-    """Index batches for one rank: shuffled (seed + epoch) and cut to an equal, disjoint shard per rank.
-
-    Training drops the few rows that do not divide evenly over the ranks (different ones each epoch),
-    so no row is duplicated; evaluation gives each rank a contiguous slice and keeps every row.
-    """
-
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1):
-        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
-        self.rank, self.world, self.epoch = rank, world, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def indices(self) -> torch.Tensor:
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed + self.epoch)
-            per_rank = self.n // self.world
-            return torch.randperm(self.n, generator=gen)[self.rank :: self.world][:per_rank]
-        bounds = [self.n * r // self.world for r in range(self.world + 1)]
-        return torch.arange(bounds[self.rank], bounds[self.rank + 1])
-
-    def __iter__(self):
-        yield from torch.split(self.indices(), self.batch_size)
-
-    def __len__(self) -> int:
-        count = self.n // self.world if self.shuffle else len(self.indices())
-        return -(-count // self.batch_size)
 
 
 class SequenceDataModule(L.LightningDataModule):
@@ -163,6 +141,7 @@ class SequenceDataModule(L.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         pin_memory: bool = False,
+        bucket_by_length: bool = True,
     ):
         super().__init__()
         self.dir = Path(sequences_dir)
@@ -171,6 +150,7 @@ class SequenceDataModule(L.LightningDataModule):
         self.window_len = window_len or max_len
         self.stride, self.seed = stride or self.window_len, seed
         self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.bucket_by_length = bucket_by_length
         self.items: pl.DataFrame | None = None
 
     def _read(self, name: str) -> pl.DataFrame:
@@ -247,7 +227,11 @@ class SequenceDataModule(L.LightningDataModule):
 
     def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
         rank, world = self._rank_world()
-        sampler = BatchSampler(len(dataset), batch_size, shuffle, self.seed, rank, world)
+        if shuffle and self.bucket_by_length:
+            budget = batch_size * (self.window_len + 1)
+            sampler = LengthBuckets(dataset.lengths.numpy(), budget, self.seed, rank, world)
+        else:
+            sampler = BatchSampler(len(dataset), batch_size, shuffle, self.seed, rank, world)
         return DataLoader(
             dataset,
             batch_size=None,

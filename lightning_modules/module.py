@@ -52,6 +52,8 @@ class NextItemModule(L.LightningModule):
         config = {"model": model.model_dump(mode="json"), "train": train.model_dump(mode="json")}
         self.save_hyperparameters({"arch": network.arch, "config": config})
         self.model_cfg, self.train_cfg = model, train
+        # loss=auto resolves here, from the catalogue size; fit() prints and records the choice.
+        self.objective, self.objective_reason = model.objective(network.n_items)
         counts = torch.tensor([0, *(item_counts or [1] * network.n_items)], dtype=torch.float)
         self.register_buffer("log_q", torch.log(counts / counts.sum()).clamp(min=-1e4), persistent=False)
         self.metrics = {"valid": SplitMetrics(network.n_items), "test": SplitMetrics(network.n_items)}
@@ -73,7 +75,7 @@ class NextItemModule(L.LightningModule):
         keep = targets > 0
         hidden, targets = hidden[keep], targets[keep]
         seen = prefix_items(inputs, keep) if self.network.history_weight is not None else None
-        if self.model_cfg.loss == "sampled_softmax":
+        if self.objective == "sampled_softmax":
             losses = self._sampled_softmax(hidden, targets, seen)
         else:
             logits = hidden @ self.network.item_embeddings().T

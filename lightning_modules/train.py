@@ -16,7 +16,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, Timer
 from pydantic import ValidationError
 
 from lightning_modules.data import SequenceDataModule
@@ -96,6 +96,7 @@ def fit(
         seed=config.train.seed,
         num_workers=config.train.num_workers,
         pin_memory=settings["accelerator"] == "gpu",
+        bucket_by_length=config.train.bucket_by_length,
     )
     data.load()
     network = build_network(config.model, data.n_items)
@@ -105,6 +106,8 @@ def fit(
     warm = warm_start(network, data.items, warm_start_dir) if warm_start_dir is not None and not resume else None
     counts = data.items.get_column("count").to_list() if "count" in data.items.columns else None
     module = NextItemModule(network, config.model, config.train, counts)
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        print(f"objective: {module.objective} ({module.objective_reason})", flush=True)
     checkpoint = ModelCheckpoint(
         dirpath=out,
         filename=Path(BEST_CKPT).stem,
@@ -116,9 +119,11 @@ def fit(
         save_on_train_epoch_end=False,  # save after validation, before EpochLog reports the epoch
     )
     early = EarlyStopping(monitor=MONITOR, mode="max", patience=config.train.patience, check_on_train_epoch_end=False)
+    budget = config.train.max_minutes
     trainer = L.Trainer(
         **settings,
         max_epochs=config.train.epochs,
+        max_time={"minutes": budget} if budget else None,
         callbacks=[checkpoint, early, EpochLog(), *(callbacks or [])],
         logger=False,
         enable_progress_bar=False,
@@ -131,8 +136,9 @@ def fit(
     started = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=resume_path)
     fit_s = time.perf_counter() - started
+    stopped_by = stop_reason(trainer, early, config)
+    best_path = checkpoint.best_model_path or budget_checkpoint(trainer, module, data, out)
     history = list(module.history)
-    best_path = checkpoint.best_model_path
     trainer.test(module, datamodule=data, ckpt_path=best_path, verbose=False)
     best = max(history, key=lambda h: h["valid"]["ndcg@10"])
     metrics = {
@@ -144,6 +150,9 @@ def fit(
         "seconds_to_best": best["elapsed_s"],
         "seconds_per_epoch": sum(h["epoch_s"] for h in history) / len(history),
         "fit_seconds": fit_s,
+        "stopped_by": stopped_by,
+        "max_minutes": budget,
+        "objective": {"loss": module.objective, "reason": module.objective_reason},
         "warm_start": warm,
         # The learned offset on items already in the history (None without model.history_bias).
         "history_weight": _history_weight(module),
@@ -153,6 +162,23 @@ def fit(
     if trainer.is_global_zero:
         write_outputs(out, config, data, metrics)
     return metrics
+
+
+def stop_reason(trainer: L.Trainer, early: EarlyStopping, config: NightrecConfig) -> str:
+    """Why training ended: ``time_budget`` (train.max_minutes), ``early_stopping`` or ``max_epochs``."""
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    budget = config.train.max_minutes
+    if timer is not None and budget and timer.time_elapsed("train") >= budget * 60:
+        return "time_budget"
+    return "early_stopping" if early.stopped_epoch > 0 else "max_epochs"
+
+
+def budget_checkpoint(trainer: L.Trainer, module: NextItemModule, data: SequenceDataModule, out: Path) -> str:
+    """The time budget ran out inside the first epoch: validate the weights reached and keep them."""
+    trainer.validate(module, datamodule=data, verbose=False)
+    path = out / BEST_CKPT
+    trainer.save_checkpoint(path)
+    return str(path)
 
 
 def _history_weight(module: NextItemModule) -> float | None:

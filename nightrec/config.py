@@ -34,6 +34,8 @@ def _split_csv(value: Any) -> Any:
 
 
 CsvList = Annotated[list[str], BeforeValidator(_split_csv)]
+# loss=auto switches to sampled softmax above this many items (benchmarks/bench_objectives.py).
+SAMPLED_SOFTMAX_ABOVE = 5000
 SQL_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
@@ -58,9 +60,24 @@ class ModelConfig(_Section):
     history_bias: bool = Field(
         True, description="Learn one score offset for items already in the input history (repeat vs explore)."
     )
-    loss: Literal["ce", "sampled_softmax"] = "ce"
+    loss: Literal["auto", "ce", "sampled_softmax"] = Field(
+        "auto",
+        description="Training objective: full softmax CE over every item, sampled softmax with logQ "
+        "correction, or auto: CE up to sampled_softmax_above items, sampled softmax beyond.",
+    )
+    sampled_softmax_above: int = Field(
+        SAMPLED_SOFTMAX_ABOVE, ge=1, description="loss=auto: catalogues larger than this train with sampled softmax."
+    )
     label_smoothing: float = Field(0.2, ge=0.0, lt=1.0, description="Label smoothing of the full-softmax CE loss.")
     num_negatives: int = Field(1024, ge=1, description="Popularity-sampled negatives per batch (sampled_softmax).")
+
+    def objective(self, n_items: int) -> tuple[str, str]:
+        """``(loss, why)``: the objective training uses for a catalogue of ``n_items``."""
+        if self.loss != "auto":
+            return self.loss, f"model.loss={self.loss}"
+        if n_items > self.sampled_softmax_above:
+            return "sampled_softmax", f"auto: {n_items:,} items > {self.sampled_softmax_above:,}"
+        return "ce", f"auto: {n_items:,} items <= {self.sampled_softmax_above:,}"
 
 
 class SequenceConfig(_Section):
@@ -100,8 +117,19 @@ class TrainConfig(_Section):
     """
 
     epochs: int = Field(100, ge=1, description="Upper bound; early stopping usually ends sooner.")
+    max_minutes: float | None = Field(
+        60.0,
+        gt=0,
+        description="Training time budget (Lightning max_time): training stops there and the best "
+        "checkpoint so far is published. None: no budget (orchestration.train_timeout_minutes still kills).",
+    )
     patience: int = Field(20, ge=1, description="Epochs without a better validation NDCG@10 before stopping.")
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="Training windows per batch (at full window length).")
+    bucket_by_length: bool = Field(
+        True,
+        description="Batch windows of similar length, batch_size x window length positions per batch, "
+        "each cut to its longest window: cost follows real positions, not padding.",
+    )
     eval_batch_size: int = Field(1024, ge=1)
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)

@@ -16,13 +16,13 @@ if str(ROOT) not in sys.path:
 
 
 class ShardRecorder(Callback):
-    """Writes the training window ids each rank saw, per epoch, to ``shards_rank<r>.json``."""
+    """Writes the training batches (window ids) each rank ran, per epoch, to ``shards_rank<r>.json``."""
 
     def __init__(self, out: Path):
         self.out, self.seen = out, {}
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
-        self.seen.setdefault(trainer.current_epoch, []).extend(batch["window"].tolist())
+        self.seen.setdefault(trainer.current_epoch, []).append(batch["window"].tolist())
 
     def on_fit_end(self, trainer, module) -> None:
         path = self.out / f"shards_rank{trainer.global_rank}.json"
