@@ -34,6 +34,12 @@ def _split_csv(value: Any) -> Any:
 
 
 CsvList = Annotated[list[str], BeforeValidator(_split_csv)]
+MIN_KEY_LENGTH = 16
+# Settings that hold a secret: masked in every message, and privacy.key is refused outside the
+# environment and the Prefect Secret block.
+SECRET_KEYS = {("publish", "postgres_url"), ("privacy", "key"), ("privacy", "previous_key")}
+# The same as a pydantic ``exclude``: what a config written to a file or a parameter leaves out.
+SECRETS = {"publish": {"postgres_url"}, "privacy": {"key", "previous_key"}}
 SQL_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
@@ -195,6 +201,47 @@ class PublishConfig(_Section):
         return value
 
 
+class PrivacyConfig(_Section):
+    """Pseudonymised user ids, what the published table is keyed by, and how long raw copies live.
+
+    ``key`` is the HMAC-SHA256 secret behind every pseudonym. It comes only from the environment
+    (``NIGHTREC_PRIVACY__KEY``) or a Prefect ``Secret`` block named by ``key_block``; a config
+    file or a flag that sets it is refused, so the key never sits beside the data it protects.
+    """
+
+    pseudonymize: bool = Field(
+        False,
+        description=(
+            "Replace user_id by HMAC-SHA256(privacy.key, user_id) at ingest, so every later file, report, "
+            "log and model sees pseudonyms only. Off by default because it needs a secret that nightrec "
+            "cannot invent safely: a key generated into the data directory would sit beside the data it "
+            "pseudonymises (anyone who reads one reads the other) and a lost key orphans every published list."
+        ),
+    )
+    key: SecretStr | None = Field(
+        None, description="The HMAC key (at least 16 characters): NIGHTREC_PRIVACY__KEY or key_block only."
+    )
+    key_block: str | None = Field(None, description="Name of a Prefect Secret block holding the key.")
+    previous_key: SecretStr | None = Field(
+        None,
+        description="After a key rotation, the old key (NIGHTREC_PRIVACY__PREVIOUS_KEY only): forget "
+        "requests recorded under it still exclude their users at ingest.",
+    )
+    publish_external_ids: bool = Field(
+        False, description="Publish the source's user ids instead of pseudonyms (the published table only)."
+    )
+    raw_retention_days: int = Field(
+        30, ge=1, description="Nights whose raw copies (runs/<date>/events, clean, quarantine) are kept."
+    )
+
+    @field_validator("key", "previous_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_KEY_LENGTH:
+            raise ValueError(f"must be at least {MIN_KEY_LENGTH} characters")
+        return value
+
+
 class OrchestrationConfig(_Section):
     """The schedule, retraining and model promotion (Prefect deployments read this)."""
 
@@ -261,6 +308,7 @@ class NightrecConfig(_Section):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
     behavior: BehaviorConfig = Field(default_factory=BehaviorConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @field_validator("run_date")
     @classmethod
@@ -333,9 +381,20 @@ def _describe(error: ValidationError) -> str:
     for err in error.errors():
         key = ".".join(str(part) for part in err["loc"])
         env = ENV_PREFIX + "__".join(str(part) for part in err["loc"]).upper()
-        got = f" (got {err['input']!r})" if not isinstance(err["input"], dict) else ""
+        secret = tuple(str(part) for part in err["loc"][:2]) in SECRET_KEYS
+        got = "" if isinstance(err["input"], dict) else f" (got {'**********' if secret else repr(err['input'])})"
         lines.append(f"{key}: {err['msg']}{got} [flag, file key '{key}' or {env}]")
     return "invalid configuration: " + "; ".join(lines)
+
+
+def _refuse_key(data: dict[str, Any], where: str) -> None:
+    privacy = data.get("privacy")
+    for name in ("key", "previous_key"):
+        if isinstance(privacy, dict) and privacy.get(name) is not None:
+            raise ConfigError(
+                f"{where} may not set privacy.{name}: set NIGHTREC_PRIVACY__{name.upper()} "
+                "(or name a Prefect Secret block in privacy.key_block)"
+            )
 
 
 def load_config(
@@ -350,8 +409,11 @@ def load_config(
     environ = os.environ if environ is None else environ
     path = path or environ.get(ENV_CONFIG_FILE)
     data = read_config_file(path) if path else {}
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    _refuse_key(data, f"{path}: a config file")
+    _refuse_key(flags, "a flag")
     data = _merge(data, env_overrides(environ))
-    data = _merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
+    data = _merge(data, flags)
     try:
         return NightrecConfig.model_validate(data)
     except ValidationError as exc:
