@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, V
 
 from nightrec.errors import ConfigError
 from nightrec.layout import DUCKDB_FILE, run_dir
+from nightrec.privacy.settings import PrivacyConfig
 from nightrec.schema import ADD_TO_CART, CLICK, DEFAULT_EVENT_TYPES, PURCHASE, VIEW
 from nightrec.timestamps import EARLIEST, LATEST, in_range
 
@@ -34,7 +35,6 @@ def _split_csv(value: Any) -> Any:
 
 
 CsvList = Annotated[list[str], BeforeValidator(_split_csv)]
-MIN_KEY_LENGTH = 16
 # Settings that hold a secret: masked in every message, and privacy.key is refused outside the
 # environment and the Prefect Secret block.
 SECRET_KEYS = {("publish", "postgres_url"), ("privacy", "key"), ("privacy", "previous_key")}
@@ -198,47 +198,6 @@ class PublishConfig(_Section):
         # Names are spliced into DDL; only plain identifiers are allowed, never quoting tricks.
         if not SQL_IDENTIFIER.fullmatch(value):
             raise ValueError("must be a plain SQL identifier: a letter or _, then letters, digits or _ (max 63)")
-        return value
-
-
-class PrivacyConfig(_Section):
-    """Pseudonymised user ids, what the published table is keyed by, and how long raw copies live.
-
-    ``key`` is the HMAC-SHA256 secret behind every pseudonym. It comes only from the environment
-    (``NIGHTREC_PRIVACY__KEY``) or a Prefect ``Secret`` block named by ``key_block``; a config
-    file or a flag that sets it is refused, so the key never sits beside the data it protects.
-    """
-
-    pseudonymize: bool = Field(
-        False,
-        description=(
-            "Replace user_id by HMAC-SHA256(privacy.key, user_id) at ingest, so every later file, report, "
-            "log and model sees pseudonyms only. Off by default because it needs a secret that nightrec "
-            "cannot invent safely: a key generated into the data directory would sit beside the data it "
-            "pseudonymises (anyone who reads one reads the other) and a lost key orphans every published list."
-        ),
-    )
-    key: SecretStr | None = Field(
-        None, description="The HMAC key (at least 16 characters): NIGHTREC_PRIVACY__KEY or key_block only."
-    )
-    key_block: str | None = Field(None, description="Name of a Prefect Secret block holding the key.")
-    previous_key: SecretStr | None = Field(
-        None,
-        description="After a key rotation, the old key (NIGHTREC_PRIVACY__PREVIOUS_KEY only): forget "
-        "requests recorded under it still exclude their users at ingest.",
-    )
-    publish_external_ids: bool = Field(
-        False, description="Publish the source's user ids instead of pseudonyms (the published table only)."
-    )
-    raw_retention_days: int = Field(
-        30, ge=1, description="Nights whose raw copies (runs/<date>/events, clean, quarantine) are kept."
-    )
-
-    @field_validator("key", "previous_key")
-    @classmethod
-    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < MIN_KEY_LENGTH:
-            raise ValueError(f"must be at least {MIN_KEY_LENGTH} characters")
         return value
 
 

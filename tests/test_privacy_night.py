@@ -116,6 +116,19 @@ def test_forget_leaves_only_the_forget_log_and_the_next_night_leaves_the_user_ou
     assert scan_files(config.data_dir, id_pattern({USER, alias})) == {FORGET_LOG: {alias}}
 
 
+def test_the_forget_flow_takes_the_pseudonym_and_logs_counts_only(private_night, tmp_path):
+    from flows.forget import forget
+
+    config = _copy(private_night[0], tmp_path / "data")
+    alias = pseudonym(USER, SecretStr(KEY))
+    state = forget(pseudonym=alias, config=config, return_state=True)
+    assert state.is_completed(), state.message
+    assert sum(state.result()["rows"].values()) > 0
+    texts = flow_run_text(state.state_details.flow_run_id)
+    assert "deleted" in texts["logs"] and USER not in str(texts) and KEY not in str(texts)
+    assert scan_files(config.data_dir, id_pattern({USER, alias})) == {FORGET_LOG: {alias}}
+
+
 def test_after_a_key_rotation_the_model_keeps_serving_and_the_next_night_is_rekeyed(
     private_night, night2_events, tmp_path
 ):
