@@ -2,6 +2,7 @@
 DuckDB decoded, everything else as bytes), and the Prefect logs and artifacts of a flow run."""
 
 import re
+import time
 from pathlib import Path
 
 import duckdb
@@ -53,13 +54,20 @@ def scan_files(root: Path, pattern: re.Pattern) -> dict[str, set[str]]:
     return found
 
 
-def flow_run_text(flow_run_id) -> dict[str, str]:
-    """Every log line, artifact and the stored parameters and result of a flow run, as text."""
+def flow_run_text(flow_run_id, last_line: str) -> dict[str, str]:
+    """Every log line, artifact and the stored parameters and result of a flow run, as text.
+
+    Logs reach the API from a background worker: the logs are read until ``last_line`` (a
+    message the run logs last) is among them, so none is missed."""
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
 
     with get_client(sync_client=True) as client:
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        for _ in range(60):
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            if any(last_line in log.message for log in logs):
+                break
+            time.sleep(0.5)
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
         )

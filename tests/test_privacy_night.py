@@ -63,7 +63,7 @@ def test_no_raw_id_or_key_in_any_file_log_or_artifact_of_a_pseudonymised_night(p
     config, state = private_night
     pattern = id_pattern(raw_ids | {KEY})
     assert scan_files(config.data_dir, pattern) == {}
-    texts = flow_run_text(state.state_details.flow_run_id)
+    texts = flow_run_text(state.state_details.flow_run_id, "artifacts: ")
     assert "promotion gate" in texts["logs"] and "report" in texts["artifacts"], "the scan read the run's logs"
     assert {where: set(pattern.findall(text)) for where, text in texts.items() if pattern.search(text)} == {}
 
@@ -124,7 +124,7 @@ def test_the_forget_flow_takes_the_pseudonym_and_logs_counts_only(private_night,
     state = forget(pseudonym=alias, config=config, return_state=True)
     assert state.is_completed(), state.message
     assert sum(state.result()["rows"].values()) > 0
-    texts = flow_run_text(state.state_details.flow_run_id)
+    texts = flow_run_text(state.state_details.flow_run_id, "deleted")
     assert "deleted" in texts["logs"] and USER not in str(texts) and KEY not in str(texts)
     assert scan_files(config.data_dir, id_pattern({USER, alias})) == {FORGET_LOG: {alias}}
 
