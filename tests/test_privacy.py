@@ -150,3 +150,14 @@ def test_external_ids_put_the_source_ids_back_in_the_published_table():
     table = pl.DataFrame({"user_id": [pseudonym("bob", key), pseudonym("alice", key)], "rank": [1, 1]})
     out = with_external_ids(table, pl.Series(["alice", "bob", "carol"]), key)
     assert out.rows() == [("bob", 1), ("alice", 1)]
+
+
+def test_a_reader_error_names_the_column_but_not_the_value(tmp_path):
+    from nightrec.ingest.input_files import why
+
+    path = tmp_path / "events.csv"
+    path.write_text("user_id,item_id\nalice-secret,i1\n")
+    with pytest.raises(pl.exceptions.PolarsError) as err:
+        pl.read_csv(path, schema_overrides={"user_id": pl.Int64})
+    line = why(err.value)
+    assert "alice-secret" not in line and "could not parse a value as dtype" in line and "'user_id'" in line
