@@ -116,6 +116,17 @@ def test_forget_leaves_only_the_forget_log_and_the_next_night_leaves_the_user_ou
     assert scan_files(config.data_dir, id_pattern({USER, alias})) == {FORGET_LOG: {alias}}
 
 
+def test_forget_in_a_night_written_with_raw_ids_leaves_only_the_forget_log(night_copy):
+    from flows.forget import forget_now
+
+    config = night_copy.model_copy(update={"privacy": PrivacyConfig(key=SecretStr(KEY))})
+    alias = pseudonym(USER, SecretStr(KEY))
+    assert USER in str(scan_files(config.data_dir, id_pattern({USER})))
+    report = forget_now(config, alias)
+    assert report["rows"] and report["duckdb"]
+    assert scan_files(config.data_dir, id_pattern({USER, alias})) == {FORGET_LOG: {alias}}
+
+
 def test_the_forget_flow_takes_the_pseudonym_and_logs_counts_only(private_night, tmp_path):
     from flows.forget import forget
 
