@@ -26,7 +26,6 @@ from nightrec.errors import SETUP_ERRORS, NightrecError
 from nightrec.ingest.input_files import resolve_files
 from nightrec.ingest.runs import default_run_date, require_source
 from nightrec.layout import BEHAVIOR_DIR, CLEAN_FILE, EVENTS_FILE, FALLBACK_FILE, RECOMMENDATIONS_FILE
-from nightrec.publish.local import publish_all
 from nightrec.publish.rollback import publish_night
 
 # Exceptions that say the input, the data or the set-up is wrong: trying again cannot help.
@@ -134,13 +133,4 @@ def _write_atomic(frame: pl.DataFrame, out: Path) -> None:
 @task(name="publish", cache_policy=NO_CACHE, timeout_seconds=3600, **IO_RETRIES)
 def publish(recs_path: Path, fallback_path: Path, config: NightrecConfig, run_date: date) -> dict:
     """Every configured target; keyed by pseudonym unless ``privacy.publish_external_ids``."""
-    privacy = config.privacy
-    if not (privacy.pseudonymize and privacy.publish_external_ids):
-        return publish_night(recs_path, fallback_path, config, run_date)
-    from nightrec.ingest.readers import scan_events
-    from nightrec.privacy.pseudonyms import with_external_ids
-    from nightrec.schema import USER_ID
-
-    source_ids = scan_events(require_source(config), config.format).select(USER_ID).unique().collect()
-    recs = with_external_ids(pl.read_parquet(recs_path), source_ids.get_column(USER_ID), privacy.key)
-    return publish_all(recs, config, run_date, pl.read_parquet(fallback_path))
+    return publish_night(recs_path, fallback_path, config, run_date)

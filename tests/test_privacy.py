@@ -161,3 +161,17 @@ def test_a_reader_error_names_the_column_but_not_the_value(tmp_path):
         pl.read_csv(path, schema_overrides={"user_id": pl.Int64})
     line = why(err.value)
     assert "alice-secret" not in line and "could not parse a value as dtype" in line and "'user_id'" in line
+
+
+def test_publish_external_ids_keys_the_published_table_by_the_source_ids(tmp_path):
+    from nightrec.privacy.external import published_ids
+
+    source = tmp_path / "events.csv"
+    source.write_text("user_id,item_id,event_type,timestamp\nalice,i1,view,2026-03-01T10:00:00Z\n")
+    key = SecretStr(KEY)
+    recs = pl.DataFrame({"user_id": [pseudonym("alice", key)], "rank": [1]})
+    privacy = {"pseudonymize": True, "key": key}
+    config = NightrecConfig(data_dir=tmp_path, events=str(source), privacy=privacy)
+    assert published_ids(recs, config).equals(recs), "pseudonyms by default"
+    config = NightrecConfig(data_dir=tmp_path, events=str(source), privacy={**privacy, "publish_external_ids": True})
+    assert published_ids(recs, config)["user_id"].to_list() == ["alice"]
