@@ -100,15 +100,15 @@ def test_after_a_rotation_the_previous_key_still_matches_old_requests(tmp_path):
 
 
 def test_raw_copies_older_than_raw_retention_days_are_deleted(tmp_path):
-    for day in ("2026-01-01", "2026-03-01"):
+    for day in ("2026-02-08", "2026-02-09"):
         night = tmp_path / "runs" / day
         night.mkdir(parents=True)
         for name in ("events.parquet", "clean.parquet", "quarantine.parquet", "validation.json"):
             (night / name).write_text("x")
     removed = apply_raw_retention(tmp_path, date(2026, 3, 10), keep_days=30)
-    assert removed == [f"runs/2026-01-01/{n}" for n in ("events.parquet", "clean.parquet", "quarantine.parquet")]
-    assert (tmp_path / "runs/2026-01-01/validation.json").is_file()
-    assert (tmp_path / "runs/2026-03-01/events.parquet").is_file()
+    assert removed == [f"runs/2026-02-08/{n}" for n in ("events.parquet", "clean.parquet", "quarantine.parquet")]
+    assert (tmp_path / "runs/2026-02-08/validation.json").is_file(), "derived files stay"
+    assert (tmp_path / "runs/2026-02-09/events.parquet").is_file(), "29 days old: kept"
 
 
 def test_raw_retention_defaults_to_30_days_apart_from_validation():

@@ -144,8 +144,12 @@ def test_after_a_key_rotation_the_model_keeps_serving_and_the_next_night_is_reke
     private_night, night2_events, tmp_path
 ):
     config = _copy(private_night[0], tmp_path / "data")
-    config = _private(config, NEW_KEY).model_copy(update={"events": str(night2_events)})
-    config.orchestration.retrain_every_days = 2  # the champion, trained on old pseudonyms, serves
+    privacy = PrivacyConfig(pseudonymize=True, key=SecretStr(NEW_KEY), raw_retention_days=1)
+    # retrain_every_days=2: the champion, trained on the old pseudonyms, serves the next night
+    orchestration = config.orchestration.model_copy(update={"retrain_every_days": 2})
+    config = config.model_copy(
+        update={"events": str(night2_events), "privacy": privacy, "orchestration": orchestration}
+    )
     state = run_night(config, NIGHT2)
     assert state.is_completed(), state.message
     assert "reused" in state.result()["stages"]["train"]
@@ -155,6 +159,9 @@ def test_after_a_key_rotation_the_model_keeps_serving_and_the_next_night_is_reke
     assert "model" in set(table["source"])
     out = _cli("recommend", USER, "--data-dir", str(config.data_dir), key=NEW_KEY)
     assert out.returncode == 0 and "is new" not in out.stdout, out.stdout + out.stderr
+    night1 = config.run_dir(NIGHT1)
+    assert not (night1 / "events.parquet").exists() and (night1 / "validation.json").is_file(), "raw copies: 1 day"
+    assert (config.run_dir(NIGHT2) / "events.parquet").is_file()
 
 
 def test_the_key_can_come_from_a_prefect_secret_block(prefect_harness):

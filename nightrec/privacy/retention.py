@@ -11,8 +11,8 @@ RAW_COPIES = (EVENTS_FILE, CLEAN_FILE, QUARANTINE_FILE)
 
 
 def apply_raw_retention(data_dir: Path, run_date: date, keep_days: int) -> list[str]:
-    """Delete the raw copies of nights more than ``keep_days`` before ``run_date``; returns the
-    files removed, relative to ``data_dir``."""
+    """Delete the raw copies of nights ``keep_days`` or more before ``run_date`` (a copy lives
+    ``keep_days`` days; tonight's always stays); returns the files removed, relative to ``data_dir``."""
     cutoff = run_date - timedelta(days=keep_days)
     removed = []
     root = runs_dir(data_dir)
@@ -21,7 +21,7 @@ def apply_raw_retention(data_dir: Path, run_date: date, keep_days: int) -> list[
             day = date.fromisoformat(night.name)
         except ValueError:
             continue
-        if day >= cutoff:
+        if day > cutoff:
             continue
         for name in RAW_COPIES:
             path = night / name

@@ -37,7 +37,7 @@ class PrivacyConfig(BaseModel):
         False, description="Publish the source's user ids instead of pseudonyms (the published table only)."
     )
     raw_retention_days: int = Field(
-        30, ge=1, description="Nights whose raw copies (runs/<date>/events, clean, quarantine) are kept."
+        30, ge=1, description="Days a night's raw copies (runs/<date>/events, clean, quarantine) are kept."
     )
 
     @field_validator("key", "previous_key")
