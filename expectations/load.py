@@ -6,6 +6,7 @@ defect becomes a quarantined row with a reason. A missing required column is add
 becomes null with its original text kept in a ``raw_*`` column.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,15 +137,20 @@ def explain_unusable(loaded: LoadedEvents, source: str) -> None:
         raise InputError(f"{source}: no events (the input has a header and no rows)")
 
 
-def ingest(source: str | Path, fmt: str, out: Path) -> Path:
+def ingest(
+    source: str | Path, fmt: str, out: Path, protect: Callable[[pl.DataFrame], pl.DataFrame] | None = None
+) -> Path:
     """Read ``source`` into ``out`` (Parquet) for the night: the contract's columns plus the text
     of every value that could not be converted, so validation quarantines that row with its
-    reason instead of the whole night being refused. A file that cannot be read at all, or that
+    reason instead of the whole night being refused. ``protect`` (forgotten users out, ids
+    pseudonymised) runs before anything is written. A file that cannot be read at all, or that
     lacks a required column, still raises ``InputError``."""
     scan_events(source, fmt)  # names the file and the missing column before anything is read
     events = load_events(source, fmt).events
     if events.height == 0:
         raise InputError(f"{source}: no events (the input has no rows)")
+    if protect is not None:
+        events = protect(events)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     events.write_parquet(tmp)

@@ -12,6 +12,7 @@ from prefect.cache_policies import TASK_SOURCE, CachePolicy
 from prefect.utilities.hashing import hash_objects
 
 from nightrec.config import NightrecConfig
+from nightrec.privacy.pseudonyms import key_id
 from nightrec.registry import content_hash
 
 # Sections that never change what a stage computes: where and how it is published or scheduled.
@@ -23,7 +24,9 @@ def fingerprint(value: Any) -> Any:
     if isinstance(value, Path):
         return {"path": str(value.resolve()), "content": content_hash(value)}
     if isinstance(value, NightrecConfig):
-        return value.model_dump_json(exclude=_CONFIG_EXCLUDE)
+        # secrets dump masked: the key's public id tells a re-keyed night from the last one
+        keys = [key_id(value.privacy.key), key_id(value.privacy.previous_key)]
+        return [value.model_dump_json(exclude=_CONFIG_EXCLUDE), keys]
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, list | tuple):

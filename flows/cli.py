@@ -14,7 +14,8 @@ import typer
 from rich.table import Table
 
 from flows.app import ConfigOpt, DataDirOpt, RunDateOpt, app, build_config, console, plain
-from nightrec.config import NightrecConfig
+from flows.secrets import with_key_from_block
+from nightrec.config import NightrecConfig, PrivacyConfig
 from nightrec.errors import SETUP_ERRORS, NightrecError
 from nightrec.ingest.readers import FORMATS, check_source
 from nightrec.ingest.runs import require_source
@@ -96,6 +97,15 @@ def _published_readers(config: NightrecConfig):
     )
 
 
+def served_id(user_id: str, privacy: PrivacyConfig) -> str:
+    """The id the published table knows a user by: their pseudonym unless external ids are published."""
+    if not privacy.pseudonymize or privacy.publish_external_ids:
+        return user_id
+    from nightrec.privacy.pseudonyms import pseudonym, require_key
+
+    return pseudonym(user_id, require_key(privacy, "recommend with privacy.pseudonymize"))
+
+
 @app.command()
 def recommend(
     user_id: Annotated[str | None, typer.Argument(help="External user id.")] = None,
@@ -113,7 +123,7 @@ def recommend(
     """
     from nightrec.publish.served import sample_users
 
-    config = build_config(config_file, data_dir=data_dir, run_date=day or run_date)
+    config = with_key_from_block(build_config(config_file, data_dir=data_dir, run_date=day or run_date))
     pub = config.publish
     where, user_list, fallback = _published_readers(config)
     if sample:
@@ -125,7 +135,7 @@ def recommend(
     else:
         users = [user_id]
     for user in users:
-        recs = user_list(user)
+        recs = user_list(served_id(user, config.privacy) if user_id is not None else user)
         if recs.is_empty():
             recs = fallback()
             if recs.is_empty():
@@ -155,6 +165,7 @@ def recommend(
 # (e.g. `import flows.cli_validate` with a noqa for E402 and F401)
 import flows.cli_analyze  # noqa: E402
 import flows.cli_orchestration  # noqa: E402
+import flows.cli_privacy  # noqa: E402
 import flows.cli_sequences  # noqa: E402
 import flows.cli_validate  # noqa: E402, F401
 

@@ -13,7 +13,7 @@ from prefect.schedules import Cron, Schedule
 from flows.nightly import nightly
 from flows.pipeline import DEGRADED_EVENT
 from flows.retrain import retrain
-from nightrec.config import NightrecConfig
+from nightrec.config import SECRETS, NightrecConfig
 
 NIGHTLY = "nightly"
 RETRAIN = "retrain"
@@ -35,7 +35,7 @@ def one_at_a_time() -> ConcurrencyLimitConfig:
 def config_parameter(config: NightrecConfig) -> dict[str, Any]:
     """The config as a deployment parameter: no run date (each night resolves its own) and no
     secret (the flow reads it from the serving process's environment)."""
-    return config.model_dump(mode="json", exclude={"run_date": True, "publish": {"postgres_url"}})
+    return config.model_dump(mode="json", exclude={"run_date": True, **SECRETS})
 
 
 def degraded_trigger() -> DeploymentEventTrigger:

@@ -3,7 +3,6 @@
 ``flows.pipeline``; this module holds the flow, its parameters and its run name.
 """
 
-import os
 from datetime import date
 
 from prefect import flow
@@ -11,6 +10,7 @@ from prefect.runtime import deployment, flow_run
 from prefect.states import Cancelled, Completed
 
 from flows.pipeline import run_pipeline, stale_run_reason
+from flows.secrets import restore_secrets
 from nightrec.config import NightrecConfig, load_config
 
 DEGRADED_STATE = "Degraded"
@@ -22,15 +22,6 @@ def run_name(flow_name: str) -> str:
     config = params.get("config") or {}
     run_date = params.get("run_date") or (config.get("run_date") if isinstance(config, dict) else config.run_date)
     return f"{flow_name}-{run_date or 'pending'}"
-
-
-def restore_secrets(config: NightrecConfig) -> NightrecConfig:
-    """Parameters stored by the API carry secrets masked; take them from this process's environment."""
-    secret = config.publish.postgres_url
-    if secret is not None and set(secret.get_secret_value()) <= {"*"}:
-        url = os.environ.get("NIGHTREC_PUBLISH__POSTGRES_URL")
-        config = config.model_copy(update={"publish": config.publish.model_copy(update={"postgres_url": url})})
-    return config
 
 
 def with_run_date(config: NightrecConfig | None, run_date: date | None) -> NightrecConfig:

@@ -25,7 +25,9 @@ from nightrec.config import NightrecConfig
 from nightrec.evaluation.gate import quality_degraded
 from nightrec.layout import SEQUENCE_STATS_FILE, models_dir, runs_dir
 from nightrec.lock import run_lock
-from nightrec.registry import TrainPlan, plan_training
+from nightrec.privacy.forget_log import forget_log_path
+from nightrec.privacy.retention import apply_raw_retention
+from nightrec.registry import TrainPlan, clear_retrain_request, plan_training, requested_retrain
 
 DEGRADED_EVENT = "nightrec.quality.degraded"
 STAGES = ("validate", "behavior", "sequences", "train", "evaluate", "promote", "score", "fallback", "publish", "report")
@@ -140,13 +142,16 @@ def _run_stages(config: NightrecConfig, flow_name: str, retrain_reason: str | No
     run_date = config.run_date
     _rename_run(flow_name, run_date)
     progress = StageProgress(flow_name)
-    events_path = _ensure(tasks.ingest_events, config, run_date, tasks.locate_input(config))
+    forget_log = forget_log_path(config.data_dir)
+    events_path = _ensure(tasks.ingest_events, config, run_date, tasks.locate_input(config), forget_log)
     clean_path, validation = _ensure(tasks.validate_events, events_path, config, run_date)
     progress.done("validate", f"{validation['rows_clean']} clean of {validation['rows_in']} rows")
     behavior = tasks.behavior_report(clean_path, config, previous_report(runs_dir(config.data_dir), run_date))
     progress.done("behavior", behavior["drift_message"])
 
-    plan = plan_training(models_dir(config.data_dir), run_date, config.orchestration.retrain_every_days, retrain_reason)
+    models = models_dir(config.data_dir)
+    retrain_reason = retrain_reason or requested_retrain(models)  # e.g. `nightrec forget`
+    plan = plan_training(models, run_date, config.orchestration.retrain_every_days, retrain_reason)
     seq_dir = _ensure(tasks.build_sequences, clean_path, config, plan.base)
     progress.done("sequences", f"`{seq_dir}`")
     candidate, training_failed = train(seq_dir, config, plan, progress)
@@ -158,7 +163,9 @@ def _run_stages(config: NightrecConfig, flow_name: str, retrain_reason: str | No
 
     version, recs_path, fallback_path = serve(config, seq_dir, clean_path, serving, progress)
     published = tasks.publish(recs_path, fallback_path, config, run_date)
-    training.crown(config, promotion)  # only now: a night that failed to publish keeps the champion
+    if training.crown(config, promotion) is not None:  # only now: a failed publish keeps the champion
+        clear_retrain_request(models)  # a model trained without the forgotten users serves
+    removed_raw = apply_raw_retention(config.data_dir, run_date, config.privacy.raw_retention_days)
     progress.done("publish", f"{published['rows']} rows for {published['users']} users")
 
     summary = {
@@ -174,6 +181,7 @@ def _run_stages(config: NightrecConfig, flow_name: str, retrain_reason: str | No
         "model_version": version,
         "recommendations": recommendation_summary(recs_path, clean_path),
         "published": published,
+        "raw_copies_removed": removed_raw,
         "stages": progress.stages,
     }
     if training_failed:

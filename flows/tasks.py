@@ -65,8 +65,15 @@ def locate_input(config: NightrecConfig) -> list[Path]:
 
 
 @task(name="ingest", timeout_seconds=3600, **CACHED, **IO_RETRIES)
-def ingest_events(config: NightrecConfig, run_date: date, source_files: list[Path]) -> Path:
-    return ingest(require_source(config), config.format, config.run_dir(run_date) / EVENTS_FILE)
+def ingest_events(config: NightrecConfig, run_date: date, source_files: list[Path], forget_log: Path) -> Path:
+    """``runs/<date>/events.parquet``: forgotten users dropped and, when configured, ids pseudonymised
+    (the forget log is an input, so a new request is never answered from the cache)."""
+    from nightrec.privacy.ingest import protect_events
+
+    def protect(events: pl.DataFrame) -> pl.DataFrame:
+        return protect_events(events, config.data_dir, config.privacy)
+
+    return ingest(require_source(config), config.format, config.run_dir(run_date) / EVENTS_FILE, protect)
 
 
 @task(name="validate", timeout_seconds=3600, **CACHED)
@@ -125,4 +132,5 @@ def _write_atomic(frame: pl.DataFrame, out: Path) -> None:
 
 @task(name="publish", cache_policy=NO_CACHE, timeout_seconds=3600, **IO_RETRIES)
 def publish(recs_path: Path, fallback_path: Path, config: NightrecConfig, run_date: date) -> dict:
+    """Every configured target; keyed by pseudonym unless ``privacy.publish_external_ids``."""
     return publish_night(recs_path, fallback_path, config, run_date)

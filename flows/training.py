@@ -30,7 +30,7 @@ from prefect.logging import get_run_logger
 from flows.caching import CONTENT
 from lightning_modules.lifeline import ENV as LIFELINE_ENV
 from nightrec import layout
-from nightrec.config import NightrecConfig
+from nightrec.config import SECRETS, NightrecConfig
 from nightrec.errors import NightrecError
 from nightrec.evaluation.gate import served_popularity_metrics
 from nightrec.layout import (
@@ -137,7 +137,7 @@ def trainer_command(
 ) -> list[str]:
     """``python -m lightning_modules.train ...`` for ``work``, resuming its ``last.ckpt`` when asked."""
     config_file = work / RUN_CONFIG_FILE
-    config_file.write_text(config.model_dump_json(exclude={"publish": {"postgres_url"}}))
+    config_file.write_text(config.model_dump_json(exclude=SECRETS))
     cmd = [sys.executable, "-m", TRAINER, "--config", str(config_file)]
     cmd += ["--sequences", str(sequences_dir), "--out", str(work)]
     if resume:

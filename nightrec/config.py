@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, V
 
 from nightrec.errors import ConfigError
 from nightrec.layout import DUCKDB_FILE, run_dir
+from nightrec.privacy.settings import PrivacyConfig
 from nightrec.schema import ADD_TO_CART, CLICK, DEFAULT_EVENT_TYPES, PURCHASE, VIEW
 from nightrec.timestamps import EARLIEST, LATEST, in_range
 
@@ -36,6 +37,11 @@ def _split_csv(value: Any) -> Any:
 CsvList = Annotated[list[str], BeforeValidator(_split_csv)]
 # loss=auto switches to sampled softmax above this many items (benchmarks/bench_objectives.py).
 SAMPLED_SOFTMAX_ABOVE = 5000
+# Settings that hold a secret: masked in every message, and privacy.key is refused outside the
+# environment and the Prefect Secret block.
+SECRET_KEYS = {("publish", "postgres_url"), ("privacy", "key"), ("privacy", "previous_key")}
+# The same as a pydantic ``exclude``: what a config written to a file or a parameter leaves out.
+SECRETS = {"publish": {"postgres_url"}, "privacy": {"key", "previous_key"}}
 SQL_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
@@ -289,6 +295,7 @@ class NightrecConfig(_Section):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
     behavior: BehaviorConfig = Field(default_factory=BehaviorConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @field_validator("run_date")
     @classmethod
@@ -361,9 +368,20 @@ def _describe(error: ValidationError) -> str:
     for err in error.errors():
         key = ".".join(str(part) for part in err["loc"])
         env = ENV_PREFIX + "__".join(str(part) for part in err["loc"]).upper()
-        got = f" (got {err['input']!r})" if not isinstance(err["input"], dict) else ""
+        secret = tuple(str(part) for part in err["loc"][:2]) in SECRET_KEYS
+        got = "" if isinstance(err["input"], dict) else f" (got {'**********' if secret else repr(err['input'])})"
         lines.append(f"{key}: {err['msg']}{got} [flag, file key '{key}' or {env}]")
     return "invalid configuration: " + "; ".join(lines)
+
+
+def _refuse_key(data: dict[str, Any], where: str) -> None:
+    privacy = data.get("privacy")
+    for name in ("key", "previous_key"):
+        if isinstance(privacy, dict) and privacy.get(name) is not None:
+            raise ConfigError(
+                f"{where} may not set privacy.{name}: set NIGHTREC_PRIVACY__{name.upper()} "
+                "(or name a Prefect Secret block in privacy.key_block)"
+            )
 
 
 def load_config(
@@ -378,8 +396,11 @@ def load_config(
     environ = os.environ if environ is None else environ
     path = path or environ.get(ENV_CONFIG_FILE)
     data = read_config_file(path) if path else {}
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    _refuse_key(data, f"{path}: a config file")
+    _refuse_key(flags, "a flag")
     data = _merge(data, env_overrides(environ))
-    data = _merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
+    data = _merge(data, flags)
     try:
         return NightrecConfig.model_validate(data)
     except ValidationError as exc:

@@ -6,6 +6,7 @@ a file name of its own.
 <data_dir>/
   nightrec.duckdb                       the published table (see nightrec.publish)
   .nightrec.lock                        held by the run using the directory (see nightrec.lock)
+  forget-log.jsonl                      forget requests: pseudonym, key id and time (nightrec.privacy)
   recommendations/run_date=<date>/      its Parquet partitions
   runs/<date>/
     events.parquet                      ingest: the source in the event contract
@@ -19,6 +20,7 @@ a file name of its own.
     fallback.parquet                    the list a brand-new user gets
   models/
     champion -> <version>               the serving model
+    retrain-requested.json              set by `nightrec forget`: the next night retrains from scratch
     <version>/                          model.ckpt, last.ckpt, config.json, items.parquet,
                                         metrics.json, curve.png, version.json
 ```
@@ -31,6 +33,8 @@ RUNS_DIR = "runs"
 MODELS_DIR = "models"
 DUCKDB_FILE = "nightrec.duckdb"
 LOCK_FILE = ".nightrec.lock"  # one run at a time per data directory (nightrec.lock)
+FORGET_LOG = "forget-log.jsonl"  # who was forgotten, by pseudonym (nightrec.privacy.forget_log)
+RETRAIN_REQUEST = "retrain-requested.json"  # models/: the next night retrains from scratch
 
 # runs/<date>/
 EVENTS_FILE = "events.parquet"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nightrec.errors import NightrecError
-from nightrec.layout import CHAMPION, VERSION_FILE
+from nightrec.layout import CHAMPION, RETRAIN_REQUEST, VERSION_FILE
 
 VALID_NDCG = "ndcg@10"
 
@@ -215,6 +215,24 @@ class TrainPlan:
     @property
     def warm_start(self) -> Path | None:
         return self.base if self.mode == "warm" else None
+
+
+def request_retrain(models_dir: Path, reason: str) -> Path:
+    """Ask the next night to retrain from scratch (``models/retrain-requested.json``)."""
+    path = Path(models_dir) / RETRAIN_REQUEST
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"reason": reason}))
+    return path
+
+
+def requested_retrain(models_dir: Path) -> str | None:
+    """Why a retrain from scratch was requested, or None."""
+    path = Path(models_dir) / RETRAIN_REQUEST
+    return read_json(path).get("reason", "requested") if path.is_file() else None
+
+
+def clear_retrain_request(models_dir: Path) -> None:
+    (Path(models_dir) / RETRAIN_REQUEST).unlink(missing_ok=True)
 
 
 def plan_training(models_dir: Path, run_date: date, every_days: int, retrain_reason: str | None = None) -> TrainPlan:

@@ -2,6 +2,7 @@
 once, and the reasons a file cannot be read put in words."""
 
 import glob
+import re
 from pathlib import Path
 
 from nightrec.errors import InputError
@@ -30,9 +31,15 @@ def resolve_files(source: str | Path) -> list[Path]:
     raise InputError(f"{path}: no such file or folder")
 
 
+_QUOTED_VALUE = re.compile(r"could not parse `[^`]*`")
+
+
 def why(exc: Exception) -> str:
-    """The first line of a reader's error, with the fix when the cause is a common one."""
+    """The first line of a reader's error, with the fix when the cause is a common one, and
+    without the value it quotes (an id or any other field of an event row is personal data,
+    and this line reaches logs): the column and the expected type say what to fix."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = _QUOTED_VALUE.sub("could not parse a value", text)
     if "utf-8" in text.lower() or "utf8" in text.lower():
         text += " (the file is not UTF-8: re-encode it, e.g. `iconv -f latin1 -t utf-8`)"
     return text

@@ -233,3 +233,27 @@ def _query(url: SecretStr | str, query, params: list, schema: dict) -> pl.DataFr
     except psycopg.Error as exc:
         raise NightrecError(f"PostgreSQL at {describe(url)}: {_scrub(str(exc), url)}") from None
     return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def forget_users_pg(
+    url: SecretStr | str, matches, schema: str = "public", table: str = "recommendations"
+) -> tuple[int, set[str]]:
+    """Delete every row whose ``user_id`` ``matches`` (a function from the table's distinct ids to
+    the ones to delete) in one transaction; returns the rows deleted and the ids matched."""
+    from psycopg import sql
+
+    psycopg = _psycopg()
+    names = _names(schema, table)
+    try:
+        with connect(url) as con, con.transaction():
+            try:
+                ids = [r[0] for r in con.execute(sql.SQL("SELECT DISTINCT user_id FROM {table}").format(**names))]
+            except psycopg.errors.UndefinedTable:
+                return 0, set()
+            doomed = set(matches(pl.Series("user_id", ids, dtype=pl.String)))
+            if not doomed:
+                return 0, doomed
+            query = sql.SQL("DELETE FROM {table} WHERE user_id = ANY(%s)").format(**names)
+            return con.execute(query, [sorted(doomed)]).rowcount, doomed
+    except psycopg.Error as exc:
+        raise NightrecError(f"PostgreSQL at {describe(url)}: {_scrub(str(exc), url)}") from None

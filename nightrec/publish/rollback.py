@@ -12,10 +12,13 @@ from pathlib import Path
 import polars as pl
 
 from nightrec.config import NightrecConfig
+from nightrec.privacy.external import published_ids
 from nightrec.publish.local import publish_all
 
 
 def publish_night(recs_path: Path, fallback_path: Path, config: NightrecConfig, run_date: date) -> dict:
     """Publish tonight's table and new-user list (Parquet files of the run) to every configured
-    target as one transaction (``nightrec.publish.local.publish_all``)."""
-    return publish_all(pl.read_parquet(recs_path), config, run_date, pl.read_parquet(fallback_path))
+    target as one transaction (``nightrec.publish.local.publish_all``), keyed by pseudonym or, with
+    ``privacy.publish_external_ids``, by the source's ids."""
+    recs = published_ids(pl.read_parquet(recs_path), config)
+    return publish_all(recs, config, run_date, pl.read_parquet(fallback_path))

@@ -55,6 +55,7 @@ from nightrec.sequences.splits import (
 from nightrec.sequences.stats import sequence_stats
 from nightrec.sequences.vocab import (
     COUNT,
+    FIRST_SEEN,
     ITEM_IDX,
     ITEMS_SCHEMA,
     USER_IDX,
@@ -78,7 +79,8 @@ def build_sequences(
     df, filtered = load(events, config)
     prev_items, prev_users = read_previous_vocab(previous_vocab_dir) if previous_vocab_dir else (None, None)
     user_codes = id_codes(df, USER_ID, UCODE)
-    users = build_user_vocab(user_codes.select(USER_ID), prev_users)
+    first_seen = df.group_by(USER_ID).agg(pl.col(TS).min().alias(FIRST_SEEN))
+    users = build_user_vocab(first_seen.with_columns(pl.col(USER_ID).cast(pl.String)), prev_users)
     item_codes = id_codes(df, ITEM_ID, CODE)
     ordered = sorted_codes(df)
     dropped = {"event_type": filtered, "duplicate": 0}

@@ -19,6 +19,9 @@ ITEMS_SCHEMA = {ITEM_ID: pl.String, ITEM_IDX: IDX_DTYPE, COUNT: pl.Int64}
 USERS_SCHEMA = {USER_ID: pl.String, USER_IDX: IDX_DTYPE}
 
 
+FIRST_SEEN = "first_seen"
+
+
 def _extend(previous: pl.DataFrame, fresh: pl.DataFrame, key: str, idx: str, first: int) -> pl.DataFrame:
     """Append ``fresh`` keys missing from ``previous`` after its highest id, in ``fresh``'s order."""
     start = int(previous.get_column(idx).max()) + 1 if previous.height else first
@@ -42,13 +45,17 @@ def build_item_vocab(counts: pl.DataFrame, min_item_count: int, previous: pl.Dat
 
 
 def build_user_vocab(user_ids: pl.DataFrame, previous: pl.DataFrame | None = None) -> pl.DataFrame:
-    """``users.parquet``: ``user_id``, ``user_idx`` (0..n-1); new users appended in id order.
+    """``users.parquet``: ``user_id``, ``user_idx`` (0..n-1); new users appended in order of
+    ``first_seen`` (their first event, when the frame has it), then id. Numbering by first event
+    keeps training independent of what the ids are: the same events with pseudonymised ids train
+    the same model and publish the same lists.
 
     Every user with an event of a configured type gets an id, also one whose items were all
     mapped out by ``min_item_count`` (such a user has no row in ``full.parquet``).
     """
     previous = pl.DataFrame(schema=USERS_SCHEMA) if previous is None else previous
-    fresh = user_ids.select(USER_ID).unique().sort(USER_ID)
+    order = [c for c in (FIRST_SEEN, USER_ID) if c in user_ids.columns]
+    fresh = user_ids.unique(USER_ID).sort(order).select(USER_ID)
     vocab = _extend(previous, fresh, USER_ID, USER_IDX, first=0)
     return vocab.select([pl.col(c).cast(t) for c, t in USERS_SCHEMA.items()])
 

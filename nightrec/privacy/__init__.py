@@ -1,0 +1,1 @@
+"""Privacy: pseudonymised user ids, forgetting a user, retention of raw copies."""
