@@ -118,7 +118,8 @@ def fit(
         enable_version_counter=False,
         save_on_train_epoch_end=False,  # save after validation, before EpochLog reports the epoch
     )
-    early = EarlyStopping(monitor=MONITOR, mode="max", patience=config.train.patience, check_on_train_epoch_end=False)
+    patience = config.train.warm_start_patience if warm_start_dir is not None else config.train.patience
+    early = EarlyStopping(monitor=MONITOR, mode="max", patience=patience, check_on_train_epoch_end=False)
     budget = config.train.max_minutes
     trainer = L.Trainer(
         **settings,

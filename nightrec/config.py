@@ -124,12 +124,15 @@ class TrainConfig(_Section):
 
     epochs: int = Field(100, ge=1, description="Upper bound; early stopping usually ends sooner.")
     max_minutes: float | None = Field(
-        60.0,
+        20.0,
         gt=0,
         description="Training time budget (Lightning max_time): training stops there and the best "
         "checkpoint so far is published. None: no budget (orchestration.train_timeout_minutes still kills).",
     )
     patience: int = Field(20, ge=1, description="Epochs without a better validation NDCG@10 before stopping.")
+    warm_start_patience: int = Field(
+        3, ge=1, description="Patience of a warm-started night: it starts near its optimum and needs few epochs."
+    )
     batch_size: int = Field(64, ge=1, description="Training windows per batch (at full window length).")
     bucket_by_length: bool = Field(
         True,

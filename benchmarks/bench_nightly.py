@@ -1,0 +1,216 @@
+"""The whole nightly, end to end through Prefect, at shop scale: per-stage time, share, peak RSS.
+
+    nice -n 10 python benchmarks/bench_nightly.py --size 3m      # 100k users, 50k items, 7 days
+    nice -n 10 python benchmarks/bench_nightly.py --size 30m     # 1M users, 500k items
+    python benchmarks/bench_nightly.py --users 2000 --items 1000 # a quick look
+
+Generates a synthetic log (``nightrec.ingest.synthetic``), runs the real ``nightly`` flow on it
+with the default config (an ephemeral Prefect server under a temporary PREFECT_HOME), then a
+second, warm-started night on the next day's log. For each night it prints every stage's wall
+time (from the Prefect task runs), its share of the night and the peak RSS of this process and
+its trainer while the stage ran, plus training's epochs and what stopped it. Ratios against
+references measured in the same run: sequences against one Polars scan + sort of the log,
+scoring against ``torch.mm`` of the same shape (users x d times d x items, in the same chunks).
+"""
+
+import os
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SIZES = {"3m": (100_000, 50_000), "30m": (1_000_000, 500_000)}
+STAGES = ("ingest", "validate", "behavior", "sequences", "train", "evaluate", "score", "fallback", "publish")
+
+
+def tree_rss_mb(root: int, skip: str = "prefect.server") -> float:
+    """RSS of ``root`` and its descendants (not the ephemeral Prefect server), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        try:
+            if skip in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " "):
+                continue
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+        stack.extend(children.get(pid, []))
+    return total / 1024
+
+
+class RssSampler(threading.Thread):
+    """Samples this process tree's RSS every ``every`` seconds: ``[(monotonic, wall, MB)]``."""
+
+    def __init__(self, every: float = 0.5):
+        super().__init__(daemon=True)
+        self.every, self.samples, self.stopped = every, [], threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            self.samples.append((time.time(), tree_rss_mb(os.getpid())))
+            self.stopped.wait(self.every)
+
+    def peak(self, start: float, end: float) -> float:
+        inside = [mb for t, mb in self.samples if start - self.every <= t <= end + self.every]
+        return max(inside, default=0.0)
+
+
+def task_runs(flow_run_id) -> dict[str, tuple[float, float]]:
+    """Stage name -> (start, end) as UNIX times, summed over a stage's task runs."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    out: dict[str, tuple[float, float]] = {}
+    for run in runs:
+        if run.start_time is None or run.end_time is None:
+            continue
+        name = run.name.rsplit("-", 1)[0]
+        start, end = run.start_time.timestamp(), run.end_time.timestamp()
+        if name in out:
+            start, end = min(start, out[name][0]), max(end, out[name][1])
+        out[name] = (start, end)
+    return out
+
+
+def polars_reference(events_dir: Path) -> float:
+    """Seconds for one Polars scan + sort of the log by user and time (what sequences must beat)."""
+    import polars as pl
+
+    started = time.perf_counter()
+    pl.scan_parquet(events_dir / "*.parquet").sort("user_id", "timestamp").collect()
+    return time.perf_counter() - started
+
+
+def mm_reference(users: int, items: int, dim: int = 64, chunk: int = 4096) -> float:
+    """Seconds of ``torch.mm`` over users x items in the scoring kernel's chunks, no top-k."""
+    import torch
+
+    states, table = torch.randn(min(users, chunk), dim), torch.randn(dim, items)
+    out = torch.empty(min(users, chunk), items)
+    started = time.perf_counter()
+    for _ in range(-(-users // chunk)):
+        torch.mm(states, table, out=out)
+    return time.perf_counter() - started
+
+
+def run_one_night(config, run_date: date, sampler: RssSampler) -> dict:
+    from flows.nightly import nightly
+
+    started = time.time()
+    state = nightly(run_date=run_date, config=config, return_state=True)
+    ended = time.time()
+    if not state.is_completed():
+        raise SystemExit(f"night {run_date} ended {state.name}: {state.message}")
+    summary = state.result()
+    stages = task_runs(state.state_details.flow_run_id)
+    candidate = (summary.get("metrics") or {}).get("candidate") or {}
+    return {
+        "run_date": run_date.isoformat(),
+        "wall_s": ended - started,
+        "peak_rss_mb": sampler.peak(started, ended),
+        "stages": {
+            name: {"s": end - start, "peak_rss_mb": sampler.peak(start, end)} for name, (start, end) in stages.items()
+        },
+        "epochs": candidate.get("epochs"),
+        "best_epoch": candidate.get("best_epoch"),
+        "stopped_by": candidate.get("stopped_by"),
+        "objective": (candidate.get("objective") or {}).get("loss"),
+        "seconds_per_epoch": candidate.get("seconds_per_epoch"),
+        "valid_ndcg10": (candidate.get("valid") or {}).get("ndcg@10"),
+        "warm_start": bool(candidate.get("warm_start")),
+        "users": summary["recommendations"]["users"],
+        "rows": summary["recommendations"]["rows"],
+    }
+
+
+def print_night(label: str, night: dict, refs: dict) -> None:
+    print(f"\n{label}: {night['run_date']}, {night['wall_s']:.0f} s end to end, peak RSS {night['peak_rss_mb']:.0f} MB")
+    print(f"{'stage':<17}{'seconds':>9}{'share':>8}{'peak MB':>9}  reference")
+    for name, stage in sorted(night["stages"].items(), key=lambda kv: -kv[1]["s"]):
+        ref = ""
+        if name == "sequences":
+            ref = f"{stage['s'] / refs['polars_sort_s']:.1f}x one Polars scan+sort ({refs['polars_sort_s']:.1f} s)"
+        elif name == "score":
+            ref = f"{stage['s'] / refs['mm_s']:.1f}x torch.mm at the same shape ({refs['mm_s']:.1f} s)"
+        share = stage["s"] / night["wall_s"]
+        print(f"{name:<17}{stage['s']:>9.1f}{share:>8.1%}{stage['peak_rss_mb']:>9.0f}  {ref}")
+    other = night["wall_s"] - sum(stage["s"] for stage in night["stages"].values())
+    print(f"{'other':<17}{other:>9.1f}{other / night['wall_s']:>8.1%}{'':>9}  flow start, report, artifacts, Prefect")
+    print(
+        f"training: {night['epochs']} epochs ({night['objective']}, {night['seconds_per_epoch'] or 0:.1f} s each), "
+        f"best epoch {night['best_epoch']}, stopped by {night['stopped_by']}, warm start {night['warm_start']}, "
+        f"valid NDCG@10 {night['valid_ndcg10'] or 0:.4f}; {night['rows']:,} rows for {night['users']:,} users"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="3m")
+    parser.add_argument("--users", type=int, default=None, help="override the size's users")
+    parser.add_argument("--items", type=int, default=None, help="override the size's items")
+    parser.add_argument("--nights", type=int, default=2, choices=(1, 2))
+    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="config overrides")
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    users, items = SIZES[args.size]
+    users, items = args.users or users, args.items or items
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"bench-nightly-{args.size}-"))
+    os.environ.setdefault("PREFECT_HOME", str(workdir / "prefect"))
+
+    from nightrec.config import load_config
+    from nightrec.ingest.synthetic import SyntheticSpec, write_demo_data
+
+    end = datetime.now(UTC).date() - timedelta(days=2)
+    sampler = RssSampler()
+    sampler.start()
+    overrides: dict = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        section, name = key.split(".")
+        overrides.setdefault(section, {})[name] = json.loads(value) if value[:1] in "[{0123456789.-tfn" else value
+    nights, refs = [], {}
+    for night in range(args.nights):
+        events = workdir / f"events-night{night + 1}"
+        started = time.perf_counter()
+        spec = SyntheticSpec(users=users, items=items, days=7, seed=11, end_date=end + timedelta(days=night))
+        manifest = write_demo_data(events, spec)
+        print(
+            f"night {night + 1} log: {manifest['rows']:,} events, {users:,} users, {items:,} items "
+            f"(generated in {time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
+        refs = {"polars_sort_s": polars_reference(events), "mm_s": mm_reference(users, items)}
+        config = load_config(overrides={**overrides, "data_dir": str(workdir / "data"), "events": str(events)})
+        nights.append(run_one_night(config, spec.end_date + timedelta(days=1), sampler))
+        print_night(f"night {night + 1} ({'first' if night == 0 else 'warm-started'})", nights[-1], refs)
+    sampler.stopped.set()
+    (workdir / "bench_nightly.json").write_text(json.dumps({"refs": refs, "nights": nights}, indent=2))
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; results {workdir}")
+
+
+if __name__ == "__main__":
+    main()
