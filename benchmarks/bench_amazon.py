@@ -9,8 +9,12 @@ set; the table prints its measured seconds per epoch, epochs, test metrics and p
 ratio of each objective's cost and NDCG@10 to full cross-entropy measured in the same run.
 """
 
-import argparse
 import os
+
+# OpenMP threads wait passively, as in flows/__init__.py: spinning collapses on a shared machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
 import statistics
 import sys
 import tempfile

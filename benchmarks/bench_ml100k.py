@@ -10,9 +10,13 @@ are its own. Baselines are scored by the same harness. Numbers are measured, nev
 ``--ablate lstm`` adds runs of that cell without the learned history offset (``model.history_bias``).
 """
 
+import os
+
+# OpenMP threads wait passively, as in flows/__init__.py: spinning collapses on a shared machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess

@@ -9,6 +9,11 @@ switches to sampled softmax above ``model.sampled_softmax_above`` (chosen from t
 first size where sampled softmax is clearly faster, while full CE keeps its quality edge below).
 """
 
+import os
+
+# OpenMP threads wait passively, as in flows/__init__.py: spinning collapses on a shared machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import statistics
 import sys

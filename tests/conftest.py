@@ -5,6 +5,7 @@ import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as flows/__init__.py: threads yield on a shared machine
 # Config tests need a clean environment; the test-only variables (a PostgreSQL URL) stay.
 for _name in [n for n in os.environ if n.startswith("NIGHTREC_") and not n.startswith("NIGHTREC_TEST_")]:
     del os.environ[_name]
