@@ -92,6 +92,13 @@ def main() -> None:
     parser.add_argument(
         "--ablate", nargs="*", default=[], help="cells also run with model.history_bias=false (the ablation)"
     )
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="train.max_minutes of each run; default none: quality is measured to early stopping, "
+        "not cut by the nightly's time budget (which a loaded machine reaches sooner)",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="keep sequences and models here")
     args = parser.parse_args()
     if not args.data.is_file():
@@ -126,6 +133,7 @@ def main() -> None:
         config = base.model_copy(deep=True)
         config.model.cell, config.train.seed, config.train.num_threads = cell, seed, args.threads
         config.model.history_bias = history_bias
+        config.train.max_minutes = args.max_minutes
         run = train_run(config, seq_dir, workdir / f"{label(cell, history_bias).replace(' ', '-')}-seed{seed}")
         t = run["test"]
         offset = run.get("history_weight")
