@@ -15,7 +15,7 @@ from rich.table import Table
 
 from flows.app import ConfigOpt, DataDirOpt, RunDateOpt, app, build_config, console, plain
 from nightrec.config import NightrecConfig
-from nightrec.errors import SETUP_ERRORS, NightrecError
+from nightrec.errors import NightrecError, is_setup_error
 from nightrec.ingest.readers import FORMATS, check_source
 from nightrec.ingest.runs import require_source
 from nightrec.ingest.synthetic import FaultSpec, SyntheticSpec, write_demo_data
@@ -176,7 +176,10 @@ def main() -> None:
     except NightrecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except SETUP_ERRORS as exc:  # a permission or a path the user can fix: one line, not a traceback
+    except OSError as exc:
+        if not is_setup_error(exc):
+            raise
+        # a permission, a path or a read-only mount the user can fix: one line, not a traceback
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 
