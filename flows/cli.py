@@ -38,13 +38,11 @@ def run(
     config = build_config(config_file, events=events, run_date=run_date, data_dir=data_dir, k=k, format=fmt)
     check_source(require_source(config), config.format)
     ensure_free(config.data_dir)  # the flow holds the lock; this only makes a busy directory one line
-    from flows.ephemeral import start_tied_server, watch
+    from flows.ephemeral import tied_server
     from flows.nightly import nightly
 
-    server = start_tied_server()  # dies with this process, even a SIGKILLed one
-    if server is not None:
-        watch(server)
-    result = nightly(config=config)
+    with tied_server():  # an ephemeral server dies with this process, even a SIGKILLed one
+        result = nightly(config=config)
     published = result["published"]
     console.print(
         plain(

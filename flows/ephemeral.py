@@ -4,18 +4,19 @@ Prefect's ephemeral mode starts ``uvicorn prefect.server.api.server:create_app``
 process and stops it from an ``atexit`` hook, which a SIGKILL of the CLI never runs: the server
 (about 200 MB) would outlive the run. ``start_tied_server`` starts that same server first, from
 the main thread, with ``PR_SET_PDEATHSIG`` so the kernel stops it when the CLI dies however it
-dies; Prefect's clients then find it as their ephemeral server (one per process). ``watch``
-ends the run in one line when the server dies under it, instead of retrying a dead API.
+dies; Prefect's clients then find it as their ephemeral server (one per process). While the
+flow runs, ``tied_server`` also ends the run in one line if the server dies under it, instead of
+retrying a dead API.
 """
 
-import atexit
 import ctypes
 import os
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import prefect
 from prefect.server.api.server import SubprocessASGIServer
@@ -26,9 +27,11 @@ SERVER_DIED_EXIT = 3
 
 
 def _die_with(parent: int) -> Callable[[], None]:
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in the child
+
     def preexec() -> None:
         # SIGTERM lets uvicorn shut down; the check closes the race with a parent dying before prctl
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:
             os._exit(1)
 
@@ -66,21 +69,20 @@ def start_tied_server() -> TiedServer | None:
     return server
 
 
-def watch(server: TiedServer, poll_s: float = 0.5) -> threading.Thread:
-    """End this process at once, with one line on stderr, if ``server`` exits before it does.
+def watch(server: TiedServer, poll_s: float = 0.5) -> threading.Event:
+    """End this process at once, with one line on stderr, if ``server`` exits before the
+    returned event is set.
 
     A run without its API cannot record any state; Prefect's clients would retry the dead
     server for minutes instead. The trainer dies with this process (its lifeline), the run
     lock with its file descriptor, and the next publish rolls back an unfinished one.
     """
     proc = server.server_process
-    exiting = threading.Event()
-    # atexit runs hooks last-in first-out: this one runs before Prefect's stop of the server
-    atexit.register(exiting.set)
+    done = threading.Event()
 
     def loop() -> None:
-        while not exiting.wait(poll_s):
-            if proc.poll() is not None and not exiting.is_set():
+        while not done.wait(poll_s):
+            if proc.poll() is not None and not done.is_set():
                 sys.stderr.write(
                     f"error: the Prefect server of this run (pid {proc.pid}) exited with code "
                     f"{proc.returncode} under the run; the run stopped, run it again\n"
@@ -88,6 +90,20 @@ def watch(server: TiedServer, poll_s: float = 0.5) -> threading.Thread:
                 sys.stderr.flush()
                 os._exit(SERVER_DIED_EXIT)
 
-    thread = threading.Thread(target=loop, name="prefect-server-watch", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=loop, name="prefect-server-watch", daemon=True).start()
+    return done
+
+
+@contextmanager
+def tied_server() -> Iterator[TiedServer | None]:
+    """The ephemeral server for a flow run in this block (``start_tied_server``), watched until
+    the block ends, so that its stop at exit is not mistaken for a death."""
+    server = start_tied_server()
+    if server is None:
+        yield None
+        return
+    done = watch(server)
+    try:
+        yield server
+    finally:
+        done.set()

@@ -179,3 +179,21 @@ def test_a_run_whose_prefect_server_dies_fails_at_once_in_one_line(tmp_path, dem
     assert lines[-1].startswith("error: the Prefect server of this run") and "exited" in lines[-1], err[-2000:]
     assert "Traceback" not in err, err[-2000:]
     assert not left, f"processes outlived the run: {left}"
+
+
+@pytest.mark.integration
+def test_a_completed_nightrec_run_exits_0_and_stops_its_server(tmp_path, demo_events):
+    data = tmp_path / "data"
+    run = _start_run(demo_events[0], data)
+    server = _server_of(run, data)
+    seen = {server}
+    while True:
+        seen |= _descendants(run.pid)
+        try:
+            _, err = run.communicate(timeout=0.2)  # drains stderr while it runs
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    assert run.returncode == 0, err[-2000:]
+    assert "error:" not in err, "the server's stop at exit is not taken for a death"
+    assert not [pid for pid in seen if not _wait_gone(pid, timeout=10)]
