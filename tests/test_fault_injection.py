@@ -246,6 +246,7 @@ def test_a_failing_night_leaves_the_table_and_the_next_run_publishes(untrained_n
         assert run.finish() != 0, run.output()
     (data / TABLE).chmod(0o755)
     assert run.lines[-1].startswith("error: ") and "Traceback" not in run.output(), run.output()
+    assert not any("AwaitingRetry" in line for line in run.lines), "a fault a person fixes is not retried"
     assert served(data) == before
     assert_nothing_left(run)
     assert_next_run_publishes(data, events, env)
