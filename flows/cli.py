@@ -16,7 +16,7 @@ from rich.table import Table
 from flows.app import ConfigOpt, DataDirOpt, RunDateOpt, app, build_config, console, plain
 from flows.secrets import with_key_from_block
 from nightrec.config import NightrecConfig, PrivacyConfig
-from nightrec.errors import SETUP_ERRORS, NightrecError
+from nightrec.errors import NightrecError, is_setup_error
 from nightrec.ingest.readers import FORMATS, check_source
 from nightrec.ingest.runs import require_source
 from nightrec.ingest.synthetic import FaultSpec, SyntheticSpec, write_demo_data
@@ -39,9 +39,11 @@ def run(
     config = build_config(config_file, events=events, run_date=run_date, data_dir=data_dir, k=k, format=fmt)
     check_source(require_source(config), config.format)
     ensure_free(config.data_dir)  # the flow holds the lock; this only makes a busy directory one line
+    from flows.ephemeral import tied_server
     from flows.nightly import nightly
 
-    result = nightly(config=config)
+    with tied_server():  # an ephemeral server dies with this process, even a SIGKILLed one
+        result = nightly(config=config)
     published = result["published"]
     console.print(
         plain(
@@ -183,7 +185,10 @@ def main() -> None:
     except NightrecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except SETUP_ERRORS as exc:  # a permission or a path the user can fix: one line, not a traceback
+    except OSError as exc:
+        if not is_setup_error(exc):
+            raise
+        # a permission, a path or a read-only mount the user can fix: one line, not a traceback
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 

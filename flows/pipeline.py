@@ -19,7 +19,7 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from flows import tasks, training
-from flows.report import publish_artifacts, read_stats, recommendation_summary
+from flows.report import prune_artifacts, publish_artifacts, read_stats, recommendation_summary
 from nightrec.behavior.trends import previous_report
 from nightrec.config import NightrecConfig
 from nightrec.evaluation.gate import quality_degraded
@@ -190,4 +190,11 @@ def _run_stages(config: NightrecConfig, flow_name: str, retrain_reason: str | No
     progress.done("report", "report, metrics table and link artifacts")
     summary["artifacts"] = publish_artifacts(summary)
     get_run_logger().info(f"artifacts: {', '.join(summary['artifacts'])}")
+    keep = config.orchestration.artifact_retention_runs
+    try:
+        pruned = prune_artifacts(flow_name, keep)
+    except Exception as exc:  # tonight is published; the next run prunes again
+        get_run_logger().warning(f"old artifacts not pruned: {type(exc).__name__}: {exc}")
+    else:
+        get_run_logger().info(f"artifacts of runs before the last {keep}: {pruned} deleted")
     return summary

@@ -1,6 +1,7 @@
 """What a person reads in the Prefect UI after a run: the Markdown report, the metrics table,
 the link to the published table. Plain functions build the content; ``publish_artifacts``
-(called inside a flow run) creates the artifacts.
+(called inside a flow run) creates the artifacts and ``prune_artifacts`` deletes those of old
+runs (a night stores some 400 KB, its figures inlined).
 """
 
 import base64
@@ -148,6 +149,44 @@ def publish_artifacts(summary: dict[str, Any]) -> list[str]:
             description="the published table (DuckDB view recommendations_latest, Parquet partitions)",
         )
     return keys
+
+
+def prune_artifacts(flow_name: str, keep: int, batch: int = 100) -> int:
+    """Delete the artifacts of every run of ``flow_name`` but the latest ``keep`` (by expected
+    start, the current run included); returns how many were deleted.
+
+    Older runs are read newest first, a batch at a time, and the scan stops at the first batch
+    without artifacts: earlier prunes already emptied the runs before it.
+    """
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowFilter,
+        FlowFilterName,
+    )
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    deleted = 0
+    flow_filter = FlowFilter(name=FlowFilterName(any_=[flow_name]))
+    with get_client(sync_client=True) as client:
+        offset = keep
+        while True:
+            runs = client.read_flow_runs(
+                flow_filter=flow_filter, sort=FlowRunSort.EXPECTED_START_TIME_DESC, offset=offset, limit=batch
+            )
+            if not runs:
+                return deleted
+            ids = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id for run in runs]))
+            artifacts = client.read_artifacts(artifact_filter=ids)
+            if not artifacts:
+                return deleted
+            while artifacts:
+                for artifact in artifacts:
+                    client.delete_artifact(artifact.id)
+                deleted += len(artifacts)
+                artifacts = client.read_artifacts(artifact_filter=ids)
+            offset += batch
 
 
 def read_stats(path: Path) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from expectations.load import ingest
 from expectations.runner import validate_file
 from flows.caching import CONTENT
 from nightrec.config import NightrecConfig
-from nightrec.errors import SETUP_ERRORS, NightrecError
+from nightrec.errors import NightrecError, is_setup_error
 from nightrec.ingest.input_files import resolve_files
 from nightrec.ingest.runs import default_run_date, require_source
 from nightrec.layout import BEHAVIOR_DIR, CLEAN_FILE, EVENTS_FILE, FALLBACK_FILE, RECOMMENDATIONS_FILE
@@ -35,7 +35,7 @@ PERMANENT = (NightrecError, ValueError, TypeError, KeyError, duckdb.Error, pl.ex
 def transient(task, task_run, state) -> bool:
     """Retry an I/O task only when its failure could be transient (a network or file-system hiccup)."""
     exc = state.result(raise_on_failure=False)
-    if isinstance(exc, SETUP_ERRORS):  # a missing permission or path does not come back in 30 s
+    if is_setup_error(exc):  # a missing permission or path, a read-only mount, do not come back in 30 s
         return False
     if isinstance(exc, OSError | TimeoutError | ConnectionError | duckdb.IOException):
         return True

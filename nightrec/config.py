@@ -241,6 +241,12 @@ class OrchestrationConfig(_Section):
     retrain_every_days: int = Field(1, ge=1, description="Warm-start a new model every N nights; reuse it between.")
     promotion_tolerance: float = Field(0.0, ge=0, description="Allowed drop in validation NDCG@10 vs the champion.")
     train_timeout_minutes: float = Field(180.0, gt=0)
+    artifact_retention_runs: int = Field(
+        30,
+        ge=1,
+        description="Prefect artifacts (report, figures, metrics, progress) of the last N runs of each flow on the "
+        "server are kept; a run that publishes deletes those of older runs.",
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -1,5 +1,7 @@
 """The one exception type for bad user input; the CLI prints it as one line and exits 2."""
 
+import errno
+
 
 class NightrecError(Exception):
     """A user error: a bad path, a missing column, an unparseable value, an invalid setting.
@@ -18,3 +20,11 @@ class ConfigError(NightrecError):
 
 # OS errors a person fixes (a permission, a path): retrying cannot help, and the CLI says them in one line.
 SETUP_ERRORS = (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
+# The same, where Python raises a plain OSError: a read-only file system, and a folder mounted
+# apart from the data directory (the atomic renames of a publish cannot cross file systems).
+SETUP_ERRNOS = frozenset({errno.EROFS, errno.EXDEV})
+
+
+def is_setup_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is an OS error of the set-up (``SETUP_ERRORS``, ``SETUP_ERRNOS``)."""
+    return isinstance(exc, SETUP_ERRORS) or (isinstance(exc, OSError) and exc.errno in SETUP_ERRNOS)

@@ -116,7 +116,7 @@ import nightrec.publish.postgres as pg
 from tests.publish_fixtures import table
 
 marker = Path({marker!r})
-def pause(con, names, run_date, keep, with_fallback):
+def pause(con, names, run_date, keep, with_fallback, txn=None):
     assert con.execute("SELECT count(*) FROM stage_recs").fetchone()[0] == 240
     marker.write_text("staged")
     time.sleep(600)
@@ -137,6 +137,46 @@ def test_writer_killed_between_staging_and_swap_leaves_the_old_table(schema, tmp
     assert _query(f"SELECT count(*) FROM {schema}.recommendations")[0][0] == old.height
     publish_postgres(table(D2, 10), URL, D2, schema)
     assert _latest(schema) == fingerprint(table(D2, 10))
+
+
+KILLED_AFTER_PG_COMMIT = """
+import time
+from datetime import date
+from pathlib import Path
+import nightrec.publish.journal as journal
+from nightrec.config import load_config
+from nightrec.publish.local import publish_all
+from tests.publish_fixtures import table
+
+marker = Path({marker!r})
+def pause(self):
+    marker.write_text("postgres committed, journal not yet")
+    time.sleep(600)
+journal.PublishJournal.commit = pause
+config = load_config(None, {config!r}, environ={{}})
+publish_all(table(date.fromisoformat({day!r}), 30, salt=3), config, date.fromisoformat({day!r}))
+"""
+
+
+def test_a_publish_killed_after_postgres_committed_is_kept_so_targets_agree(schema, tmp_path):
+    import duckdb
+
+    from nightrec.publish.local import publish_all
+
+    options = {"postgres_url": URL, "postgres_schema": schema, "retention_days": 2}
+    settings = {"data_dir": str(tmp_path / "data"), "publish": options}
+    config = load_config(None, settings, environ={})
+    publish_all(table(D1, 20), config, D1)
+    marker = tmp_path / "committed"
+    code = KILLED_AFTER_PG_COMMIT.format(marker=str(marker), config=settings, day=D2.isoformat())
+    kill_when(start(code, tmp_path, "writer"), marker)
+    d3 = D2 + timedelta(days=1)
+    summary = publish_all(table(d3, 10), config, d3)  # the next night finds the killed publish
+    assert [line.split(": ")[1] for line in summary["recovered"]] == ["kept"]
+    with duckdb.connect(str(config.duckdb_path), read_only=True) as con:
+        local = con.sql("SELECT * FROM recommendations ORDER BY run_date, user_id, rank").fetchall()
+    in_pg = _query(f"SELECT * FROM {schema}.recommendations ORDER BY run_date, user_id, rank")
+    assert sorted({row[0] for row in local}) == [D2, d3] and local == in_pg, "PostgreSQL and DuckDB agree"
 
 
 PG_READER = """

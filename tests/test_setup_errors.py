@@ -1,6 +1,7 @@
 """Faults a person fixes (a permission, a corrupt file, a bad flag) are one clear line, not
 retries and a traceback."""
 
+import errno
 from types import SimpleNamespace
 
 import pytest
@@ -18,9 +19,15 @@ def _state(exc: BaseException):
 
 
 def test_permission_and_path_errors_are_not_retried_as_transient():
-    for exc in (PermissionError(13, "Permission denied"), FileNotFoundError(2, "No such file")):
+    for exc in (
+        PermissionError(13, "Permission denied"),
+        FileNotFoundError(2, "No such file"),
+        OSError(errno.EROFS, "Read-only file system"),
+        OSError(errno.EXDEV, "Invalid cross-device link"),
+    ):
         assert transient(None, None, _state(exc)) is False
     assert transient(None, None, _state(ConnectionResetError())) is True
+    assert transient(None, None, _state(OSError(errno.EIO, "Input/output error"))) is True
 
 
 def test_a_corrupt_duckdb_file_is_a_clear_error(tmp_path):

@@ -10,6 +10,11 @@ A failed publish rolls back in-process; one that was killed is rolled back by th
 (``recover``), which only touches journals whose writer is dead. Staging folders live in the
 same ``.publish`` folder, never under ``recommendations/``, so a reader that lists partitions
 only ever sees complete ``run_date=`` folders.
+
+PostgreSQL is the last target and commits on its own, so a kill between its commit and
+``commit`` here would leave it a night ahead of the files. Its swap therefore records the
+journal's id (``txn``) in the same transaction; ``recover`` asks PostgreSQL about a journal that
+names it and keeps (rolls forward) a night PostgreSQL committed instead of rolling it back.
 """
 
 import contextlib
@@ -17,6 +22,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 STAGING_DIR = ".publish"
@@ -88,10 +94,14 @@ class PublishJournal:
         self.meta = meta
 
     @classmethod
-    def begin(cls, data_dir: Path, partition: Path, db_path: Path | None) -> "PublishJournal":
+    def begin(
+        cls, data_dir: Path, partition: Path, db_path: Path | None, postgres: dict | None = None
+    ) -> "PublishJournal":
+        """``postgres``: the schema and table the publish writes to (never the URL, a secret)."""
         folder = staging_dir(data_dir) / f"txn-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         folder.mkdir()
         meta = {"state": PREPARED, "partition": str(partition), "partition_files": None, "duckdb": None}
+        meta["postgres"] = postgres
         if partition.is_dir():
             (folder / PARTITION_BACKUP).mkdir()
             meta["partition_files"] = sorted(p.name for p in partition.iterdir() if p.is_file())
@@ -104,6 +114,11 @@ class PublishJournal:
         journal = cls(folder, meta)
         journal._write()
         return journal
+
+    @property
+    def txn(self) -> str:
+        """The id PostgreSQL's swap records, so that ``recover`` can tell whether it committed."""
+        return self.folder.name
 
     def _write(self) -> None:
         tmp = self.folder / f".{JOURNAL_FILE}.tmp"
@@ -157,8 +172,17 @@ class PublishJournal:
         fsync(live.parent)
 
 
-def recover(data_dir: Path) -> list[str]:
-    """Roll back the publishes whose writer was killed before committing; returns their folders."""
+PostgresCommitted = Callable[[dict, str], bool]
+
+
+def recover(data_dir: Path, postgres_committed: PostgresCommitted | None = None) -> list[str]:
+    """Finish the publishes whose writer was killed before committing; returns what was done
+    to each (``<folder>: rolled back`` or ``<folder>: kept``).
+
+    A journal that names PostgreSQL is kept when ``postgres_committed(journal's postgres, txn)``
+    says PostgreSQL committed it: every target then already holds that night. Without the
+    callable (PostgreSQL no longer configured) it is rolled back like any other.
+    """
     folder = Path(data_dir) / STAGING_DIR
     if not folder.is_dir():
         return []
@@ -166,9 +190,16 @@ def recover(data_dir: Path) -> list[str]:
     for child in sorted(folder.iterdir()):
         if not owner_dead(child.name, "txn-"):
             continue
+        outcome = "rolled back"
         if (child / JOURNAL_FILE).is_file():
             with contextlib.suppress(json.JSONDecodeError):
-                PublishJournal(child, json.loads((child / JOURNAL_FILE).read_text())).rollback()
+                journal = PublishJournal(child, json.loads((child / JOURNAL_FILE).read_text()))
+                pg = journal.meta.get("postgres")
+                if pg and postgres_committed is not None and postgres_committed(pg, journal.txn):
+                    outcome = "kept"
+                    journal.close()
+                else:
+                    journal.rollback()
         shutil.rmtree(child, ignore_errors=True)
-        recovered.append(child.name)
+        recovered.append(f"{child.name}: {outcome}")
     return recovered

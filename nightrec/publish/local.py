@@ -226,6 +226,16 @@ def _swap_file(staged: Path, live: Path) -> None:
     fsync(live.parent)
 
 
+def _postgres_committed(config: NightrecConfig):
+    """How ``recover`` asks PostgreSQL whether a killed publish committed there (None: not configured)."""
+    url = config.publish.postgres_url
+    if url is None:
+        return None
+    from nightrec.publish.postgres import committed
+
+    return lambda pg, txn: committed(url, txn, pg["schema"], pg["table"])
+
+
 def publish_all(
     recs: pl.DataFrame, config: NightrecConfig, run_date: date, fallback: pl.DataFrame | None = None
 ) -> dict:
@@ -234,7 +244,8 @@ def publish_all(
     Order: the Parquet partition, the DuckDB file (built from the dates retention keeps),
     PostgreSQL (its own transaction, which also applies its retention), and only when all of
     them succeeded, the Parquet retention. If any step fails, the journal puts the partition
-    and the DuckDB file back byte for byte; PostgreSQL's transaction never committed.
+    and the DuckDB file back byte for byte; PostgreSQL's transaction never committed. A publish
+    killed after PostgreSQL committed is kept by the next one (``journal.recover``).
 
     The summary holds the run manifest (``rows``, ``users``, ``source_counts``, ``model_version``,
     ``checksum``) and ``targets``; an empty night publishes nothing and says so in ``skipped``.
@@ -245,12 +256,13 @@ def publish_all(
     if _nothing(recs, fallback):
         summary["skipped"] = "no recommendations tonight: every target keeps the last published run"
         return summary
-    recovered = recover(config.data_dir)
+    recovered = recover(config.data_dir, _postgres_committed(config))
     if recovered:
         summary["recovered"] = recovered
     parquet = pub.parquet or pub.duckdb
+    pg = None if pub.postgres_url is None else {"schema": pub.postgres_schema, "table": pub.postgres_table}
     journal = PublishJournal.begin(
-        config.data_dir, partition_dir(config.data_dir, run_date), config.duckdb_path if pub.duckdb else None
+        config.data_dir, partition_dir(config.data_dir, run_date), config.duckdb_path if pub.duckdb else None, pg
     )
     try:
         if parquet:
@@ -263,7 +275,14 @@ def publish_all(
             from nightrec.publish.postgres import publish_postgres
 
             summary["targets"]["postgres"] = publish_postgres(
-                recs, pub.postgres_url, run_date, pub.postgres_schema, pub.postgres_table, pub.retention_days, fallback
+                recs,
+                pub.postgres_url,
+                run_date,
+                pub.postgres_schema,
+                pub.postgres_table,
+                pub.retention_days,
+                fallback,
+                txn=journal.txn,
             )
         journal.commit()
     except BaseException:

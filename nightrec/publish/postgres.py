@@ -85,6 +85,7 @@ def _names(schema: str, table: str) -> dict:
         "table": sql.Identifier(schema, table),
         "latest": sql.Identifier(schema, f"{table}_latest"),
         "fallback": sql.Identifier(schema, f"{table}_fallback"),
+        "log": sql.Identifier(schema, f"{table}_publish_log"),
         "user_rank": sql.Identifier(f"{table}_user_id_rank_idx"),
         "by_date": sql.Identifier(f"{table}_run_date_idx"),
         "fallback_date": sql.Identifier(f"{table}_fallback_run_date_idx"),
@@ -105,6 +106,9 @@ def _ensure_tables(con, names: dict, fallback_schema: dict) -> None:
         sql.SQL("CREATE INDEX IF NOT EXISTS {by_date} ON {table} (run_date)"),
         sql.SQL("CREATE TABLE IF NOT EXISTS {fallback} (" + _columns(fallback_schema) + ")"),
         sql.SQL("CREATE INDEX IF NOT EXISTS {fallback_date} ON {fallback} (run_date)"),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {log} (txn text PRIMARY KEY, run_date date, published_at timestamptz DEFAULT now())"
+        ),
     ]
     with con.transaction():
         # Serialise concurrent first publishes; readers are never blocked by this lock.
@@ -140,8 +144,9 @@ def _stage(con, names: dict, recs: pl.DataFrame, fallback: pl.DataFrame | None) 
             _copy_into(con, "stage_fallback", fallback)
 
 
-def _swap(con, names: dict, run_date: date, keep: int, with_fallback: bool) -> None:
-    """One transaction: replace the run date's rows with the staged ones and apply retention."""
+def _swap(con, names: dict, run_date: date, keep: int, with_fallback: bool, txn: str | None = None) -> None:
+    """One transaction: replace the run date's rows with the staged ones, apply retention and
+    record ``txn`` (the publish journal's id) in ``<table>_publish_log``."""
     from psycopg import sql
 
     cutoff = sql.SQL(
@@ -156,6 +161,9 @@ def _swap(con, names: dict, run_date: date, keep: int, with_fallback: bool) -> N
             con.execute(sql.SQL("INSERT INTO {fallback} SELECT * FROM stage_fallback").format(**names))
         con.execute(cutoff.format(t=names["table"]), [keep])
         con.execute(cutoff.format(t=names["fallback"]), [keep])
+        if txn is not None:
+            con.execute(sql.SQL("INSERT INTO {log} (txn, run_date) VALUES (%s, %s)").format(**names), [txn, run_date])
+            con.execute(sql.SQL("DELETE FROM {log} WHERE published_at < now() - interval '30 days'").format(**names))
 
 
 def publish_postgres(
@@ -166,9 +174,12 @@ def publish_postgres(
     table: str = "recommendations",
     keep: int = 30,
     fallback: pl.DataFrame | None = None,
+    txn: str | None = None,
 ) -> str:
     """Publish one run date into ``schema.table`` (view ``<table>_latest``, new-user list in
     ``<table>_fallback``), keeping the last ``keep`` dates. Returns ``host:port/db schema.table``.
+
+    ``txn``, the publish journal's id, is recorded with the swap (``committed``).
     """
     names = _names(schema, table)
     recs = conform(recs)
@@ -182,13 +193,30 @@ def publish_postgres(
         with connect(url) as con:
             _ensure_tables(con, names, FALLBACK_SCHEMA)
             _stage(con, names, recs, fallback)
-            _swap(con, names, run_date, keep, fallback is not None)
+            _swap(con, names, run_date, keep, fallback is not None, txn)
             con.execute(psycopg.sql.SQL("ANALYZE {table}").format(**names))
     except psycopg.Error as exc:
         raise NightrecError(
             f"PostgreSQL at {where}: publishing {schema}.{table} failed: {_scrub(str(exc), url)}"
         ) from None
     return f"{where} {schema}.{table}"
+
+
+def committed(url: SecretStr | str, txn: str, schema: str = "public", table: str = "recommendations") -> bool:
+    """Whether the publish with journal id ``txn`` committed its swap into ``schema.table``."""
+    from psycopg import sql
+
+    names = _names(schema, table)
+    psycopg = _psycopg()
+    try:
+        with connect(url) as con:
+            return (
+                con.execute(sql.SQL("SELECT 1 FROM {log} WHERE txn = %s").format(**names), [txn]).fetchone() is not None
+            )
+    except psycopg.errors.UndefinedTable:
+        return False
+    except psycopg.Error as exc:
+        raise NightrecError(f"PostgreSQL at {describe(url)}: {_scrub(str(exc), url)}") from None
 
 
 def read_user_recommendations_pg(
