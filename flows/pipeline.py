@@ -188,13 +188,18 @@ def _run_stages(config: NightrecConfig, flow_name: str, retrain_reason: str | No
         summary["model_not_refreshed"] = training_failed
     flag_degraded(summary, config)
     progress.done("report", "report, metrics table and link artifacts")
+    report(summary, config)
+    return summary
+
+
+def report(summary: dict[str, Any], config: NightrecConfig) -> None:
+    """The run's artifacts, then the artifacts of runs older than the retention pruned."""
     summary["artifacts"] = publish_artifacts(summary)
     get_run_logger().info(f"artifacts: {', '.join(summary['artifacts'])}")
     keep = config.orchestration.artifact_retention_runs
     try:
-        pruned = prune_artifacts(flow_name, keep)
+        pruned = prune_artifacts(summary["flow"], keep)
     except Exception as exc:  # tonight is published; the next run prunes again
         get_run_logger().warning(f"old artifacts not pruned: {type(exc).__name__}: {exc}")
     else:
         get_run_logger().info(f"artifacts of runs before the last {keep}: {pruned} deleted")
-    return summary
