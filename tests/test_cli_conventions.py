@@ -106,3 +106,33 @@ def test_recommend_json_and_a_mistyped_user(demo_night):
     assert typo.returncode == 1, typo.stderr
     assert "user 'u00003' is new (not in the published table; did you mean u000003" in " ".join(typo.stdout.split())
     assert "score: the model's logit" in " ".join(typo.stdout.split())
+
+
+def test_make_and_the_cli_share_one_prefect_home():
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_HOME"}
+    code = "import flows, os; print(os.environ['PREFECT_HOME'])"
+    out = subprocess.run([sys.executable, "-c", code], cwd="/", env={**env, "PYTHONPATH": str(ROOT)}, text=True,
+                         capture_output=True, check=True)  # fmt: skip
+    assert out.stdout.strip() == str(ROOT / ".prefect")
+    assert "export PREFECT_HOME ?= $(CURDIR)/.prefect" in (ROOT / "Makefile").read_text()
+
+
+def test_the_local_server_tells_its_ui_where_its_api_is(monkeypatch):
+    from flows import local_server
+
+    seen = {}
+
+    class Exited:
+        returncode = 1
+
+        def __init__(self, cmd, env, **kwargs):
+            seen.update(env)
+
+        def poll(self):
+            return 1
+
+    monkeypatch.setattr(local_server.subprocess, "Popen", Exited)
+    server = local_server.LocalServer(port=4312)
+    with pytest.raises(RuntimeError, match="exited"):
+        server.start(timeout_s=1)
+    assert seen["PREFECT_UI_API_URL"] == "http://127.0.0.1:4312/api"  # a UI on a non-default port is not blank
