@@ -32,6 +32,7 @@ demo: $(VENV)/.installed
 	$(BIN)/nightrec run --events $(DATA_DIR)/events --data-dir $(DATA_DIR)
 	@echo "Published table: $(DATA_DIR)/nightrec.duckdb (view recommendations_latest) and $(DATA_DIR)/recommendations/"
 	$(BIN)/nightrec recommend --sample 3 --data-dir $(DATA_DIR)
+	@echo "See the run in the Prefect UI: make ui (http://127.0.0.1:$(UI_PORT)); more in README.md, 'Next steps'."
 
 # Everything the suite needs besides Python packages: a PostgreSQL server's binaries, Chromium,
 # MovieLens-100k. The server itself is started per run by tests/postgres_server.sh.

@@ -124,6 +124,13 @@ def explain_unusable(loaded: LoadedEvents, source: str) -> None:
     """Raise ``InputError`` naming why no run date can come from ``loaded``: no rows, or a missing
     required column (with a hint when the header looks like another separator). Called before the
     run date is taken from the data, so neither is blamed on the timestamps."""
+    require_columns(loaded)
+    if loaded.events.height == 0:
+        raise InputError(f"{source}: no events (the input has a header and no rows)")
+
+
+def require_columns(loaded: LoadedEvents) -> None:
+    """Raise ``InputError`` naming every required column a file lacks (and what it has instead)."""
     for path, columns in loaded.found.items():
         missing = [c for c in REQUIRED_COLUMNS if c not in columns]
         if missing:
@@ -133,8 +140,6 @@ def explain_unusable(loaded: LoadedEvents, source: str) -> None:
             raise InputError(
                 f"{path}: missing required column(s) {', '.join(missing)}; found {', '.join(columns) or 'none'}{hint}"
             )
-    if loaded.events.height == 0:
-        raise InputError(f"{source}: no events (the input has a header and no rows)")
 
 
 def ingest(

@@ -1,18 +1,29 @@
 """The Typer application and the options every command shares.
 
 Commands live in modules named for what they do (``flows/cli.py`` holds the core ones); each
-decorates its functions with ``@app.command`` and is imported by ``flows/cli.py``.
+decorates its functions with ``@app.command`` and is imported by ``flows/cli.py``. Nothing here,
+nor at the top of a command module, imports Polars, pydantic, Great Expectations, Prefect or
+torch: ``nightrec --help`` stays fast, and each command imports what it uses when it runs.
 """
 
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 import flows  # noqa: F401  (sets Prefect environment defaults before Prefect is imported)
-from nightrec.config import NightrecConfig, load_config
+from nightrec.ingest.formats import FORMATS
+
+if TYPE_CHECKING:
+    from nightrec.config import NightrecConfig
 
 app = typer.Typer(
     help="nightrec: nightly batch recommendations from user-behaviour events.",
@@ -26,10 +37,63 @@ err_console = Console(stderr=True)
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML or TOML config file (or NIGHTREC_CONFIG).")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (NIGHTREC_DATA_DIR).")]
 RunDateOpt = Annotated[str | None, typer.Option("--run-date", help="YYYY-MM-DD (NIGHTREC_RUN_DATE).")]
+EventsOpt = Annotated[str | None, typer.Option("--events", help="Events: file, folder or glob (NIGHTREC_EVENTS).")]
+# The positional events path `validate` and `sequences` took before `--events`: still accepted, not shown.
+EventsArg = Annotated[str | None, typer.Argument(hidden=True, show_default=False)]
+FormatOpt = Annotated[str | None, typer.Option("--format", help=f"Input format: {', '.join(FORMATS)}.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables (for scripts).")]
+
+
+def _version() -> str:
+    try:
+        return version("nightrec")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"nightrec {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """nightrec: nightly batch recommendations from user-behaviour events."""
 
 
 def build_config(config_file: Path | None, **overrides) -> NightrecConfig:
+    from nightrec.config import load_config
+
     return load_config(config_file, overrides)
+
+
+def events_path(option: str | None, positional: str | None) -> str | None:
+    """``--events``, or the older positional spelling; both at once is ambiguous."""
+    from nightrec.errors import ConfigError
+
+    if option is not None and positional is not None and option != positional:
+        raise ConfigError(f"two event paths given ({positional} and --events {option}): pass one --events PATH")
+    return option if option is not None else positional
+
+
+@contextmanager
+def progress(message: str, quiet: bool = False):
+    """A spinner on stderr while a step runs (none when stderr is not a terminal or with ``quiet``)."""
+    if quiet or not err_console.is_terminal:
+        yield
+        return
+    with err_console.status(message):
+        yield
+
+
+def print_json(document: object) -> None:
+    """One JSON document on stdout: dates and paths as text."""
+    sys.stdout.write(json.dumps(document, default=str, indent=2) + "\n")
 
 
 def plain(*parts: object) -> Text:

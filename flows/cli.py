@@ -3,48 +3,63 @@
 User errors (``NightrecError``) print one line and exit with code 2.
 """
 
+from __future__ import annotations
+
 import signal
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import polars as pl
 import typer
-from rich.table import Table
 
-from flows.app import ConfigOpt, DataDirOpt, RunDateOpt, app, build_config, console, plain
-from flows.secrets import with_key_from_block
-from nightrec.config import NightrecConfig, PrivacyConfig
+from flows.app import (
+    ConfigOpt,
+    DataDirOpt,
+    EventsOpt,
+    FormatOpt,
+    JsonOpt,
+    RunDateOpt,
+    app,
+    build_config,
+    console,
+    plain,
+    print_json,
+)
 from nightrec.errors import NightrecError, is_setup_error
-from nightrec.ingest.readers import FORMATS, check_source
-from nightrec.ingest.runs import require_source
-from nightrec.ingest.synthetic import FaultSpec, SyntheticSpec, write_demo_data
-from nightrec.lock import ensure_free
-from nightrec.schema import SOURCE_POPULARITY
+
+if TYPE_CHECKING:
+    from nightrec.config import NightrecConfig, PrivacyConfig
+
+# What `score` means depends on the row's source; the table says so rather than mixing them silently.
+SCORE_NOTE = "score: the model's logit for `model` rows; the time-decayed event count for `popularity` rows"
+EXIT_UNKNOWN_USER = 1
 
 
 @app.command()
 def run(
-    events: Annotated[
-        str | None, typer.Option("--events", help="Events: file, folder or glob (NIGHTREC_EVENTS).")
-    ] = None,
+    events: EventsOpt = None,
     run_date: RunDateOpt = None,
     data_dir: DataDirOpt = None,
     config_file: ConfigOpt = None,
     k: Annotated[int | None, typer.Option("--k", help="List length (NIGHTREC_K, default 20).")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help=f"Input format: {', '.join(FORMATS)}.")] = None,
+    fmt: FormatOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run the nightly flow once on this machine (ephemeral Prefect unless PREFECT_API_URL is set)."""
+    from flows.preflight import preflight
+
     config = build_config(config_file, events=events, run_date=run_date, data_dir=data_dir, k=k, format=fmt)
-    check_source(require_source(config), config.format)
-    ensure_free(config.data_dir)  # the flow holds the lock; this only makes a busy directory one line
+    preflight(config)
     from flows.ephemeral import tied_server
     from flows.nightly import nightly
 
     with tied_server():  # an ephemeral server dies with this process, even a SIGKILLed one
         result = nightly(config=config)
     published = result["published"]
+    if as_json:
+        print_json(result)
+        return
     console.print(
         plain(
             f"run {result['run_date']}: {published['rows']} recommendations for {published['users']} users "
@@ -68,6 +83,8 @@ def demo_data(
     ] = None,
 ) -> None:
     """Write a synthetic event log (Parquet, one file per day) and its manifest."""
+    from nightrec.ingest.synthetic import FaultSpec, SyntheticSpec, write_demo_data
+
     spec = SyntheticSpec(users=users, items=items, days=days, seed=seed)
     if end_date:
         spec = SyntheticSpec(users=users, items=items, days=days, seed=seed, end_date=date.fromisoformat(end_date))
@@ -113,54 +130,91 @@ def recommend(
     user_id: Annotated[str | None, typer.Argument(help="External user id.")] = None,
     data_dir: DataDirOpt = None,
     config_file: ConfigOpt = None,
-    day: Annotated[
-        str | None, typer.Option("--date", help="Run date YYYY-MM-DD (default: the latest published run).")
+    run_date: Annotated[
+        str | None, typer.Option("--run-date", help="YYYY-MM-DD (default: the latest published run).")
     ] = None,
-    run_date: RunDateOpt = None,
+    day: Annotated[str | None, typer.Option("--date", hidden=True, help="Deprecated: --run-date.")] = None,
     sample: Annotated[int, typer.Option("--sample", min=0, help="Print the lists of the first N users instead.")] = 0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Print one user's published list and its source (PostgreSQL when configured, else DuckDB).
 
-    A user absent from the table is new: they get the run's popularity fallback list.
+    A user absent from the table is shown the run's new-user (popularity) list, with the
+    published ids closest to the one typed, and the exit code is 1.
     """
+    from flows.secrets import with_key_from_block
     from nightrec.publish.served import sample_users
 
-    config = with_key_from_block(build_config(config_file, data_dir=data_dir, run_date=day or run_date))
-    pub = config.publish
-    where, user_list, fallback = _published_readers(config)
+    config = with_key_from_block(build_config(config_file, data_dir=data_dir, run_date=run_date or day))
     if sample:
-        if pub.postgres_url is not None:
+        if config.publish.postgres_url is not None:
             raise NightrecError("--sample reads the DuckDB file; unset publish.postgres_url to use it")
-        users = sample_users(config.duckdb_path, sample)
+        lists = [_user_list(config, user, served=user) for user in sample_users(config.duckdb_path, sample)]
     elif user_id is None:
         raise NightrecError("give a USER_ID or --sample N")
     else:
-        users = [user_id]
-    for user in users:
-        recs = user_list(served_id(user, config.privacy) if user_id is not None else user)
+        lists = [_user_list(config, user_id, served=served_id(user_id, config.privacy))]
+    if as_json:
+        print_json([{**{k: v for k, v in entry.items() if k != "rows"}, "items": entry["rows"]} for entry in lists])
+    else:
+        for entry in lists:
+            _print_list(entry)
+    if not all(entry["known"] for entry in lists):
+        raise typer.Exit(EXIT_UNKNOWN_USER)
+
+
+def _user_list(config: NightrecConfig, user: str, served: str) -> dict:
+    """One user's published rows, or the new-user list (with near ids) when the table lacks them."""
+    import polars as pl
+
+    from nightrec.schema import SOURCE_POPULARITY
+
+    where, user_list, fallback = _published_readers(config)
+    recs, similar = user_list(served), []
+    known = not recs.is_empty()
+    if not known:
+        recs = fallback()
         if recs.is_empty():
-            recs = fallback()
-            if recs.is_empty():
-                when = config.run_date.isoformat() if config.run_date else "the latest run"
-                raise NightrecError(f"{where}: nothing published for {when}")
-            console.print(
-                plain(f"user '{user}' is new (not in the published table): showing the popularity fallback list"),
-                soft_wrap=True,
-                highlight=False,
-            )
-            recs = recs.with_columns(pl.lit(SOURCE_POPULARITY).alias("source"))
-        sources = ", ".join(recs["source"].unique(maintain_order=True).to_list())
+            when = config.run_date.isoformat() if config.run_date else "the latest run"
+            raise NightrecError(f"{where}: nothing published for {when}")
+        recs = recs.with_columns(pl.lit(SOURCE_POPULARITY).alias("source"))
+        if config.publish.postgres_url is None and served == user:  # pseudonyms have no near neighbours
+            from nightrec.publish.served import similar_users
+
+            similar = similar_users(config.duckdb_path, user, config.run_date)
+    return {
+        "user_id": user,
+        "known": known,
+        "similar_ids": similar,
+        "run_date": recs["run_date"][0],
+        "model_version": recs["model_version"][0],
+        "rows": recs.select("rank", "item_id", pl.col("score").round(4), "source").to_dicts(),
+    }
+
+
+def _print_list(entry: dict) -> None:
+    from rich.table import Table
+
+    user = entry["user_id"]
+    if not entry["known"]:
+        near = f"; did you mean {', '.join(entry['similar_ids'])}?" if entry["similar_ids"] else ""
         console.print(
-            plain(f"user {user} - run {recs['run_date'][0]} - source: {sources} - model {recs['model_version'][0]}"),
+            plain(f"user '{user}' is new (not in the published table{near}): showing the popularity fallback list"),
             soft_wrap=True,
             highlight=False,
         )
-        table = Table()
-        for column in ("rank", "item_id", "score", "source"):
-            table.add_column(column)
-        for row in recs.iter_rows(named=True):
-            table.add_row(str(row["rank"]), plain(row["item_id"]), f"{row['score']:.4f}", plain(row["source"]))
-        console.print(table)
+    sources = ", ".join(dict.fromkeys(row["source"] for row in entry["rows"]))
+    console.print(
+        plain(f"user {user} - run {entry['run_date']} - source: {sources} - model {entry['model_version']}"),
+        soft_wrap=True,
+        highlight=False,
+    )
+    table = Table(caption=SCORE_NOTE)
+    for column in ("rank", "item_id", "score", "source"):
+        table.add_column(column)
+    for row in entry["rows"]:
+        table.add_row(str(row["rank"]), plain(row["item_id"]), f"{row['score']:.4f}", plain(row["source"]))
+    console.print(table)
 
 
 # Further command modules register on `app` when imported; one import line each, kept sorted.

@@ -1,16 +1,18 @@
 """``nightrec serve`` (serve both deployments) and ``nightrec retrain`` (ask the server for a run)."""
 
+from __future__ import annotations
+
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flows.app import ConfigOpt, DataDirOpt, app, build_config, console
-from nightrec.config import NightrecConfig
+from flows.app import ConfigOpt, DataDirOpt, EventsOpt, app, build_config, console
 from nightrec.errors import ConfigError, NightrecError
 
-EventsOpt = Annotated[str | None, typer.Option("--events", help="Events: file, folder or glob (NIGHTREC_EVENTS).")]
+if TYPE_CHECKING:
+    from nightrec.config import NightrecConfig
 
 
 def _api_url() -> str:

@@ -5,7 +5,6 @@ from typing import Annotated
 import typer
 
 from flows.app import ConfigOpt, DataDirOpt, app, build_config, console, plain
-from flows.secrets import with_key_from_block
 
 
 @app.command()
@@ -20,6 +19,7 @@ def forget(
     retrains the model from scratch.
     """
     from flows.forget import forget_now, forget_summary
+    from flows.secrets import with_key_from_block
     from nightrec.privacy.pseudonyms import pseudonym, require_key
 
     config = with_key_from_block(build_config(config_file, data_dir=data_dir))

@@ -82,6 +82,9 @@ class LocalServer:
         cmd.append("--ui" if self.ui else "--no-ui")
         env = _env(self.env)
         env.pop("PREFECT_API_URL", None)
+        env["PREFECT_UI_API_URL"] = (
+            self.api_url
+        )  # the UI's own API address; on a non-default port it is blank without it
         self.proc = subprocess.Popen(
             cmd,
             env=env,

@@ -4,13 +4,12 @@ the link to the published table. Plain functions build the content; ``publish_ar
 runs (a night stores some 400 KB, its figures inlined).
 """
 
-import base64
 import json
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from expectations.report import markdown_summary
 from nightrec.layout import CURVE_FILE
@@ -33,39 +32,116 @@ def recommendation_summary(recs_path: Path, clean_path: Path) -> dict[str, Any]:
     }
 
 
-def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """Flatten ``{model: {split: {metric: value}}}`` into table rows (model, split, metric, value)."""
+HEADLINE = ("recall@10", "ndcg@10", "mrr@10", "recall@20", "ndcg@20", "mrr@20", "coverage@10", "coverage@20")
+GATE_METRIC = "ndcg@10"
+# Below this relative lead over the served popularity, the model barely earns its keep: say so.
+SMALL_MARGIN = 0.05
+DIGITS = 4
+
+
+def _splits(block: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return block if any(isinstance(v, dict) for v in block.values()) else {"valid": block}
+
+
+def metric_table(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per model and split, one column per headline metric (rounded), and the change of
+    NDCG@10 against the served popularity on the same split. Slices (``short/...``,
+    ``masked/...``) stay in ``metrics.json``."""
+    popularity = _splits(metrics.get("popularity") or {})
     rows = []
     for model in ("candidate", "champion", "popularity"):
-        block = metrics.get(model)
-        if not block:
-            continue
-        splits = block if any(isinstance(v, dict) for v in block.values()) else {"valid": block}
-        for split in ("valid", "test"):
-            for name, value in (splits.get(split) or {}).items():
-                # headline metrics only: slices ("short/...", "masked/...") stay in metrics.json
-                if isinstance(value, int | float) and name != "users" and "/" not in name:
-                    rows.append({"model": model, "split": split, "metric": name, "value": round(float(value), 5)})
+        for split, values in _splits(metrics.get(model) or {}).items() if metrics.get(model) else ():
+            if split not in ("valid", "test"):
+                continue
+            row: dict[str, Any] = {"model": model, "split": split}
+            row |= {name: round(float(values[name]), DIGITS) for name in HEADLINE if name in values}
+            base = (popularity.get(split) or {}).get(GATE_METRIC)
+            row[f"{GATE_METRIC} vs popularity"] = (
+                _change(values.get(GATE_METRIC), base) if model != "popularity" else "-"
+            )
+            rows.append(row)
     return rows
+
+
+def _change(value: float | None, base: float | None) -> str:
+    if value is None or not base:
+        return "n/a"
+    return f"{(value - base) / base:+.1%}"
+
+
+def margin_warning(metrics: dict[str, Any]) -> str | None:
+    """A warning when tonight's model (the candidate, else the champion) leads the served popularity
+    by less than ``SMALL_MARGIN`` of its validation NDCG@10, or trails it."""
+    base = (_splits(metrics.get("popularity") or {}).get("valid") or {}).get(GATE_METRIC)
+    for model in ("candidate", "champion"):
+        value = (_splits(metrics.get(model) or {}).get("valid") or {}).get(GATE_METRIC)
+        if value is not None and base:
+            if value < base * (1 + SMALL_MARGIN):
+                return (
+                    f"the {model}'s validation NDCG@10 ({value:.{DIGITS}f}) is {_change(value, base)} against the served "
+                    f"popularity ({base:.{DIGITS}f}): under the {SMALL_MARGIN:.0%} margin, the model adds little tonight"
+                )
+            return None
+    return None
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "_none_\n"
-    head = list(rows[0])
+    head = list(dict.fromkeys(h for r in rows for h in r))
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(r[h]) for h in head) + " |" for r in rows]
+    lines += ["| " + " | ".join(_cell(r.get(h, "")) for h in head) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
-def _png_md(png: Path | None, alt: str) -> str:
+def _cell(value: Any) -> str:
+    return str(round(value, DIGITS)) if isinstance(value, float) else str(value)
+
+
+def _figure_md(png: Path | None, alt: str) -> str:
+    # Figures stay files beside the run (the Prefect database keeps text, not images); the path is
+    # what a person copies, and report.html shows them all.
     if png is None or not png.is_file():
         return ""
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()})\n"
+    return f"- {alt}: `{png.resolve()}`\n"
 
 
 def _curve_md(model_dir: str | None) -> str:
-    return _png_md(Path(model_dir) / CURVE_FILE if model_dir else None, "training curve") or "_no training tonight_\n"
+    return (
+        _figure_md(Path(model_dir) / CURVE_FILE if model_dir else None, "training curve") or "_no training tonight_\n"
+    )
+
+
+def published_markdown(targets: dict[str, str], run_date: str) -> str:
+    """Where tonight's table is, as commands a person can paste (a browser cannot open a local file)."""
+    lines = [f"# Published recommendations {run_date}\n"]
+    query = f"SELECT * FROM recommendations WHERE run_date = DATE '{run_date}' ORDER BY user_id, rank LIMIT 20"
+    if "duckdb" in targets:
+        db = Path(targets["duckdb"]).resolve()
+        lines += [
+            f"DuckDB file `{db}` (table `recommendations`, view `recommendations_latest`):\n",
+            "```bash",
+            f'python -c "import duckdb; print(duckdb.connect(\'{db}\', read_only=True).sql(\\"{query}\\"))"',
+            f"nightrec recommend USER_ID --data-dir {db.parent} --run-date {run_date}",
+            "```\n",
+        ]
+    if "parquet" in targets:
+        part = Path(targets["parquet"]).resolve()
+        lines += [
+            f"Parquet partition `{part}`:\n",
+            "```bash",
+            f"python -c \"import polars as pl; print(pl.read_parquet('{part}'))\"",
+            "```\n",
+        ]
+    if "postgres" in targets:  # "host:port/db schema.table"; the URL itself is never shown
+        table = targets["postgres"].rsplit(" ", 1)[-1]
+        lines += [
+            f"PostgreSQL {targets['postgres']}:\n",
+            "```bash",
+            f'psql "$NIGHTREC_PUBLISH__POSTGRES_URL" -c "{query.replace("FROM recommendations", f"FROM {table}")}"',
+            "```\n",
+        ]
+    return "\n".join(lines)
 
 
 STOPPED_BY = {
@@ -89,9 +165,9 @@ def training_markdown(candidate: dict[str, Any] | None) -> str:
 
 
 def behavior_markdown(behavior: dict[str, Any]) -> str:
-    """The behaviour report's summary with its figures embedded (the UI shows them inline)."""
-    figures = "\n".join(_png_md(Path(path), name.replace("_", " ")) for name, path in behavior["figures"].items())
-    return f"{behavior['markdown']}\nFull report: `{behavior['report_html']}`\n\n{figures}"
+    """The behaviour report's summary with the paths of its figures (all shown in report.html)."""
+    figures = "".join(_figure_md(Path(path), name.replace("_", " ")) for name, path in behavior["figures"].items())
+    return f"{behavior['markdown']}\nFull report: `{behavior['report_html']}`\n\nFigures:\n{figures}"
 
 
 def build_report(summary: dict[str, Any]) -> str:
@@ -112,7 +188,7 @@ def build_report(summary: dict[str, Any]) -> str:
         + f"## Model\nServing: `{summary.get('model_version') or 'popularity only'}`\n\n"
         + f"Promotion: {promotion.get('reason', 'no new model tonight')}\n\n"
         + f"### Training\n{training_markdown((summary.get('metrics') or {}).get('candidate'))}\n"
-        + f"### Validation metrics (tonight's held-out window)\n{_table(metric_rows(summary.get('metrics') or {}))}\n"
+        + f"### Metrics (tonight's held-out window)\n{_metrics_md(summary.get('metrics') or {})}\n"
         + f"### Training curve\n{_curve_md(summary.get('trained'))}\n"
         + "## Recommendations\n"
         + f"{recs['rows']} rows for {recs['users']} users; coverage {recs['coverage']:.1%} "
@@ -122,16 +198,24 @@ def build_report(summary: dict[str, Any]) -> str:
     )
 
 
+def _metrics_md(metrics: dict[str, Any]) -> str:
+    warning = margin_warning(metrics)
+    return _table(metric_table(metrics)) + (f"\n**Warning**: {warning}\n" if warning else "")
+
+
 def publish_artifacts(summary: dict[str, Any]) -> list[str]:
     """The report, the metrics table and the link to the published table, keyed per flow;
     returns the artifact keys."""
     flow_name, run_date = summary["flow"], summary["run_date"]
     create_markdown_artifact(key=f"{flow_name}-report", markdown=build_report(summary), description=f"{run_date}")
-    rows = metric_rows(summary.get("metrics") or {})
-    rows.append(
-        {"model": "table", "split": "published", "metric": "coverage", "value": summary["recommendations"]["coverage"]}
+    metrics = summary.get("metrics") or {}
+    warning = margin_warning(metrics)
+    create_table_artifact(
+        key=f"{flow_name}-metrics",
+        table=metric_table(metrics),
+        description=f"metrics {run_date}: model x metric on tonight's held-out window; published coverage "
+        f"{summary['recommendations']['coverage']:.1%}" + (f". Warning: {warning}" if warning else ""),
     )
-    create_table_artifact(key=f"{flow_name}-metrics", table=rows, description=f"metrics {run_date}")
     targets = summary["published"]["targets"]
     where = targets.get("duckdb") or targets.get("parquet")
     create_markdown_artifact(
@@ -142,11 +226,10 @@ def publish_artifacts(summary: dict[str, Any]) -> list[str]:
     keys = [f"{flow_name}-report", f"{flow_name}-metrics", f"{flow_name}-behavior"]
     if where:
         keys.append(f"{flow_name}-published")
-        create_link_artifact(
+        create_markdown_artifact(
             key=f"{flow_name}-published",
-            link=Path(where).resolve().as_uri(),
-            link_text=f"recommendations {run_date}",
-            description="the published table (DuckDB view recommendations_latest, Parquet partitions)",
+            markdown=published_markdown(targets, run_date),
+            description=f"the published table {run_date}: queries to paste",
         )
     return keys
 

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from lightning_modules.data import SequenceDataModule
 from lightning_modules.lifeline import die_with_parent
+from lightning_modules.loggers import quiet_lightning, training_loggers
 from lightning_modules.model_io import check_compatible, read_checkpoint, warm_start
 from lightning_modules.module import MONITOR, NextItemModule
 from lightning_modules.network import build_network
@@ -121,12 +122,14 @@ def fit(
     patience = config.train.warm_start_patience if warm_start_dir is not None else config.train.patience
     early = EarlyStopping(monitor=MONITOR, mode="max", patience=patience, check_on_train_epoch_end=False)
     budget = config.train.max_minutes
+    quiet_lightning()
     trainer = L.Trainer(
         **settings,
         max_epochs=config.train.epochs,
         max_time={"minutes": budget} if budget else None,
         callbacks=[checkpoint, early, EpochLog(), *(callbacks or [])],
-        logger=False,
+        logger=training_loggers(out),
+        log_every_n_steps=1,  # nightly data is small: every step's loss in metrics.csv
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,

@@ -1,5 +1,8 @@
-"""Executable docs: the README's first lines, its config example and its CLI table stay true."""
+"""Executable docs: the README's first lines, its config example, its CLI table and the commands it
+shows on the demo's output stay true."""
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -44,3 +47,56 @@ def test_every_documented_command_exists():
     ).stdout
     for command in documented:
         assert f" {command} " in help_text, command
+
+
+RUNNABLE = re.compile(r"^(\.venv/bin/)?(nightrec (validate|sequences|analyze|recommend)\b|\.venv/bin/python -c )")
+
+
+def _demo_examples() -> list[str]:
+    """Every README line that reads `make demo`'s output: the query, recommend, validate, sequences
+    and analyze commands (blocks that export settings, e.g. a privacy key, set up another machine)."""
+    lines = []
+    for block in _blocks("bash"):
+        if "export " not in block:
+            lines += [line.strip() for line in block.splitlines() if RUNNABLE.match(line.strip())]
+    return lines
+
+
+def _expected_exit(line: str) -> int:
+    return 1 if "exit 1" in line.split("#", 1)[-1] else 0
+
+
+def test_readme_has_next_steps_and_no_link_outside_the_repository():
+    assert "## Next steps" in TEXT and "make ui" in TEXT.split("## Next steps")[1].split("\n## ")[0]
+    assert "../" not in TEXT
+    assert "a GRU" not in TEXT and "train an LSTM" in TEXT  # the default model.cell
+    assert not re.search(r"nightrec (validate|sequences) [^-\s]", TEXT), "events are given as --events PATH"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_readme_examples_run_against_the_demo_output(night_copy, demo_events, tmp_path):
+    """The README's demo commands, as a user types them in the checkout after `make demo`."""
+    examples = _demo_examples()
+    assert {"validate", "analyze", "recommend"} <= {w for line in examples for w in line.split()}
+    work = tmp_path / "checkout"
+    (work / "bin").mkdir(parents=True)
+    (work / "nightrec-data").symlink_to(night_copy.data_dir)
+    (night_copy.data_dir / "events").symlink_to(demo_events[0])
+    (work / ".venv").symlink_to(Path(sys.executable).parents[1])  # .venv/bin/python, .venv/bin/nightrec
+    shim = work / "bin" / "nightrec"
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m flows.cli "$@"\n')
+    shim.chmod(0o755)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("NIGHTREC_")},
+        "PATH": f"{work / 'bin'}:{os.environ['PATH']}",
+        "PYTHONPATH": str(README.parent),  # .venv/bin/nightrec runs this checkout's code
+    }
+    for line in examples:
+        out = subprocess.run(["bash", "-c", line], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == _expected_exit(line), f"{line}\n{out.stdout}\n{out.stderr}"
+        assert "Traceback" not in out.stderr, line
+        if "recommend u000042" in line and "--json" not in line:
+            assert "user u000042 - run" in out.stdout, out.stdout
+        if "--json" in line:
+            assert json.loads(out.stdout)[0]["known"] is True

@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from nightrec.errors import InputError
+from nightrec.ingest.formats import FORMATS
 from nightrec.ingest.input_files import is_parquet, resolve_files, why
 from nightrec.schema import (
     ADD_TO_CART,
@@ -26,7 +27,6 @@ from nightrec.schema import (
 )
 from nightrec.timestamps import ACCEPTED, to_timestamp
 
-FORMATS = ("auto", "nightrec", "movielens", "recbole", "retailrocket", "yoochoose", "diginetica")
 _RAW_TS = "__raw_timestamp"
 # Ids are text by the contract: a CSV reader must never guess them as numbers ("007" is not "7",
 # and a column that turns alphanumeric after the inference window must not refuse the file).

@@ -47,3 +47,15 @@ def sample_users(db_path: Path, n: int) -> list[str]:
     with _read_only(db_path) as con:
         rows = con.execute(f"SELECT DISTINCT {USER_ID} FROM {LATEST_VIEW} ORDER BY {USER_ID} LIMIT ?", [n]).fetchall()
     return [r[0] for r in rows]
+
+
+def similar_users(db_path: Path, user_id: str, run_date: date | None = None, n: int = 3) -> list[str]:
+    """Up to ``n`` published ids within two edits of ``user_id`` (closest first): a likely typo."""
+    source = f"(SELECT {USER_ID} FROM {TABLE} WHERE {RUN_DATE} = ?)" if run_date else LATEST_VIEW
+    query = (
+        f"SELECT DISTINCT {USER_ID}, damerau_levenshtein({USER_ID}, ?) AS d FROM {source} "
+        f"WHERE abs(length({USER_ID}) - length(?)) <= 2 AND d <= 2 ORDER BY d, {USER_ID} LIMIT ?"
+    )
+    params = [user_id, *([run_date] if run_date else []), user_id, n]
+    with _read_only(db_path) as con:
+        return [row[0] for row in con.execute(query, params).fetchall()]
