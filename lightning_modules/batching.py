@@ -20,9 +20,21 @@ class BatchSampler:
     so no row is duplicated; evaluation gives each rank a contiguous slice and keeps every row.
     """
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        order: torch.Tensor | None = None,
+    ):
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.rank, self.world, self.epoch = rank, world, 0
+        # Evaluation may visit rows in a given order (by history length, so a batch cuts its padding);
+        # the metrics are sums, so the order does not change them.
+        self.order = order
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -33,7 +45,8 @@ class BatchSampler:
             per_rank = self.n // self.world
             return torch.randperm(self.n, generator=gen)[self.rank :: self.world][:per_rank]
         bounds = [self.n * r // self.world for r in range(self.world + 1)]
-        return torch.arange(bounds[self.rank], bounds[self.rank + 1])
+        rows = torch.arange(bounds[self.rank], bounds[self.rank + 1])
+        return rows if self.order is None else self.order[rows]
 
     def __iter__(self):
         yield from torch.split(self.indices(), self.batch_size)

@@ -231,7 +231,8 @@ class SequenceDataModule(L.LightningDataModule):
             budget = batch_size * (self.window_len + 1)
             sampler = LengthBuckets(dataset.lengths.numpy(), budget, self.seed, rank, world)
         else:
-            sampler = BatchSampler(len(dataset), batch_size, shuffle, self.seed, rank, world)
+            order = torch.argsort(dataset.lengths, stable=True) if self.bucket_by_length and not shuffle else None
+            sampler = BatchSampler(len(dataset), batch_size, shuffle, self.seed, rank, world, order)
         return DataLoader(
             dataset,
             batch_size=None,

@@ -19,13 +19,15 @@ MISS = 2**62
 SLICES = (("short", 0, 20), ("medium", 20, 100), ("long", 100, None))
 
 
-def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def target_ranks(scores: torch.Tensor, targets: torch.Tensor, top_values: torch.Tensor) -> torch.Tensor:
     """0-based rank of each target among all columns of ``scores``; ties rank above the target.
 
-    A masked target (score -inf) gets a rank beyond any cut-off: it can never be recommended.
+    ``top_values`` are each row's ``depth + 1`` highest scores (``torch.topk``): a rank below
+    ``depth`` is exact, any deeper one reads ``depth``, so no full-width pass is needed. A masked
+    target (score -inf) gets a rank beyond any cut-off: it can never be recommended.
     """
     target_scores = scores.gather(1, targets.view(-1, 1).long())
-    ranks = (scores >= target_scores).sum(dim=1) - 1
+    ranks = (top_values >= target_scores).sum(dim=1) - 1
     return ranks.masked_fill(target_scores.squeeze(1) == float("-inf"), MISS)
 
 
@@ -58,7 +60,8 @@ class RankingAccumulator(Metric):
     def update(self, scores: torch.Tensor, targets: torch.Tensor, activity: torch.Tensor | None = None) -> None:
         """Add a batch: ``scores [B, n_items + 1]`` (masked entries -inf), ``targets [B]``, ``activity [B]``."""
         scores = scores.detach().float()
-        ranks = target_ranks(scores, targets.to(scores.device)).cpu()
+        top = torch.topk(scores, min(self.max_k + 1, scores.shape[1]), dim=1)
+        ranks = target_ranks(scores, targets.to(scores.device), top.values).cpu()
         groups = [torch.ones_like(ranks, dtype=torch.bool)]
         activity = torch.zeros_like(ranks) if activity is None else activity.cpu()
         for _, low, high in self.slices:
@@ -67,8 +70,7 @@ class RankingAccumulator(Metric):
         for row, members in enumerate(groups):
             self.hits[row, : self.max_k] += torch.bincount(ranks[members & in_top], minlength=self.max_k)
             self.hits[row, self.max_k] += int(members.sum())
-        top = torch.topk(scores, min(self.max_k, scores.shape[1]), dim=1)
-        indices, shown = top.indices.cpu(), (top.values > float("-inf")).cpu()
+        indices, shown = top.indices[:, : self.max_k].cpu(), (top.values[:, : self.max_k] > float("-inf")).cpu()
         for i, k in enumerate(self.ks):
             self.shown[i].index_fill_(0, indices[:, :k][shown[:, :k]], 1)
 

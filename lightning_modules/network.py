@@ -111,10 +111,18 @@ class NextItemNetwork(nn.Module):
         return self.add_history_bias(scores, rows, histories.reshape(-1))
 
     def add_history_bias(self, scores: torch.Tensor, rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """``scores`` ``[N, n_items + 1]`` plus the learned offset at every ``(row, item)`` read so far."""
-        seen = torch.zeros_like(scores)
-        seen[rows.to(scores.device), items.to(scores.device)] = 1.0
-        return scores + self.history_weight.to(scores.dtype) * seen
+        """``scores`` ``[N, n_items + 1]`` plus the learned offset at every ``(row, item)`` read so far.
+
+        Only the read pairs are touched, each once (no second matrix of catalogue width); without
+        gradients ``scores`` is updated in place.
+        """
+        width = scores.shape[1]
+        pairs = torch.unique(rows.to(scores.device) * width + items.to(scores.device))  # each pair once
+        rows, items = pairs // width, pairs % width
+        bumped = scores[rows, items] + self.history_weight.to(scores.dtype)
+        if scores.requires_grad:
+            return scores.index_put((rows, items), bumped)  # training: out of place, for autograd
+        return scores.index_put_((rows, items), bumped)  # scoring: in place, the caller's own matrix
 
     def item_embeddings(self) -> torch.Tensor:
         """The scoring table ``[n_items + 1, d]``; row 0 is padding."""

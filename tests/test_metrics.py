@@ -15,7 +15,10 @@ NEG = float("-inf")
 def test_ties_count_against_the_target():
     scores = torch.tensor([[NEG, 0.5, 0.5, 0.1], [NEG, 1.0, 1.0, 1.0], [NEG, 0.1, 0.2, 0.3]])
     # row 0: item 1 ties with item 2 -> rank 1 (not 0); row 1: all tied -> last; row 2: clear best.
-    assert target_ranks(scores, torch.tensor([1, 2, 3])).tolist() == [1, 2, 0]
+    targets = torch.tensor([1, 2, 3])
+    assert target_ranks(scores, targets, torch.topk(scores, 4).values).tolist() == [1, 2, 0]
+    # From each row's top 2 only (depth 1): rank 0 stays exact, every deeper rank reads 1.
+    assert target_ranks(scores, targets, torch.topk(scores, 2).values).tolist() == [1, 1, 0]
 
 
 def test_recall_ndcg_mrr_by_hand():
@@ -127,5 +130,5 @@ def test_the_accumulator_and_the_rank_list_agree():
     acc = RankingAccumulator(30)
     acc.update(scores.clone(), targets)
     got = acc.compute()
-    want = metrics_from_ranks(target_ranks(scores, targets).tolist())
+    want = metrics_from_ranks(target_ranks(scores, targets, scores.sort(dim=1, descending=True).values).tolist())
     assert {k: got[k] for k in want} == want
