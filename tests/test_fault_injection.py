@@ -174,9 +174,16 @@ def assert_next_run_publishes(data: Path, events: Path, env: dict[str, str]) -> 
 
 # Each run resumes from the stages the killed one finished (cached), so one chain of runs kills
 # at every boundary in about the time of two full nights; the last run of the chain completes.
+# A needle is the first line of a stage's task run (Prefect logs "Finished in state ..." at least).
 BOUNDARIES = [
     ("validate starts", "Task run 'ingest-"),
+    ("the behaviour report starts", "Task run 'validate-"),
+    ("sequences start", "Task run 'behavior-"),
+    ("training starts", "Task run 'sequences-"),
     ("the trainer runs", '"event": "epoch"'),
+    ("promotion starts", "Task run 'evaluate-"),
+    ("scoring starts", "Task run 'promote-"),
+    ("the fallback starts", "Task run 'score-"),
     ("publish starts", "Task run 'fallback-"),
 ]
 
