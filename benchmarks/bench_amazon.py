@@ -83,7 +83,7 @@ def main() -> None:
             run = train_run(config, seq_dir, workdir / f"{loss}-seed{seed}")
             t = run["test"]
             print(
-                f"{loss} seed {seed}: objective {run.get('objective', loss)}, test ndcg@10 {t['ndcg@10']:.4f} "
+                f"{loss} seed {seed}: objective {run['objective']['loss']}, test ndcg@10 {t['ndcg@10']:.4f} "
                 f"recall@10 {t['recall@10']:.4f}, {run['epochs']} epochs at {run['seconds_per_epoch']:.1f} s "
                 f"(first {run['history'][0]['epoch_s']:.1f} s), best epoch {run['best_epoch']}, "
                 f"peak RSS {run['peak_rss_mb']:.0f} MB",
@@ -102,7 +102,7 @@ def main() -> None:
             "fit_s": statistics.fmean(r["fit_seconds"] for r in runs),
         }
         means[loss] = m
-        objective = runs[0].get("objective", loss)
+        objective = runs[0]["objective"]["loss"]
         print(
             f"{loss:<18}{objective:>16}{m['ndcg']:>9.4f}{m['recall']:>10.4f}{m['epoch_s']:>9.1f}"
             f"{m['epochs']:>8.0f}{m['fit_s']:>8.0f}"
