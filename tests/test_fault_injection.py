@@ -20,6 +20,7 @@ import pytest
 from flows.local_server import LocalServer
 from nightrec.publish.local import TABLE, file_sha256, published_dates
 from tests.flow_fixtures import NIGHT2
+from tests.process_fixtures import descendants
 from tests.publish_fixtures import ROOT, subprocess_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -85,24 +86,6 @@ class Run:
 
     def output(self) -> str:
         return "\n".join(self.lines[-40:])
-
-
-def descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
 
 
 def _alive(pid: int) -> bool:

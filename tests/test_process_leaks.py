@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.process_fixtures import descendants
 from tests.publish_fixtures import ROOT, subprocess_env
 
 LAUNCHER = """
@@ -72,24 +73,6 @@ def test_a_trainer_stops_when_its_launcher_is_killed(tmp_path):
     assert beat.stat().st_mtime == last, "nothing writes after the launcher died"
 
 
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
 @pytest.mark.integration
 def test_sigterm_of_nightrec_run_leaves_no_process_behind(tmp_path, demo_events):
     events, _ = demo_events
@@ -105,9 +88,9 @@ def test_sigterm_of_nightrec_run_leaves_no_process_behind(tmp_path, demo_events)
     seen: set[int] = set()
     while not (tmp_path / "data" / "runs").exists():  # the flow started: its server is up
         assert run.poll() is None and time.monotonic() < deadline, "the run never started"
-        seen |= _descendants(run.pid)
+        seen |= descendants(run.pid)
         time.sleep(0.2)
-    seen |= _descendants(run.pid)
+    seen |= descendants(run.pid)
     assert seen, "the run has an ephemeral server (a child process)"
     run.send_signal(signal.SIGTERM)
     run.wait(timeout=120)
@@ -137,7 +120,7 @@ def _server_of(run: subprocess.Popen, data: Path) -> int:
     while not (data / "runs").exists():
         assert run.poll() is None and time.monotonic() < deadline, "the run never started"
         time.sleep(0.2)
-    servers = [pid for pid in _descendants(run.pid) if "uvicorn" in Path(f"/proc/{pid}/cmdline").read_text()]
+    servers = [pid for pid in descendants(run.pid) if "uvicorn" in Path(f"/proc/{pid}/cmdline").read_text()]
     assert len(servers) == 1, "the run has one ephemeral server (a child process)"
     return servers[0]
 
@@ -147,7 +130,7 @@ def test_sigkill_of_nightrec_run_takes_its_prefect_server_with_it(tmp_path, demo
     data = tmp_path / "data"
     run = _start_run(demo_events[0], data)
     server = _server_of(run, data)
-    seen = _descendants(run.pid)
+    seen = descendants(run.pid)
     run.kill()
     run.wait(timeout=30)
     gone = _wait_gone(server, timeout=20)
@@ -163,7 +146,7 @@ def test_a_run_whose_prefect_server_dies_fails_at_once_in_one_line(tmp_path, dem
     data = tmp_path / "data"
     run = _start_run(demo_events[0], data)
     server = _server_of(run, data)
-    seen = _descendants(run.pid)
+    seen = descendants(run.pid)
     os.kill(server, signal.SIGKILL)
     start = time.monotonic()
     try:
@@ -188,7 +171,7 @@ def test_a_completed_nightrec_run_exits_0_and_stops_its_server(tmp_path, demo_ev
     server = _server_of(run, data)
     seen = {server}
     while True:
-        seen |= _descendants(run.pid)
+        seen |= descendants(run.pid)
         try:
             _, err = run.communicate(timeout=0.2)  # drains stderr while it runs
             break
