@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--losses", nargs="+", default=["auto", "ce", "sampled_softmax"])
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the config's)")
+    parser.add_argument("--max-minutes", type=float, default=None, help="train.max_minutes (default: no budget)")
     parser.add_argument("--threads", type=int, default=2, help="train.num_threads of each run")
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="more overrides")
     parser.add_argument("--workdir", type=Path, default=None)
@@ -74,6 +75,8 @@ def main() -> None:
         for seed in range(args.seeds):
             config = base.model_copy(deep=True)
             config.model.loss, config.train.seed, config.train.num_threads = loss, seed, args.threads
+            # the published protocol: every user ranked, training not cut by a nightly time budget
+            config.train.eval_users, config.train.max_minutes = None, args.max_minutes
             if args.epochs:
                 config.train.epochs = args.epochs
             for item in args.set:

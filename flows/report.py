@@ -145,7 +145,7 @@ def published_markdown(targets: dict[str, str], run_date: str) -> str:
 
 
 STOPPED_BY = {
-    "time_budget": "the time budget (train.max_minutes) ended training; the best checkpoint so far is published",
+    "time_budget": "the time budget (train.max_minutes; train.warm_start_max_minutes when warm-started) ended training; the best checkpoint so far is published",
     "early_stopping": "early stopping (no better validation NDCG@10 for train.patience epochs)",
     "max_epochs": "train.epochs reached",
 }

@@ -237,11 +237,12 @@ def evaluate(
     from lightning_modules.evaluate import model_valid_metrics
 
     events = pl.scan_parquet(clean_path)
-    out: dict = {"popularity": served_popularity_metrics(events, sequences_dir, run_date, config.popularity)}
+    users = config.train.eval_users  # the users the candidate was validated on
+    out: dict = {"popularity": served_popularity_metrics(events, sequences_dir, run_date, config.popularity, users)}
     if candidate is not None:
         out["candidate"] = read_json(candidate / METRICS_FILE)
     if champion is not None and champion != candidate:
-        out["champion"] = {"valid": model_valid_metrics(champion, sequences_dir)}
+        out["champion"] = {"valid": model_valid_metrics(champion, sequences_dir, users)}
     return out
 
 

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from lightning_modules.batching import BatchSampler, LengthBuckets
 from nightrec.errors import InputError
+from nightrec.evaluation.sample import eval_sample
 from nightrec.layout import ITEMS_FILE, SPLIT_FILES, TRAIN_FILE
 from nightrec.schema import ITEM_IDX, USER_IDX
 
@@ -142,6 +143,7 @@ class SequenceDataModule(L.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         bucket_by_length: bool = True,
+        eval_users: int | None = None,
     ):
         super().__init__()
         self.dir = Path(sequences_dir)
@@ -151,6 +153,7 @@ class SequenceDataModule(L.LightningDataModule):
         self.stride, self.seed = stride or self.window_len, seed
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.bucket_by_length = bucket_by_length
+        self.eval_users = eval_users  # validation and test rank this fixed hash sample of users
         self.items: pl.DataFrame | None = None
 
     def _read(self, name: str) -> pl.DataFrame:
@@ -187,6 +190,7 @@ class SequenceDataModule(L.LightningDataModule):
     def _eval_rows(self, split: str) -> EvalRows:
         path = self.dir / SPLIT_FILES[split]
         frame = self._read(SPLIT_FILES[split])
+        frame = frame[eval_sample(frame.get_column(USER_IDX).to_numpy(), self.eval_users)]
         targets = frame.get_column("target").to_numpy().astype(np.int64)
         _check_ids(targets, path, "target", self.n_items)
         flat, lengths = _flat_lists(frame, "history", path, self.n_items)

@@ -74,6 +74,13 @@ class RankingAccumulator(Metric):
         for i, k in enumerate(self.ks):
             self.shown[i].index_fill_(0, indices[:, :k][shown[:, :k]], 1)
 
+    def add_misses(self, n: int, activity: int = 0) -> None:
+        """Count ``n`` users whose target cannot be ranked (nothing to score them from): never a hit."""
+        self.hits[0, self.max_k] += n
+        for s, (_, low, high) in enumerate(self.slices):
+            if activity >= low and (high is None or activity < high):
+                self.hits[s + 1, self.max_k] += n
+
     def compute(self) -> dict[str, float]:
         """``recall@K, ndcg@K, mrr@K, coverage@K`` plus ``<slice>/...`` and ``users`` counts."""
         out = self._compute_row(0, "")

@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, Timer
 from pydantic import ValidationError
 
+from lightning_modules.budget import EpochBudget, training_budget
 from lightning_modules.data import SequenceDataModule
 from lightning_modules.lifeline import die_with_parent
 from lightning_modules.loggers import quiet_lightning, training_loggers
@@ -98,6 +99,7 @@ def fit(
         num_workers=config.train.num_workers,
         pin_memory=settings["accelerator"] == "gpu",
         bucket_by_length=config.train.bucket_by_length,
+        eval_users=config.train.eval_users,
     )
     data.load()
     network = build_network(config.model, data.n_items)
@@ -121,13 +123,14 @@ def fit(
     )
     patience = config.train.warm_start_patience if warm_start_dir is not None else config.train.patience
     early = EarlyStopping(monitor=MONITOR, mode="max", patience=patience, check_on_train_epoch_end=False)
-    budget = config.train.max_minutes
+    budget = training_budget(config.train.max_minutes, config.train.warm_start_max_minutes, warm_start_dir is not None)
+    epoch_budget = [EpochBudget(budget)] if budget else []
     quiet_lightning()
     trainer = L.Trainer(
         **settings,
         max_epochs=config.train.epochs,
         max_time={"minutes": budget} if budget else None,
-        callbacks=[checkpoint, early, EpochLog(), *(callbacks or [])],
+        callbacks=[checkpoint, early, *epoch_budget, EpochLog(), *(callbacks or [])],
         logger=training_loggers(out),
         log_every_n_steps=1,  # nightly data is small: every step's loss in metrics.csv
         enable_progress_bar=False,
@@ -140,7 +143,7 @@ def fit(
     started = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=resume_path)
     fit_s = time.perf_counter() - started
-    stopped_by = stop_reason(trainer, early, config)
+    stopped_by = stop_reason(trainer, early, budget)
     best_path = checkpoint.best_model_path or budget_checkpoint(trainer, module, data, out)
     history = list(module.history)
     trainer.test(module, datamodule=data, ckpt_path=best_path, verbose=False)
@@ -168,11 +171,13 @@ def fit(
     return metrics
 
 
-def stop_reason(trainer: L.Trainer, early: EarlyStopping, config: NightrecConfig) -> str:
+def stop_reason(trainer: L.Trainer, early: EarlyStopping, budget: float | None) -> str:
     """Why training ended: ``time_budget`` (train.max_minutes), ``early_stopping`` or ``max_epochs``."""
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-    budget = config.train.max_minutes
-    if timer is not None and budget and timer.time_elapsed("train") >= budget * 60:
+    epochs = next((c for c in trainer.callbacks if isinstance(c, EpochBudget)), None)
+    if (epochs is not None and epochs.stopped) or (
+        timer is not None and budget and timer.time_elapsed("train") >= budget * 60
+    ):
         return "time_budget"
     return "early_stopping" if early.stopped_epoch > 0 else "max_epochs"
 

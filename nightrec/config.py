@@ -129,6 +129,18 @@ class TrainConfig(_Section):
         description="Training time budget (Lightning max_time): training stops there and the best "
         "checkpoint so far is published. None: no budget (orchestration.train_timeout_minutes still kills).",
     )
+    warm_start_max_minutes: float | None = Field(
+        6.0,
+        gt=0,
+        description="Time budget of a warm-started night, in place of max_minutes: it starts near its "
+        "optimum, so a few epochs do. None: max_minutes.",
+    )
+    eval_users: int | None = Field(
+        20_000,
+        ge=1,
+        description="Validation and test rank at most this many users, a fixed hash sample (the same every "
+        "epoch and for every model judged on the night). None: every user.",
+    )
     patience: int = Field(20, ge=1, description="Epochs without a better validation NDCG@10 before stopping.")
     warm_start_patience: int = Field(
         3, ge=1, description="Patience of a warm-started night: it starts near its optimum and needs few epochs."

@@ -118,6 +118,45 @@ def test_training_stops_at_the_time_budget_and_keeps_the_best_checkpoint(tmp_pat
     assert checkpoint["epoch"] == best["epoch"]  # the best epoch's weights, not the last one's
 
 
+@pytest.mark.slow
+def test_the_budget_ends_training_between_whole_epochs_and_a_warm_start_has_its_own(tmp_path):
+    seq = write_sequence_dir(tmp_path / "seq", users=80)
+    config = _tiny(train={"epochs": 1000, "patience": 1000, "max_minutes": 4.5 / 60, "batch_size": 8})
+    metrics = fit(config, seq, tmp_path / "model", callbacks=[SlowEpochs(1.0)])
+    assert metrics["stopped_by"] == "time_budget"
+    data = SequenceDataModule(seq, max_len=8, batch_size=8)
+    data.load()
+    steps_per_epoch = len(data.train_dataloader())
+    assert steps_per_epoch > 1
+    # no last partial epoch (nor its extra validation): the budget stopped at an epoch boundary
+    assert read_checkpoint(tmp_path / "model" / "last.ckpt")["global_step"] == metrics["epochs"] * steps_per_epoch
+    # a warm-started night trains under train.warm_start_max_minutes, not max_minutes
+    config.train.warm_start_max_minutes = 2.5 / 60
+    warm = fit(config, seq, tmp_path / "warm", warm_start_dir=tmp_path / "model", callbacks=[SlowEpochs(1.0)])
+    assert warm["max_minutes"] == config.train.warm_start_max_minutes
+    assert warm["stopped_by"] == "time_budget" and warm["epochs"] < metrics["epochs"]
+
+
+@pytest.mark.slow
+def test_validation_and_the_champions_judge_rank_the_same_fixed_sample_of_users(tmp_path):
+    from lightning_modules.evaluate import model_valid_metrics
+
+    seq = write_sequence_dir(tmp_path / "seq", users=120)
+    config = _tiny(train={"epochs": 2, "eval_users": 50})
+    metrics = fit(config, seq, tmp_path / "model")
+    assert metrics["valid"]["users"] == 50 and metrics["test"]["users"] == 50
+    judged = model_valid_metrics(tmp_path / "model", seq, eval_users=50)
+    assert judged["users"] == 50
+    assert judged["ndcg@10"] == pytest.approx(metrics["valid"]["ndcg@10"], abs=1e-6)
+    # the same users for valid and test, and the same ones again on another read
+    data = SequenceDataModule(seq, max_len=8, eval_users=50)
+    data.load()
+    again = SequenceDataModule(seq, max_len=8, eval_users=50)
+    again.load()
+    assert torch.equal(data.eval_rows["valid"].target, again.eval_rows["valid"].target)
+    assert model_valid_metrics(tmp_path / "model", seq)["users"] == 120  # None: every user
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_night_whose_training_hits_the_budget_publishes_that_model_and_says_so(
@@ -138,4 +177,6 @@ def test_a_night_whose_training_hits_the_budget_publishes_that_model_and_says_so
     model_rows = table.filter(table["source"] == "model")
     assert model_rows.height > 0
     assert model_rows["model_version"].unique().to_list() == [summary["model_version"]]
-    assert "time budget (train.max_minutes) ended training" in build_report(summary)
+    assert "time budget (train.max_minutes; train.warm_start_max_minutes when warm-started) ended training" in (
+        build_report(summary)
+    )

@@ -18,6 +18,7 @@ import polars as pl
 from nightrec.config import PopularityConfig
 from nightrec.errors import NightrecError
 from nightrec.evaluation.metrics import KS, metrics_from_ranks, rank_against
+from nightrec.evaluation.sample import eval_sample
 from nightrec.fallback.popularity import ServedPopularity
 from nightrec.layout import ITEMS_FILE, TEST_FILE, USERS_FILE, VALID_FILE
 from nightrec.registry import valid_ndcg
@@ -51,15 +52,19 @@ def served_popularity_metrics(
     sequences_dir: Path,
     run_date: date,
     config: PopularityConfig,
+    eval_users: int | None = None,
     ks: tuple[int, ...] = KS,
 ) -> dict[str, float]:
-    """Recall/NDCG/MRR@K of the served popularity list on the validation split of ``sequences_dir``."""
+    """Recall/NDCG/MRR@K of the served popularity list on the validation split of ``sequences_dir``
+    (on the ``eval_users`` sample the models are judged on)."""
     kept = events.lazy().join(held_out_pairs(sequences_dir).lazy(), on=[USER_ID, ITEM_ID], how="anti")
     popularity = ServedPopularity(kept, run_date, config)
     items = read_split(sequences_dir, ITEMS_FILE).sort(ITEM_IDX)
     # column 0 is padding: it never ranks ahead of anything
     scores = np.concatenate([[-np.inf], popularity.item_scores(items.get_column(ITEM_ID).to_list())])
-    targets = read_split(sequences_dir, VALID_FILE).get_column(TARGET).to_numpy().astype(np.int64)
+    valid = read_split(sequences_dir, VALID_FILE)
+    valid = valid[eval_sample(valid.get_column(USER_IDX).to_numpy(), eval_users)]
+    targets = valid.get_column(TARGET).to_numpy().astype(np.int64)
     return metrics_from_ranks(rank_against(scores, targets).tolist(), ks)
 
 
