@@ -3,6 +3,7 @@
     nice -n 10 python benchmarks/bench_nightly.py --size 3m      # 100k users, 50k items, 7 days
     nice -n 10 python benchmarks/bench_nightly.py --size 30m     # 1M users, 500k items
     python benchmarks/bench_nightly.py --users 2000 --items 1000 # a quick look
+    nice -n 10 python benchmarks/bench_nightly.py --data amazon  # Amazon Sports (../shared/datasets)
 
 Generates a synthetic log (``nightrec.ingest.synthetic``), runs the real ``nightly`` flow on it
 with the default config (an ephemeral Prefect server under a temporary PREFECT_HOME), then a
@@ -11,6 +12,8 @@ time (from the Prefect task runs), its share of the night and the peak RSS of th
 its trainer while the stage ran, plus training's epochs and what stopped it. Ratios against
 references measured in the same run: sequences against one Polars scan + sort of the log,
 scoring against ``torch.mm`` of the same shape (users x d times d x items, in the same chunks).
+``--data amazon`` runs the same nights on the real Amazon Sports sequences instead, each user's
+items ten minutes apart inside the week before the run date (the second night a day later).
 """
 
 import os
@@ -118,6 +121,25 @@ def mm_reference(users: int, items: int, dim: int = 64, chunk: int = 4096) -> fl
     return time.perf_counter() - started
 
 
+def amazon_events(out: Path, end: date) -> dict:
+    """Amazon Sports as one Parquet file of events in the 7 days up to ``end``: each user's items
+    in order, ten minutes apart, the user's last item at a fixed hash offset of up to 4 days before
+    the end of the window."""
+    import polars as pl
+
+    from benchmarks.bench_amazon import DATA, read_amazon
+    from nightrec.schema import TIMESTAMP, USER_ID
+
+    events = read_amazon(DATA)
+    window_end = datetime.combine(end, datetime.max.time(), tzinfo=UTC).replace(microsecond=0)
+    steps_back = pl.len().over(USER_ID) - pl.int_range(pl.len()).over(USER_ID)  # last item: 1
+    offset = (pl.col(USER_ID).hash(7) % (4 * 24 * 60)).cast(pl.Int64)  # minutes
+    events = events.with_columns((pl.lit(window_end) - pl.duration(minutes=steps_back * 10 + offset)).alias(TIMESTAMP))
+    out.mkdir(parents=True, exist_ok=True)
+    events.write_parquet(out / "events.parquet")
+    return {"rows": events.height, "users": events[USER_ID].n_unique(), "items": events["item_id"].n_unique()}
+
+
 def run_one_night(config, run_date: date, sampler: RssSampler) -> dict:
     from flows.nightly import nightly
 
@@ -170,6 +192,7 @@ def print_night(label: str, night: dict, refs: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=("synthetic", "amazon"), default="synthetic")
     parser.add_argument("--size", choices=sorted(SIZES), default="3m")
     parser.add_argument("--users", type=int, default=None, help="override the size's users")
     parser.add_argument("--items", type=int, default=None, help="override the size's items")
@@ -179,7 +202,7 @@ def main() -> None:
     args = parser.parse_args()
     users, items = SIZES[args.size]
     users, items = args.users or users, args.items or items
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"bench-nightly-{args.size}-"))
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"bench-nightly-{args.data}-{args.size}-"))
     os.environ.setdefault("PREFECT_HOME", str(workdir / "prefect"))
 
     from nightrec.config import load_config
@@ -197,16 +220,21 @@ def main() -> None:
     for night in range(args.nights):
         events = workdir / f"events-night{night + 1}"
         started = time.perf_counter()
-        spec = SyntheticSpec(users=users, items=items, days=7, seed=11, end_date=end + timedelta(days=night))
-        manifest = write_demo_data(events, spec)
+        night_end = end + timedelta(days=night)
+        if args.data == "amazon":
+            manifest = amazon_events(events, night_end)
+            users, items = manifest["users"], manifest["items"]
+        else:
+            spec = SyntheticSpec(users=users, items=items, days=7, seed=11, end_date=night_end)
+            manifest = write_demo_data(events, spec)
         print(
-            f"night {night + 1} log: {manifest['rows']:,} events, {users:,} users, {items:,} items "
-            f"(generated in {time.perf_counter() - started:.0f} s)",
+            f"night {night + 1} log ({args.data}): {manifest['rows']:,} events, {users:,} users, {items:,} items "
+            f"(made in {time.perf_counter() - started:.0f} s)",
             flush=True,
         )
         refs = {"polars_sort_s": polars_reference(events), "mm_s": mm_reference(users, items)}
         config = load_config(overrides={**overrides, "data_dir": str(workdir / "data"), "events": str(events)})
-        nights.append(run_one_night(config, spec.end_date + timedelta(days=1), sampler))
+        nights.append(run_one_night(config, night_end + timedelta(days=1), sampler))
         print_night(f"night {night + 1} ({'first' if night == 0 else 'warm-started'})", nights[-1], refs)
     sampler.stopped.set()
     (workdir / "bench_nightly.json").write_text(json.dumps({"refs": refs, "nights": nights}, indent=2))

@@ -20,6 +20,7 @@ NOISE = (
     r".*is deprecated",  # deprecations inside Lightning and torch, not in this code
     r".*does not have many workers",  # num_workers is a setting (train.num_workers), chosen on purpose
     r"Experiment logs directory .* exists and is not empty",  # --resume: metrics.csv restarts, metrics.json keeps all
+    r"Checkpoint directory .* exists and is not empty",  # the model folder holds its run-config.json first
 )
 
 
