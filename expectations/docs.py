@@ -96,7 +96,7 @@ def _static_table(page: str, gx_root: Path, site: Path) -> str:
             body.append("<tr>" + "".join(cells) + "</tr>")
         table = f'<table id="{match["id"]}" class="table table-sm table-bordered">'
         static = f"{table}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-        page = re.sub(rf'<table\s+id="{re.escape(match["id"])}"[^>]*>\s*</table>', lambda _: static, page, count=1)
+        page = re.sub(rf'<table\s+id="{re.escape(match["id"])}"[^>]*>\s*</table>', lambda _, s=static: s, page, count=1)
     return page
 
 

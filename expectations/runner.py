@@ -6,13 +6,13 @@ from pathlib import Path
 
 import polars as pl
 
+from expectations.docs import site_index
 from expectations.frames import columns_frame, events_frame
 from expectations.load import LoadedEvents, from_frame, load_events
 from expectations.night import night_stats
-from expectations.rules import row_rules, split_quarantine
-from expectations.docs import site_index
 from expectations.project import gx_root, run_checkpoint
 from expectations.records import records_of
+from expectations.rules import row_rules, split_quarantine
 from expectations.suites import COLUMNS, ERROR, EVENTS, ITEMS, NIGHT, USERS, WARN, check_config, suite_parameters
 from nightrec.config import NightrecConfig
 from nightrec.errors import InputError, NightrecError
