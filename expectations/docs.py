@@ -15,10 +15,16 @@ import json
 import re
 from pathlib import Path
 
+import great_expectations
+
 DOCS_SITE = "local_site"
 SITE_DIR = "uncommitted/data_docs/local_site"
 STYLES = "plugins/custom_data_docs/styles/data_docs_custom_styles.css"
 _OFFLINE_CSS = Path(__file__).with_name("offline.css")
+# What a new GX project holds in STYLES: empty rules, replaced by nightrec's stylesheet
+_GX_TEMPLATE = (
+    Path(great_expectations.__file__).parent / "render/view/static/styles/data_docs_custom_styles_template.css"
+)
 # A <script src> or <link href> that leaves the page's folder.
 _REMOTE = re.compile(r"""<(script|link)\b[^>]*\b(src|href)=["']?(https?:)?//[^>]*>(\s*</script>)?""", re.I)
 _TABLE = re.compile(
@@ -33,7 +39,7 @@ _WARNINGS = '<i class="fas fa-exclamation-triangle text-warning" aria-hidden="tr
 def configure_site(context) -> None:
     """One local site under ``uncommitted/data_docs/local_site`` and the offline stylesheet."""
     styles = Path(context.root_directory) / STYLES
-    if not styles.exists():
+    if not styles.exists() or styles.read_text() == _GX_TEMPLATE.read_text():  # never a user's own styles
         styles.parent.mkdir(parents=True, exist_ok=True)
         styles.write_text(_OFFLINE_CSS.read_text())
     site = (context.get_config().data_docs_sites or {}).get(DOCS_SITE) or {}
@@ -100,7 +106,7 @@ def _static_table(page: str, gx_root: Path, site: Path) -> str:
     return page
 
 
-def make_offline(context, _result=None) -> list[Path]:
+def make_offline(context) -> list[Path]:
     """Rewrite the site's pages GX has just (re)built; returns them."""
     gx_root = Path(context.root_directory)
     site = gx_root / SITE_DIR

@@ -33,7 +33,6 @@ BATCHES_DIR = "uncommitted/batches"
 SAMPLE = 5
 
 _lock = threading.Lock()
-_contexts: dict[Path, object] = {}
 
 
 def gx_root(data_dir: Path) -> Path:
@@ -42,17 +41,18 @@ def gx_root(data_dir: Path) -> Path:
 
 
 def _context(data_dir: Path):
+    """The project, opened afresh each night: GX lists an asset's files once per context, and a user
+    may have edited the project since the last night."""
     root = Path(data_dir).resolve()
-    if root not in _contexts:
-        # GX fingerprints every pandas batch under 1 GB with an md5 of the whole frame, a third of
-        # the validation time; the fingerprint is only metadata, so it is skipped at every size.
-        pandas_execution_engine.HASH_THRESHOLD = 0
-        root.mkdir(parents=True, exist_ok=True)
-        context = gx.get_context(mode="file", project_root_dir=root)
+    # GX fingerprints every pandas batch under 1 GB with an md5 of the whole frame, a third of
+    # the validation time; the fingerprint is only metadata, so it is skipped at every size.
+    pandas_execution_engine.HASH_THRESHOLD = 0
+    root.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="file", project_root_dir=root)
+    if context.variables.progress_bars is None:
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         context.variables.save()
-        _contexts[root] = context
-    return _contexts[root]
+    return context
 
 
 def _datasource(context):
@@ -107,9 +107,8 @@ def _suite(context, batch: str, shipped, severity: dict[str, str]):
     return suite
 
 
-def checkpoint(config: NightrecConfig):
+def checkpoint(context, config: NightrecConfig):
     """The project's ``nightrec`` Checkpoint, with its suites, assets and validation definitions."""
-    context = _context(config.data_dir)
     configure_site(context)
     shipped = default_suites(config)
     severity = {name: sev for name, sev in config.validation.severity.items() if name in NIGHT_SEVERITY}
@@ -151,7 +150,8 @@ def run_checkpoint(config: NightrecConfig, run_date: date, batches: dict[str, pl
     """
     with _lock:
         write_batches(config.data_dir, run_date, batches)  # GX tests an asset's files when adding it
-        cp = checkpoint(config)
+        context = _context(config.data_dir)
+        cp = checkpoint(context, config)
         run_id = RunIdentifier(run_name=run_date.isoformat(), run_time=datetime.now(UTC))
         day = {"year": run_date.year, "month": run_date.month, "day": run_date.day}
         try:
@@ -162,5 +162,5 @@ def run_checkpoint(config: NightrecConfig, run_date: date, batches: dict[str, pl
                 f"GX could not run the saved suites in {where}: {type(exc).__name__}: {exc} "
                 f"(parameters nightrec provides: {', '.join(sorted(params))})"
             ) from None
-        make_offline(_context(config.data_dir), result)
+        make_offline(context)
     return result

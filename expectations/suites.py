@@ -26,7 +26,7 @@ ERROR, WARN = "error", "warn"
 NATIVE = {ERROR: "critical", WARN: "warning"}
 EVENTS, COLUMNS, NIGHT, USERS, ITEMS = "events", "columns", "night", "users", "items"
 BATCHES = (EVENTS, COLUMNS, NIGHT, USERS, ITEMS)
-SUITE_PREFIX = "nightrec."
+SUITE_PREFIX = "nightrec_"
 # Night-level checks and their default severity; config.validation.severity overrides them.
 NIGHT_SEVERITY = {
     "required_columns": ERROR,
