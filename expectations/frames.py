@@ -50,10 +50,11 @@ def columns_frame(source_columns: dict[str, str]) -> pl.DataFrame:
 
 
 def events_frame(events: pl.DataFrame, flags: pl.DataFrame, flag_names: dict[str, str]) -> pl.DataFrame:
-    """What GX sees of the rows: the key columns, the raw-text columns and the indicator columns."""
+    """What GX sees of the rows: the contract's columns, the raw-text columns and the indicator columns."""
     indicators = [pl.col(flag_names[name]).alias(name) for name in INDICATOR_RULES if name in flag_names]
     # Text as categoricals: GX filters the whole frame for each sample of failing rows, and moving
     # integer codes is much cheaper than moving strings; the set check becomes a category lookup.
-    text = [as_html(pl.col(c)).cast(pl.Categorical) for c in (USER_ID, ITEM_ID, EVENT_TYPE, RAW_TIMESTAMP, RAW_VALUE)]
-    frame = events.select(*text, pl.col(TIMESTAMP))
+    texts = (USER_ID, ITEM_ID, EVENT_TYPE, SESSION_ID, RAW_TIMESTAMP, RAW_VALUE)
+    text = [as_html(pl.col(c)).cast(pl.Categorical) for c in texts]
+    frame = events.select(*text, pl.col(TIMESTAMP), pl.col(VALUE))
     return pl.concat([frame, flags.select(indicators)], how="horizontal")

@@ -7,8 +7,8 @@ HEADERS = ("group", "expectation", "severity", "result", "observed", "threshold"
 
 
 def outcome(record: dict) -> str:
-    """``pass``, or the severity of a failed expectation."""
-    return "pass" if record["success"] else record["severity"]
+    """``pass``, ``warn`` (rows quarantined within the limit, or a failed ``warning`` expectation) or ``error``."""
+    return record["outcome"]
 
 
 def observed(record: dict) -> str:
@@ -58,13 +58,23 @@ def markdown_summary(report: dict) -> str:
     if missing:
         lines.append("- missing rate: " + ", ".join(f"{c} {rate:.2%}" for c, rate in missing.items()))
     if report["files"].get("data_docs"):
-        lines.append(f"- Data Docs: `{report['files']['data_docs']}`")
-    failed = [r for r in report["expectations"] if not r["success"]]
-    if failed:
-        lines += ["", "## Failed expectations", "", "| expectation | group | severity | observed | expected |"]
-        lines.append("|---|---|---|---|---|")
+        checkpoint = report.get("checkpoint") or {}
+        lines.append(
+            f"- Data Docs: `{report['files']['data_docs']}` (Checkpoint `{checkpoint.get('name')}`, "
+            f"run name `{checkpoint.get('run_name')}`)"
+        )
+    flagged = [r for r in report["expectations"] if r["outcome"] != "pass"]
+    if flagged:
         lines += [
-            f"| {r['name']} | {r['group']} | {r['severity']} | {observed(r)} | {r['threshold']} |" for r in failed
+            "",
+            "## Warnings and errors",
+            "",
+            "| expectation | group | result | GX severity | observed | expected |",
+        ]
+        lines.append("|---|---|---|---|---|---|")
+        lines += [
+            f"| {r['name']} | {r['group']} | {r['outcome']} | {r['severity']} | {observed(r)} | {r['threshold']} |"
+            for r in flagged
         ]
     quarantined = {name: n for name, n in report["by_reason"].items() if n}
     if quarantined:

@@ -6,25 +6,18 @@ from pathlib import Path
 
 import polars as pl
 
+from expectations.docs import site_index
 from expectations.frames import columns_frame, events_frame
 from expectations.load import LoadedEvents, from_frame, load_events
 from expectations.night import night_stats
+from expectations.project import gx_root, run_checkpoint
+from expectations.records import records_of
 from expectations.rules import row_rules, split_quarantine
-from expectations.suites import (
-    COLUMNS,
-    ERROR,
-    EVENTS,
-    ITEMS,
-    NIGHT,
-    USERS,
-    WARN,
-    build_checks,
-    run_checks,
-)
+from expectations.suites import COLUMNS, ERROR, EVENTS, ITEMS, NIGHT, USERS, WARN, check_config, suite_parameters
 from nightrec.config import NightrecConfig
 from nightrec.errors import InputError, NightrecError
 from nightrec.ingest.runs import write_json
-from nightrec.layout import CLEAN_FILE, DOCS_DIR, DOCS_INDEX, QUARANTINE_FILE, VALIDATION_FILE
+from nightrec.layout import CLEAN_FILE, QUARANTINE_FILE, VALIDATION_FILE
 from nightrec.schema import REQUIRED_COLUMNS
 
 OK = "ok"
@@ -39,8 +32,8 @@ class ValidationFailed(NightrecError):
 
 
 def _status(records: list[dict]) -> str:
-    failed = {r["severity"] for r in records if not r["success"]}
-    return ERROR if ERROR in failed else WARN if WARN in failed else OK
+    outcomes = {r["outcome"] for r in records}
+    return ERROR if ERROR in outcomes else WARN if WARN in outcomes else OK
 
 
 def failure_detail(record: dict) -> str:
@@ -57,17 +50,18 @@ def failure_detail(record: dict) -> str:
 def validate_events(
     loaded: LoadedEvents, config: NightrecConfig, run_date: date, out_dir: Path | None = None, source: str = ""
 ) -> dict:
-    """Check ``loaded`` for ``run_date``; write clean/quarantine/report/Data Docs under ``out_dir`` if given.
+    """Check ``loaded`` for ``run_date`` with the GX project's Checkpoint (``<data_dir>/gx``, whose Data
+    Docs gain this run); write clean/quarantine/``validation.json`` under ``out_dir`` if given.
 
     Returns the report (the content of ``validation.json``); never raises on a failed expectation.
     """
     started = time.perf_counter()
+    check_config(config)
     rules = row_rules(config, run_date, loaded.events)
     split = split_quarantine(loaded.events, rules)
     timings = {"quarantine": time.perf_counter() - started}
     stats = night_stats(loaded.events, split.clean, config, run_date)
     timings["night"] = time.perf_counter() - started - sum(timings.values())
-    checks = build_checks(config, run_date, rules)
     flag_names = {name: split.flags.columns[i] for i, name in enumerate(rules)}
     batches = {
         EVENTS: events_frame(loaded.events, split.flags, flag_names),
@@ -82,10 +76,13 @@ def validate_events(
         split.clean.write_parquet(out_dir / CLEAN_FILE)
         split.quarantine.write_parquet(out_dir / QUARANTINE_FILE)
     timings["write"] = time.perf_counter() - started - sum(timings.values())
-    records = run_checks(checks, batches, out_dir / DOCS_DIR if out_dir is not None else None)
+    result = run_checkpoint(config, run_date, batches, suite_parameters(config, run_date))
+    records = records_of(result, config, run_date, {name: rule.description for name, rule in rules.items()})
     timings["gx"] = time.perf_counter() - started - sum(timings.values())
     for record in records:
-        if record["batch"] == NIGHT:  # a one-row frame: the value itself is what was observed
+        if (
+            record["batch"] == NIGHT and record["column"] in stats.night.columns
+        ):  # a one-row frame: the value itself is what was observed
             record["observed_value"] = stats.night.get_column(record["column"])[0]
         if record["name"] == "required_columns":
             absent = [c for c in REQUIRED_COLUMNS if c not in loaded.source_columns]
@@ -96,9 +93,12 @@ def validate_events(
         if record["unexpected_count"] != split.counts[record["name"]]:
             raise NightrecError(
                 f"{source}: rule {record['name']}: GX counted {record['unexpected_count']} rows, "
-                f"the quarantine mask {split.counts[record['name']]}"
+                f"the quarantine mask {split.counts[record['name']]} (was the rule's column or values changed "
+                f"in {gx_root(config.data_dir)}/expectations? its limits come from the config's validation section)"
             )
         record["sample"] = split.samples.get(record["name"], [])
+        if record["outcome"] == "pass" and split.counts[record["name"]]:
+            record["outcome"] = WARN  # within the rule's tolerance: the rows are quarantined, the night goes on
     summary = split.summary
     status = _status(records)
     report = {
@@ -110,14 +110,13 @@ def validate_events(
         "night_rows": stats.info["night_rows"],
         "night": stats.info,
         "source_columns": loaded.source_columns,
-        "failed": {
-            sev: [r["name"] for r in records if not r["success"] and r["severity"] == sev] for sev in (ERROR, WARN)
-        },
+        "failed": {outcome: [r["name"] for r in records if r["outcome"] == outcome] for outcome in (ERROR, WARN)},
+        "checkpoint": {"name": result.name, "run_name": result.run_id.run_name, "success": result.success},
         "expectations": records,
         "files": {
             "clean": str(out_dir / CLEAN_FILE) if out_dir else None,
             "quarantine": str(out_dir / QUARANTINE_FILE) if out_dir else None,
-            "data_docs": str(out_dir / DOCS_DIR / DOCS_INDEX) if out_dir else None,
+            "data_docs": str(site_index(gx_root(config.data_dir))),
         },
         "seconds": round(time.perf_counter() - started, 3),
         "timings": {stage: round(seconds, 3) for stage, seconds in timings.items()},
@@ -129,7 +128,7 @@ def validate_events(
 
 def raise_on_error(report: dict) -> None:
     """Raise ``ValidationFailed`` naming every failed ``error`` expectation, if there is one."""
-    failed = [r for r in report["expectations"] if not r["success"] and r["severity"] == ERROR]
+    failed = [r for r in report["expectations"] if r["outcome"] == ERROR]
     if failed:
         where = report["files"]["data_docs"] or "no report written"
         raise ValidationFailed(
@@ -141,8 +140,8 @@ def raise_on_error(report: dict) -> None:
 
 
 def validate_file(events_path: Path, config: NightrecConfig, run_date: date) -> dict:
-    """Validate ``events_path`` and write ``clean.parquet``, ``quarantine.parquet``, ``validation.json``
-    and ``data_docs/`` beside it.
+    """Validate ``events_path`` and write ``clean.parquet``, ``quarantine.parquet`` and ``validation.json``
+    beside it (the Data Docs are the GX project's, under ``<data_dir>/gx``).
 
     Returns the report, whose ``rows_in``, ``rows_clean``, ``rows_quarantined`` and ``by_reason``
     summarise the split. Raises ``ValidationFailed`` (a ``NightrecError``) naming the failed

@@ -33,7 +33,7 @@ def validate(
     config_file: ConfigOpt = None,
     fmt: FormatOpt = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Also write clean/quarantine Parquet, validation.json, data_docs/.")
+        Path | None, typer.Option("--out", help="Also write clean/quarantine Parquet and validation.json.")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -47,12 +47,19 @@ class StageProgress:
 
 def _ensure(task, *args: Any) -> Any:
     """Run ``task``; if a cached result names paths that no longer exist, run it afresh."""
-    result = task(*args)
+    return _ensure_state(task, *args)[0]
+
+
+def _ensure_state(task, *args: Any) -> tuple[Any, bool]:
+    """``_ensure``, and whether the result came from the task cache (an earlier run's)."""
+    state = task(*args, return_state=True)
+    result = state.result()
     paths = [p for p in (result if isinstance(result, tuple) else (result,)) if isinstance(p, Path)]
     if any(not p.exists() for p in paths):
         get_run_logger().warning(f"{task.name}: cached output is gone; recomputing")
-        result = task.with_options(refresh_cache=True)(*args)
-    return result
+        state = task.with_options(refresh_cache=True)(*args, return_state=True)
+        result = state.result()
+    return result, state.name == "Cached"
 
 
 def stale_run_reason(scheduled: datetime | None, max_age_hours: float, now: datetime | None = None) -> str | None:
@@ -86,7 +93,9 @@ def train(
         progress.done("train", plan.note)
         return None, None
     try:
-        candidate = _ensure(training.train_model, seq_dir, config, config.run_date, plan.warm_start, plan.mode)
+        candidate, cached = _ensure_state(
+            training.train_model, seq_dir, config, config.run_date, plan.warm_start, plan.mode
+        )
     except Exception as exc:  # whatever broke the trainer, last night's model can still serve
         lines = [line for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
         # the first line says what failed, the last what the trainer said last
@@ -95,7 +104,10 @@ def train(
         get_run_logger().error(f"{why}; the current champion (or popularity) serves tonight\n{exc}")
         progress.done("train", why)
         return None, why
-    progress.done("train", f"{plan.note}: `{candidate.name}`")
+    if cached:  # a rerun of a trained night: no training happened now, whatever the plan says
+        progress.done("train", f"reused from cache: `{candidate.name}` ({plan.note}, trained by an earlier run)")
+    else:
+        progress.done("train", f"{plan.note}: `{candidate.name}`")
     return candidate, None
 
 

@@ -11,13 +11,15 @@ a file name of its own.
   runs/<date>/
     events.parquet                      ingest: the source in the event contract
     clean.parquet, quarantine.parquet   validate
-    validation.json, data_docs/index.html
+    validation.json
     behavior/                           report.html, behavior.json, churn_candidates.parquet, figures/
     sequence_stats.json
     sequences/                          items, users, train, valid, test, full (.parquet)
     scores.parquet                      score: the serving model's top-K per known user
     recommendations.parquet             fallback: tonight's table, model lists and popularity
     fallback.parquet                    the list a brand-new user gets
+  gx/                                   the GX project: great_expectations.yml, expectations/ (the
+                                        suites), checkpoints/, uncommitted/data_docs/local_site/
   models/
     champion -> <version>               the serving model
     retrain-requested.json              set by `nightrec forget`: the next night retrains from scratch
@@ -35,14 +37,13 @@ DUCKDB_FILE = "nightrec.duckdb"
 LOCK_FILE = ".nightrec.lock"  # one run at a time per data directory (nightrec.lock)
 FORGET_LOG = "forget-log.jsonl"  # who was forgotten, by pseudonym (nightrec.privacy.forget_log)
 RETRAIN_REQUEST = "retrain-requested.json"  # models/: the next night retrains from scratch
+GX_DIR = "gx"  # the GX project (expectations.project); GX itself names it so
 
 # runs/<date>/
 EVENTS_FILE = "events.parquet"
 CLEAN_FILE = "clean.parquet"
 QUARANTINE_FILE = "quarantine.parquet"
 VALIDATION_FILE = "validation.json"
-DOCS_DIR = "data_docs"
-DOCS_INDEX = "index.html"
 BEHAVIOR_DIR = "behavior"
 SEQUENCES_DIR = "sequences"
 SEQUENCE_STATS_FILE = "sequence_stats.json"

@@ -58,6 +58,8 @@ def test_night_completes_trains_publishes_and_a_rerun_reuses_cached_stages(demo_
     for stage in ("ingest", "validate", "behavior", "sequences", "train", "fallback"):
         assert states[stage] == "Cached", (stage, states)
     assert states["publish"] == "Completed"
+    assert summary["stages"]["train"].startswith("scratch start")
+    assert second.result()["stages"]["train"].startswith("reused from cache: "), "no training happened on the rerun"
     assert latest_table(config).equals(table), "the rerun left the published table unchanged"
     assert latest_table(config, "recommendations").height == table.height, "a rerun replaces its night's rows"
     assert champion.resolve() == version

@@ -69,26 +69,28 @@ def test_cli_prints_the_table_and_exit_codes(demo_events, faulty_demo, tmp_path)
 
     runner = CliRunner()
     clean_dir, manifest = demo_events
-    result = runner.invoke(app, ["validate", str(clean_dir), "--run-date", manifest["run_date"]])
+    data = ["--data-dir", str(tmp_path / "data")]  # the GX project and its Data Docs live there
+    result = runner.invoke(app, ["validate", str(clean_dir), "--run-date", manifest["run_date"], *data])
     assert result.exit_code == 0, result.output
     assert "required_columns" in result.output and "OK: rows in" in result.output
 
     faulty, manifest = faulty_demo
     out = tmp_path / "report"
-    result = runner.invoke(app, ["validate", str(faulty), "--run-date", manifest["run_date"], "--out", str(out)])
+    result = runner.invoke(app, ["validate", str(faulty), "--run-date", manifest["run_date"], "--out", str(out), *data])
     assert result.exit_code == 1, result.output
     assert "WARN: rows in" in result.output and "bot_user 300" in result.output
-    assert (out / "validation.json").is_file() and (out / "data_docs" / "index.html").is_file()
+    assert (out / "validation.json").is_file()
+    assert (tmp_path / "data" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
 
     bad = thirty_percent_null_users(faulty, tmp_path / "bad")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    cmd = [sys.executable, "-m", "flows.cli", "validate", str(bad), "--run-date", manifest["run_date"]]
+    cmd = [sys.executable, "-m", "flows.cli", "validate", str(bad), "--run-date", manifest["run_date"], *data]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "ERROR: rows in" in proc.stdout and "null_user_id" in proc.stdout
 
     proc = subprocess.run(
-        [*cmd[:4], str(tmp_path / "nowhere")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        [*cmd[:4], str(tmp_path / "nowhere"), *data], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error:") and "nowhere" in proc.stderr
 
