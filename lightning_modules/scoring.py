@@ -94,23 +94,30 @@ def _offsets(rows: np.ndarray, n: int) -> torch.Tensor:
 
 @torch.no_grad()
 def _user_states(network: torch.nn.Module, history: pl.DataFrame, n: int, chunk_size: int, device: str) -> torch.Tensor:
-    """Final hidden states from right-padded histories, ``chunk_size`` users at a time."""
+    """Final hidden states from right-padded histories, ``chunk_size`` users at a time.
+
+    Users are visited by history length, so each chunk is cut to its longest history and short
+    histories do not pay for the long ones' padding; the states come back in user order.
+    """
     network = network.to(device).eval()
     r = history.get_column("__r").to_numpy()
     items = history.get_column(ITEM_IDX).to_numpy().astype(np.int64)
     crow = _offsets(r, n).numpy()
-    # Dropping unknown items left gaps in the positions: renumber 0..len-1 per user.
-    pos = np.arange(len(r)) - crow[r]
-    out = []
+    lengths = np.diff(crow)
+    order = np.argsort(lengths, kind="stable")
+    out = None
     for lo in range(0, n, chunk_size):
-        hi = min(lo + chunk_size, n)
-        a, b = crow[lo], crow[hi]
-        lengths = np.diff(crow[lo : hi + 1])
-        batch = np.zeros((hi - lo, max(1, int(lengths.max()))), dtype=np.int64)
-        batch[r[a:b] - lo, pos[a:b]] = items[a:b]
-        states = network.user_states(torch.from_numpy(batch).to(device), torch.from_numpy(lengths).to(device))
-        out.append(states.float())
-    return torch.cat(out)
+        users = order[lo : lo + chunk_size]
+        width = max(1, int(lengths[users].max()))
+        # row i of the batch holds the items of user users[i], left-aligned
+        cols = np.arange(width)
+        valid = cols[None, :] < lengths[users][:, None]
+        batch = np.where(valid, items[np.where(valid, crow[users][:, None] + cols[None, :], 0)], 0)
+        states = network.user_states(torch.from_numpy(batch).to(device), torch.from_numpy(lengths[users]).to(device))
+        if out is None:
+            out = torch.empty(n, states.shape[1], dtype=torch.float32, device=states.device)
+        out[torch.from_numpy(users).to(states.device)] = states.float()
+    return out
 
 
 def _index_map(seq_items: pl.DataFrame, model_items: pl.DataFrame) -> np.ndarray:
