@@ -43,7 +43,8 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def network_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The evaluated weights: the moving average (``ema.``) when training kept one, else ``network.``."""
+    """The evaluated weights, ``network.`` in ``state_dict`` (with weight averaging, Lightning
+    saves the average there). Checkpoints written before that kept the average under ``ema.``."""
     prefix = "ema." if any(k.startswith("ema.") for k in ckpt["state_dict"]) else "network."
     return {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
 

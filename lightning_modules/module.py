@@ -5,7 +5,6 @@ bookkeeping. Validation metrics are integer counts all-reduced over ranks (see `
 each rank logs the same exact value; ``history`` keeps them per epoch and travels in checkpoints.
 """
 
-import copy
 import time
 from typing import Any
 
@@ -46,9 +45,6 @@ class NextItemModule(L.LightningModule):
     ):
         super().__init__()
         self.network = network
-        # An exponential moving average of the weights, when configured, is what gets evaluated and
-        # published: it is smoother than the last step's weights on small, noisy data.
-        self.ema = copy.deepcopy(network).requires_grad_(False) if train.ema_decay else None
         config = {"model": model.model_dump(mode="json"), "train": train.model_dump(mode="json")}
         self.save_hyperparameters({"arch": network.arch, "config": config})
         self.model_cfg, self.train_cfg = model, train
@@ -101,18 +97,12 @@ class NextItemModule(L.LightningModule):
             self.log("train/loss", loss, prog_bar=False, batch_size=len(targets))
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        if self.ema is not None:
-            # Warm-up as in TensorFlow's ExponentialMovingAverage: short runs are not stuck near the init.
-            step = self.global_step
-            weight = 1.0 - min(self.train_cfg.ema_decay, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for avg, param in zip(self.ema.parameters(), self.network.parameters(), strict=True):
-                    avg.lerp_(param.detach(), weight)
-
     @property
     def eval_network(self) -> NextItemNetwork:
-        return self.ema if self.ema is not None else self.network
+        """The evaluated weights. With ``train.ema_decay`` they are the moving average: the
+        ``WarmupEMA`` callback swaps it into ``network`` for validation and copies it there when
+        training ends; a loaded checkpoint's ``state_dict`` holds it too."""
+        return self.network
 
     def _sampled_softmax(
         self, hidden: torch.Tensor, targets: torch.Tensor, seen: tuple[torch.Tensor, torch.Tensor] | None = None

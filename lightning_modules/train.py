@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, Timer
 from pydantic import ValidationError
 
+from lightning_modules.averaging import weight_averaging
 from lightning_modules.budget import EpochBudget, training_budget
 from lightning_modules.data import SequenceDataModule
 from lightning_modules.lifeline import die_with_parent
@@ -130,7 +131,7 @@ def fit(
         **settings,
         max_epochs=config.train.epochs,
         max_time={"minutes": budget} if budget else None,
-        callbacks=[checkpoint, early, *epoch_budget, EpochLog(), *(callbacks or [])],
+        callbacks=[checkpoint, early, *epoch_budget, *weight_averaging(config.train), EpochLog(), *(callbacks or [])],
         logger=training_loggers(out),
         log_every_n_steps=1,  # nightly data is small: every step's loss in metrics.csv
         enable_progress_bar=False,
