@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from lightning_modules.data import SequenceDataModule
-from lightning_modules.model_io import load_model, network_state, read_checkpoint, warm_start
+from lightning_modules.model_io import load_model, read_checkpoint, warm_start
 from lightning_modules.network import NextItemNetwork
 from lightning_modules.recommend import ModelRecommender
 from lightning_modules.train import main
@@ -81,8 +82,36 @@ def test_load_model_needs_only_the_folder_and_reproduces_test_metrics(trained):
     assert network.item_embeddings().shape == (31, 8)
     data = SequenceDataModule(seq, max_len=8)
     data.load()
-    again = ModelRecommender(network, items, max_len=8).evaluate(data.eval_rows["test"], batch_size=7)
-    assert again == json.loads((tmp / "model" / "metrics.json").read_text())["test"]
+    metrics = json.loads((tmp / "model" / "metrics.json").read_text())
+    recommender = ModelRecommender(network, items, max_len=8)
+    assert recommender.evaluate(data.eval_rows["test"], batch_size=7) == metrics["test"]
+    # model.ckpt holds the moving average that was validated at the best epoch, not the live weights.
+    assert recommender.evaluate(data.eval_rows["valid"]) == metrics["valid"]
+    ckpt = read_checkpoint(tmp / "model" / "model.ckpt")
+    live = ckpt["current_model_state"]
+    assert any(not torch.equal(live[k], v) for k, v in ckpt["state_dict"].items())
+
+
+def test_checkpoints_from_before_lightning_averaging_still_load(trained, tmp_path):
+    """Published models kept the average under ``ema.`` beside the live ``network.`` weights."""
+    tmp, _, _, _ = trained
+    old_dir = tmp_path / "old"
+    shutil.copytree(tmp / "model", old_dir)
+    ckpt = read_checkpoint(old_dir / "model.ckpt")
+    average = {k.replace("network.", "ema.", 1): v for k, v in ckpt["state_dict"].items()}
+    ckpt["state_dict"] = ckpt.pop("current_model_state") | average
+    del ckpt["averaging_state"]
+    torch.save(ckpt, old_dir / "model.ckpt")
+
+    new_net, items = load_model(tmp / "model")
+    old_net, _ = load_model(old_dir)
+    for (name, new), old in zip(new_net.state_dict().items(), old_net.state_dict().values(), strict=True):
+        assert torch.equal(new, old), name
+    warm_new, warm_old = (NextItemNetwork.from_arch(new_net.arch) for _ in range(2))
+    warm_old.load_state_dict(warm_new.state_dict())
+    assert warm_start(warm_new, items, tmp / "model") == warm_start(warm_old, items, old_dir)
+    for (name, new), old in zip(warm_new.state_dict().items(), warm_old.state_dict().values(), strict=True):
+        assert torch.equal(new, old), name
 
 
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
@@ -112,11 +141,13 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
     assert read_checkpoint(killed / "last.ckpt")["epoch"] == 0  # saved at the end of epoch 0, nothing later
 
     assert main(["--config", str(config), "--sequences", str(seq), "--out", str(killed), "--resume"]) == 0
-    straight = network_state(read_checkpoint(tmp_path / "straight" / "last.ckpt"))
-    resumed = network_state(read_checkpoint(killed / "last.ckpt"))
-    assert straight.keys() == resumed.keys()
-    for name in straight:
-        assert torch.equal(straight[name], resumed[name]), name
+    straight, resumed = (read_checkpoint(out / "last.ckpt") for out in (tmp_path / "straight", killed))
+    # Both the moving average (state_dict) and the live weights training continues from.
+    for key in ("state_dict", "current_model_state"):
+        assert straight[key].keys() == resumed[key].keys()
+        for name in straight[key]:
+            assert torch.equal(straight[key][name], resumed[key][name]), (key, name)
+    assert int(straight["averaging_state"]["n_averaged"]) == int(resumed["averaging_state"]["n_averaged"])
     history = json.loads((killed / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [0, 1, 2]
 
