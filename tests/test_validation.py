@@ -243,7 +243,8 @@ def test_volume_reads_previous_nights_reports(tmp_path):
     assert failed(explosion, "error") == {"volume"} and explosion["night"]["volume_ratio"] > 5
 
 
-def test_a_night_of_only_cold_users_warns_and_quarantines_nothing(tmp_path):
+def cold_users_night() -> pl.DataFrame:
+    """Four days of history, then a night whose only events are 100 first-time users'."""
     history = make_events(days=4, per_day=120)
     newcomers = pl.DataFrame(
         {
@@ -254,7 +255,11 @@ def test_a_night_of_only_cold_users_warns_and_quarantines_nothing(tmp_path):
         },
         schema_overrides={TIMESTAMP: EVENT_SCHEMA[TIMESTAMP]},
     )
-    events = pl.concat([history.with_columns(pl.col(TIMESTAMP) - timedelta(days=1)), newcomers], how="diagonal_relaxed")
+    return pl.concat([history.with_columns(pl.col(TIMESTAMP) - timedelta(days=1)), newcomers], how="diagonal_relaxed")
+
+
+def test_a_night_of_only_cold_users_warns_and_quarantines_nothing(tmp_path):
+    events = cold_users_night()
     report = validate(events, tmp_path)
     assert failed(report, "warn") == {"cold_users"} and report["status"] == "warn"
     assert report["rows_quarantined"] == 0

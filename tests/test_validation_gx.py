@@ -11,8 +11,8 @@ import pytest
 from expectations.runner import validate_frame
 from nightrec.config import NightrecConfig
 from nightrec.errors import ConfigError
-from nightrec.schema import EVENT_SCHEMA, EVENT_TYPE, ITEM_ID, TIMESTAMP, USER_ID
-from tests.test_validation import NIGHT, RUN_DATE, make_events
+from nightrec.schema import EVENT_TYPE, TIMESTAMP
+from tests.test_validation import RUN_DATE, cold_users_night, make_events
 
 REMOTE_ASSET = re.compile(r"""<(script|link)\b[^>]*\b(src|href)=["']?(https?:)?//""", re.I)
 
@@ -86,19 +86,7 @@ def test_the_checkpoint_run_is_named_by_the_run_date_and_stored(tmp_path):
 
 
 def test_warn_level_failures_are_native_warnings_and_do_not_fail_the_night(tmp_path):
-    history = make_events(days=4, per_day=120).with_columns(pl.col(TIMESTAMP) - timedelta(days=1))
-    newcomers = pl.DataFrame(
-        {
-            USER_ID: [f"new{k:03d}" for k in range(100)],
-            ITEM_ID: [f"i{k % 12:03d}" for k in range(100)],
-            EVENT_TYPE: ["view"] * 100,
-            TIMESTAMP: [NIGHT + timedelta(minutes=7 * k) for k in range(100)],
-        },
-        schema_overrides={TIMESTAMP: EVENT_SCHEMA[TIMESTAMP]},
-    )
-    report = validate_frame(
-        pl.concat([history, newcomers], how="diagonal_relaxed"), NightrecConfig(data_dir=tmp_path), RUN_DATE
-    )
+    report = validate_frame(cold_users_night(), NightrecConfig(data_dir=tmp_path), RUN_DATE)
     cold = next(r for r in report["expectations"] if r["name"] == "cold_users")
     assert (cold["severity"], cold["success"], cold["outcome"]) == ("warning", False, "warn")
     assert report["status"] == "warn" and report["failed"]["error"] == []
