@@ -106,12 +106,15 @@ def build_recommendations(
         model = _model_rows(model_scores, enough, seen, k)
     model = model.with_columns(pl.int_range(1, pl.len() + 1).over(USER_ID).cast(pl.Int32).alias(RANK))
 
-    # The fallback never repeats an item the model already placed in the same list.
-    exclude = pl.concat([seen, model.select(USER_ID, ITEM_ID)])
     groups = _user_groups(everyone, users, config, histories.get_column(USER_ID))
     ranked = grouped_rankings(events, run_date, config.popularity, groups)
-    fallback = top_k_unseen(groups, ranked, exclude, k)
+    # Only users whose model list is short (or missing) are filled: on a night where the model
+    # serves nearly everyone, the fallback touches a few users, not users x candidates.
     n_model = model.group_by(USER_ID).agg(pl.len().cast(pl.Int32).alias("__n"))
+    short = groups.join(n_model, on=USER_ID, how="left").filter(pl.col("__n").fill_null(0) < k)
+    # The fallback never repeats an item the model already placed in the same list.
+    exclude = pl.concat([seen, model.select(USER_ID, ITEM_ID)]).join(short.select(USER_ID), on=USER_ID, how="semi")
+    fallback = top_k_unseen(short.select(USER_ID, GROUP), ranked, exclude, k)
     fill = (
         fallback.join(n_model, on=USER_ID, how="left")
         .with_columns(pl.col("__n").fill_null(0))
