@@ -222,6 +222,7 @@ def _print_list(entry: dict) -> None:
 import flows.cli_analyze  # noqa: E402
 import flows.cli_orchestration  # noqa: E402
 import flows.cli_privacy  # noqa: E402
+import flows.cli_refresh  # noqa: E402
 import flows.cli_sequences  # noqa: E402
 import flows.cli_validate  # noqa: E402, F401
 

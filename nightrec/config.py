@@ -253,6 +253,12 @@ class OrchestrationConfig(_Section):
     retrain_every_days: int = Field(1, ge=1, description="Warm-start a new model every N nights; reuse it between.")
     promotion_tolerance: float = Field(0.0, ge=0, description="Allowed drop in validation NDCG@10 vs the champion.")
     train_timeout_minutes: float = Field(180.0, gt=0)
+    refresh_enabled: bool = Field(
+        False, description="Whether the `refresh` deployment's interval schedule is active (`nightrec serve`)."
+    )
+    refresh_every_minutes: float = Field(
+        30.0, gt=0, description="Interval of the `refresh` deployment: re-score the users active since the last run."
+    )
     artifact_retention_runs: int = Field(
         30,
         ge=1,

@@ -18,6 +18,10 @@ a file name of its own.
     scores.parquet                      score: the serving model's top-K per known user
     recommendations.parquet             fallback: tonight's table, model lists and popularity
     fallback.parquet                    the list a brand-new user gets
+    refresh/                            intra-day refreshes of this night's table (nightrec.refresh)
+      state.json                        the watermark: events at or before it were read already
+      <stamp>/                          one refresh: events.parquet (accepted), quarantine.parquet,
+                                        sequences/ (the touched users), recommendations.parquet
   gx/                                   the GX project: great_expectations.yml, expectations/ (the
                                         suites), checkpoints/, uncommitted/data_docs/local_site/
   models/
@@ -50,6 +54,8 @@ SEQUENCE_STATS_FILE = "sequence_stats.json"
 SCORES_FILE = "scores.parquet"
 RECOMMENDATIONS_FILE = "recommendations.parquet"
 FALLBACK_FILE = "fallback.parquet"
+REFRESH_DIR = "refresh"  # runs/<date>/refresh/: the day's intra-day refreshes
+REFRESH_STATE_FILE = "state.json"
 
 # runs/<date>/behavior/
 BEHAVIOR_JSON = "behavior.json"

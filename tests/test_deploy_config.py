@@ -19,7 +19,7 @@ def test_nightly_is_scheduled_one_at_a_time_and_retrain_is_triggered_by_degraded
             "publish": {"postgres_url": "postgresql://nightrec:s3cret@db:5432/recs"},
         }
     )
-    nightly, retrain = build_deployments(config)
+    nightly, retrain, refresh = build_deployments(config)
     assert (nightly.flow_name, nightly.name, retrain.flow_name, retrain.name) == (
         "nightly",
         "nightly",
@@ -30,7 +30,7 @@ def test_nightly_is_scheduled_one_at_a_time_and_retrain_is_triggered_by_degraded
     (schedule,) = nightly.schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 2 * * *", "Europe/Berlin")
     assert schedule.active
-    for deployment in (nightly, retrain):
+    for deployment in (nightly, retrain, refresh):
         assert deployment.concurrency_limit == 1
         assert deployment.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.CANCEL_NEW
 
@@ -47,6 +47,17 @@ def test_nightly_is_scheduled_one_at_a_time_and_retrain_is_triggered_by_degraded
     properties = nightly._parameter_openapi_schema.properties
     assert set(properties) == {"run_date", "config"}
     assert set(retrain._parameter_openapi_schema.properties) == {"reason", "config", "run_date"}
+
+
+def test_refresh_runs_every_half_hour_once_enabled():
+    (paused,) = build_deployments(NightrecConfig())[2].schedules
+    assert paused.schedule.interval.total_seconds() == 30 * 60 and not paused.active, "off until enabled"
+    config = NightrecConfig.model_validate({"orchestration": {"refresh_enabled": True, "refresh_every_minutes": 10}})
+    refresh = build_deployments(config)[2]
+    (schedule,) = refresh.schedules
+    assert (refresh.flow_name, refresh.name) == ("refresh", "refresh")
+    assert schedule.schedule.interval.total_seconds() == 600 and schedule.active
+    assert set(refresh._parameter_openapi_schema.properties) == {"config", "events"}
 
 
 def test_retrain_needs_a_server_and_says_so_in_one_line(monkeypatch, capsys):

@@ -68,7 +68,7 @@ def _prefect_commands(compose: dict, dockerfile: dict) -> list[list[str]]:
 
 def test_prefect_yaml_entrypoints_are_the_flows_it_names(prefect_yaml):
     deployments = {d["name"]: d for d in prefect_yaml["deployments"]}
-    assert set(deployments) == {"nightly", "retrain"}
+    assert set(deployments) == {"nightly", "retrain", "refresh"}
     for name, deployment in deployments.items():
         path, _, attr = deployment["entrypoint"].partition(":")
         assert (ROOT / path).is_file(), path
@@ -84,6 +84,8 @@ def test_prefect_yaml_entrypoints_are_the_flows_it_names(prefect_yaml):
     (trigger,) = deployments["retrain"]["triggers"]
     assert trigger["expect"] == [DEGRADED_EVENT]
     assert trigger["parameters"] == {"reason": "{{ event.payload.reason }}"}
+    (interval,) = deployments["refresh"]["schedules"]
+    assert interval == {"interval": defaults.refresh_every_minutes * 60, "active": defaults.refresh_enabled}
 
 
 def test_dockerfile_copies_what_exists_and_agrees_with_the_other_files(dockerfile, prefect_yaml, k8s):

@@ -79,12 +79,14 @@ def build_recommendations(
     model_scores: pl.DataFrame | None = None,
     model_version: str | None = None,
     users: pl.DataFrame | None = None,
+    popularity_events: pl.DataFrame | pl.LazyFrame | None = None,
 ) -> pl.DataFrame:
     """Tonight's table in the published schema.
 
     ``model_scores`` is ``score_users`` output (user_id, rank, item_id, score) or None (the
     fallback serves everyone); ``users`` the user table (``config.popularity.users_file`` is
-    read when it is None).
+    read when it is None). ``popularity_events`` (default ``events``) ranks the fallback: a
+    refresh passes the histories of a few users as ``events`` and the whole day's log here.
     """
     k = config.k
     if users is None and config.popularity.users_file is not None:
@@ -107,7 +109,8 @@ def build_recommendations(
     model = model.with_columns(pl.int_range(1, pl.len() + 1).over(USER_ID).cast(pl.Int32).alias(RANK))
 
     groups = _user_groups(everyone, users, config, histories.get_column(USER_ID))
-    ranked = grouped_rankings(events, run_date, config.popularity, groups)
+    popular = events if popularity_events is None else popularity_events
+    ranked = grouped_rankings(popular, run_date, config.popularity, groups)
     # Only users whose model list is short (or missing) are filled: on a night where the model
     # serves nearly everyone, the fallback touches a few users, not users x candidates.
     n_model = model.group_by(USER_ID).agg(pl.len().cast(pl.Int32).alias("__n"))

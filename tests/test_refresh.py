@@ -1,0 +1,133 @@
+"""The intra-day refresh, end to end through Prefect on constructed data whose answer is known.
+
+Users browse one of two disjoint categories (items ``a..`` or ``b..``); a small model trained by
+the nightly learns to recommend the category a history is in. A refresh must then move a user
+whose latest events switch category, give a brand-new user a model list, quarantine bad rows
+with nothing lost, leave every other user's rows exactly as the night published them, and skip
+while another run holds the data directory.
+"""
+
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from flows.concurrency import data_dir_slot
+from nightrec.config import NightrecConfig
+from nightrec.schema import EVENT_SCHEMA, ITEM_ID, USER_ID
+from tests.flow_fixtures import latest_table
+
+END = date(2026, 3, 10)  # last day of the log
+NIGHT = END + timedelta(days=1)  # the run date: the refresh reads events of this day
+MORNING = datetime.combine(NIGHT, datetime.min.time(), tzinfo=UTC) + timedelta(hours=8)
+MOVER = "u0000"  # browses category a all week, then switches to b in the morning
+NEWBIE = "new-user"
+
+
+def category_log(users: int = 600, per_user: int = 20, seed: int = 3) -> pl.DataFrame:
+    """Every user views ``per_user`` random items of one category (even users a, odd users b)."""
+    rng = np.random.default_rng(seed)
+    first = datetime.combine(END - timedelta(days=4), datetime.min.time(), tzinfo=UTC)
+    rows = []
+    for u in range(users):
+        category = "ab"[u % 2]
+        t = first + timedelta(minutes=int(rng.integers(0, 3 * 24 * 60)))
+        for item in rng.integers(0, 30, per_user):
+            t += timedelta(seconds=int(rng.integers(60, 600)))
+            rows.append((f"u{u:04d}", f"{category}{item:02d}", "view", t))
+    return _events(rows)
+
+
+def _events(rows: list[tuple]) -> pl.DataFrame:
+    frame = pl.DataFrame(rows, schema=["user_id", "item_id", "event_type", "timestamp"], orient="row")
+    return frame.with_columns(pl.col("timestamp").cast(EVENT_SCHEMA["timestamp"]))
+
+
+def day_events(user: str, items: list[str], start: datetime = MORNING) -> list[tuple]:
+    return [(user, item, "view", start + timedelta(minutes=3 * i)) for i, item in enumerate(items)]
+
+
+def share_b(frame: pl.DataFrame, user: str) -> float:
+    items = frame.filter(pl.col(USER_ID) == user).get_column(ITEM_ID)
+    return float(items.str.starts_with("b").mean())
+
+
+@pytest.fixture(scope="module")
+def night(prefect_harness, tmp_path_factory):
+    """A published night (a trained model serving) on the category log; returns its config."""
+    from tests.flow_fixtures import run_night
+
+    root = tmp_path_factory.mktemp("refresh")
+    events = root / "events"
+    events.mkdir()
+    category_log().write_parquet(events / "week.parquet")
+    config = NightrecConfig.model_validate(
+        {
+            "data_dir": str(root / "data"),
+            "events": str(events),
+            "k": 10,
+            "model": {"embedding_dim": 16, "hidden_size": 16},
+            "train": {"epochs": 8, "batch_size": 32, "num_threads": 1, "max_minutes": None},
+        }
+    )
+    state = run_night(config, NIGHT)
+    assert state.is_completed(), state.message
+    assert state.result()["model_version"], "a model must serve the night"
+    return config
+
+
+def run_refresh(config: NightrecConfig, events=None):
+    from flows.refresh import refresh
+
+    return refresh(config=config, events=events, return_state=True)
+
+
+def test_a_refresh_rescores_only_the_active_users(night):
+    nightly = latest_table(night)
+    assert share_b(nightly, MOVER) <= 0.3, "the model learned the categories: a's history gets a items"
+    assert nightly.filter(pl.col(USER_ID) == NEWBIE).is_empty()
+
+    # the day's events so far: the mover switches to category b, a new user browses b, a bad row
+    morning = day_events(MOVER, ["b01", "b07", "b13", "b22", "b29", "b05"]) + day_events(
+        NEWBIE, ["b02", "b11", "b17", "b24"], MORNING + timedelta(minutes=1)
+    )
+    bad = [(MOVER, "b03", "hover", MORNING + timedelta(hours=1))]  # an unknown event type
+    drop = _events(morning + bad)
+    drop.write_parquet(f"{night.events}/today.parquet")  # beside the week's file, as a shop's export adds files
+
+    state = run_refresh(night)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    v = summary["validation"]
+    assert (v["rows_in"], v["rows_clean"], v["rows_quarantined"]) == (11, 10, 1), "nothing lost"
+    assert v["by_reason"]["unknown_event_type"] == 1
+    assert summary["users_refreshed"] == 2
+
+    fresh = latest_table(night)
+    assert share_b(fresh, MOVER) >= 0.6, "the refreshed list follows the new category"
+    newbie = fresh.filter(pl.col(USER_ID) == NEWBIE)
+    assert newbie.height == 10 and set(newbie.get_column("source")) == {"model"}, "a model list, not popularity"
+    assert share_b(fresh, NEWBIE) >= 0.6
+    refreshed = fresh.filter(pl.col(USER_ID).is_in([MOVER, NEWBIE]))
+    assert refreshed.get_column("refreshed_at").is_not_null().all()
+    assert refreshed.get_column("model_version").unique().to_list() == [summary["model_version"]]
+    seen = set(drop.filter(pl.col(USER_ID) == MOVER).get_column(ITEM_ID))
+    assert not seen & set(fresh.filter(pl.col(USER_ID) == MOVER).get_column(ITEM_ID)), "seen items stay masked"
+
+    # every other user: exactly the night's rows
+    others = fresh.filter(~pl.col(USER_ID).is_in([MOVER, NEWBIE]))
+    assert others.equals(nightly.filter(pl.col(USER_ID) != MOVER))
+
+    # a second refresh with nothing new touches nobody and publishes nothing
+    again = run_refresh(night).result()
+    assert again["users_refreshed"] == 0 and again["validation"]["rows_in"] == 0 and "published" not in again
+    assert latest_table(night).equals(fresh)
+
+
+def test_a_refresh_skips_while_another_run_holds_the_data_directory(night):
+    before = latest_table(night)
+    with data_dir_slot(night.data_dir, wait_seconds=None):
+        state = run_refresh(night)
+    assert state.is_cancelled() and "refresh skipped" in state.message, state.message
+    assert latest_table(night).equals(before)
