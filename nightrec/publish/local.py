@@ -38,6 +38,7 @@ from nightrec.schema import (
     RUN_DATE,
     SOURCE,
     SOURCE_POPULARITY,
+    TIMESTAMP_DTYPE,
     USER_ID,
     conform,
 )
@@ -49,6 +50,7 @@ PART_FILE = "part-0.parquet"
 MANIFEST_FILE = "_manifest.json"
 PARTITION_PREFIX = "run_date="
 _DUCK_TYPES = {pl.Date: "DATE", pl.String: "VARCHAR", pl.Int32: "INTEGER", pl.Float64: "DOUBLE"}
+_DUCK_TYPES[TIMESTAMP_DTYPE] = "TIMESTAMPTZ"
 
 
 def partition_dir(data_dir: Path, run_date: date) -> Path:
@@ -179,11 +181,14 @@ def apply_retention(data_dir: Path, keep: int) -> list[date]:
 
 
 def _create_from(con: duckdb.DuckDBPyConnection, table: str, schema: dict, files: list[str], order: str) -> None:
+    columns = ", ".join(f"{name} {_DUCK_TYPES[dtype]}" for name, dtype in schema.items())
+    con.execute(f"CREATE TABLE {table} ({columns})")
     if files:
-        con.execute(f"CREATE TABLE {table} AS SELECT * FROM read_parquet(?) ORDER BY {order}", [files])
-    else:
-        columns = ", ".join(f"{name} {_DUCK_TYPES[dtype]}" for name, dtype in schema.items())
-        con.execute(f"CREATE TABLE {table} ({columns})")
+        # By name: partitions written before a column existed (``refreshed_at``) leave it null.
+        con.execute(
+            f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?, union_by_name = true) ORDER BY {order}",
+            [files],
+        )
 
 
 def publish_duckdb(data_dir: Path, db_path: Path, keep: int | None = None) -> Path:

@@ -14,9 +14,10 @@ from pydantic import SecretStr
 
 from nightrec.config import SQL_IDENTIFIER
 from nightrec.errors import ConfigError, NightrecError
-from nightrec.schema import FALLBACK_SCHEMA, RECOMMENDATION_SCHEMA, conform
+from nightrec.schema import FALLBACK_SCHEMA, RECOMMENDATION_SCHEMA, REFRESHED_AT, TIMESTAMP_DTYPE, conform
 
 _PG_TYPES = {pl.Date: "date", pl.String: "text", pl.Int32: "integer", pl.Float64: "double precision"}
+_PG_TYPES[TIMESTAMP_DTYPE] = "timestamptz"
 _MAX_TABLE = 40  # leaves room for the _latest / _fallback / index suffixes within 63 bytes
 CONNECT_TIMEOUT_S = 5
 
@@ -96,7 +97,18 @@ def _columns(schema: dict) -> str:
     return ", ".join(f"{name} {_PG_TYPES[dtype]}" for name, dtype in schema.items())
 
 
+def _has_column(con, relation, column: str) -> bool:
+    """Whether ``relation`` (a table or view, maybe absent) has ``column``, from the catalog alone."""
+    query = "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s AND NOT attisdropped"
+    return con.execute(query, [relation.as_string(con), column]).fetchone()[0] > 0
+
+
 def _ensure_tables(con, names: dict, fallback_schema: dict) -> None:
+    """Create what is missing and upgrade a table of an earlier version (no ``refreshed_at``).
+
+    Only a missing table, column or view is altered: ALTER and CREATE OR REPLACE VIEW take locks
+    that readers would queue behind, so a current schema costs readers nothing.
+    """
     from psycopg import sql
 
     statements = [
@@ -115,10 +127,14 @@ def _ensure_tables(con, names: dict, fallback_schema: dict) -> None:
         con.execute("SELECT pg_advisory_xact_lock(hashtext('nightrec-publish-ddl'))")
         for statement in statements:
             con.execute(statement.format(**names))
-        exists = con.execute("SELECT to_regclass(%s)", [names["latest"].as_string(con)]).fetchone()[0]
-        if exists is None:
+        if not _has_column(con, names["table"], REFRESHED_AT):
+            add = "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS " + _columns({REFRESHED_AT: TIMESTAMP_DTYPE})
+            con.execute(sql.SQL(add).format(**names))
+        # A view's * is expanded when it is created: one older than the column is replaced.
+        if not _has_column(con, names["latest"], REFRESHED_AT):
             latest = (
-                "CREATE VIEW {latest} AS SELECT * FROM {table} WHERE run_date = (SELECT max(run_date) FROM {table})"
+                "CREATE OR REPLACE VIEW {latest} AS SELECT * FROM {table} "
+                "WHERE run_date = (SELECT max(run_date) FROM {table})"
             )
             con.execute(sql.SQL(latest).format(**names))
 
