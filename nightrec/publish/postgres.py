@@ -177,9 +177,16 @@ def _swap(con, names: dict, run_date: date, keep: int, with_fallback: bool, txn:
             con.execute(sql.SQL("INSERT INTO {fallback} SELECT * FROM stage_fallback").format(**names))
         con.execute(cutoff.format(t=names["table"]), [keep])
         con.execute(cutoff.format(t=names["fallback"]), [keep])
-        if txn is not None:
-            con.execute(sql.SQL("INSERT INTO {log} (txn, run_date) VALUES (%s, %s)").format(**names), [txn, run_date])
-            con.execute(sql.SQL("DELETE FROM {log} WHERE published_at < now() - interval '30 days'").format(**names))
+        _record(con, names, run_date, txn)
+
+
+def _record(con, names: dict, run_date: date, txn: str | None) -> None:
+    """Log ``txn`` inside the swap's transaction: it is there exactly when the swap committed."""
+    from psycopg import sql
+
+    if txn is not None:
+        con.execute(sql.SQL("INSERT INTO {log} (txn, run_date) VALUES (%s, %s)").format(**names), [txn, run_date])
+        con.execute(sql.SQL("DELETE FROM {log} WHERE published_at < now() - interval '30 days'").format(**names))
 
 
 def publish_postgres(
@@ -214,6 +221,45 @@ def publish_postgres(
     except psycopg.Error as exc:
         raise NightrecError(
             f"PostgreSQL at {where}: publishing {schema}.{table} failed: {_scrub(str(exc), url)}"
+        ) from None
+    return f"{where} {schema}.{table}"
+
+
+def refresh_postgres(
+    recs: pl.DataFrame,
+    url: SecretStr | str,
+    run_date: date,
+    schema: str = "public",
+    table: str = "recommendations",
+    txn: str | None = None,
+) -> str:
+    """Replace the ``run_date`` lists of ``recs``' users (an intra-day refresh) in one
+    transaction; every other row stays as it is. Returns ``host:port/db schema.table``.
+
+    Refuses a date PostgreSQL holds no nightly for: a refresh extends a published night.
+    ``txn`` is recorded as the nightly's swap records it (``committed``).
+    """
+    from psycopg import sql
+
+    names = _names(schema, table)
+    recs = conform(recs)
+    psycopg = _psycopg()
+    where = describe(url)
+    night = sql.SQL("SELECT EXISTS (SELECT 1 FROM {table} WHERE run_date = %s)").format(**names)
+    replaced = sql.SQL("DELETE FROM {table} WHERE run_date = %s AND user_id IN (SELECT user_id FROM stage_recs)")
+    try:
+        with connect(url) as con:
+            _ensure_tables(con, names, FALLBACK_SCHEMA)
+            _stage(con, names, recs, None)
+            with con.transaction():
+                if not con.execute(night, [run_date]).fetchone()[0]:
+                    raise NightrecError(f"PostgreSQL at {where}: {schema}.{table} holds no nightly for {run_date}")
+                con.execute(replaced.format(**names), [run_date])
+                con.execute(sql.SQL("INSERT INTO {table} SELECT * FROM stage_recs").format(**names))
+                _record(con, names, run_date, txn)
+    except psycopg.Error as exc:
+        raise NightrecError(
+            f"PostgreSQL at {where}: refreshing {schema}.{table} failed: {_scrub(str(exc), url)}"
         ) from None
     return f"{where} {schema}.{table}"
 
