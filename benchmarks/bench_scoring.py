@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lightning_modules.topk import top_k_scores
 from nightrec.config import load_config
 from nightrec.publish.local import publish_all
-from nightrec.schema import RECOMMENDATION_SCHEMA
+from nightrec.schema import RECOMMENDATION_SCHEMA, REFRESHED_AT
 
 
 def mm_gflops(m: int = 2048, k: int = 2048, n: int = 2048, reps: int = 5) -> float:
@@ -106,7 +106,7 @@ def recommendation_table(users: int, k: int, run_date: date) -> pl.DataFrame:
             "source": ["model"] * n,
             "model_version": ["gru@bench"] * n,
         },
-        schema=RECOMMENDATION_SCHEMA,
+        schema={name: dtype for name, dtype in RECOMMENDATION_SCHEMA.items() if name != REFRESHED_AT},
     )
 
 

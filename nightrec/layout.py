@@ -8,6 +8,8 @@ a file name of its own.
   .nightrec.lock                        held by the run using the directory (see nightrec.lock)
   forget-log.jsonl                      forget requests: pseudonym, key id and time (nightrec.privacy)
   recommendations/run_date=<date>/      its Parquet partitions
+  recommendations_refresh/run_date=<date>/
+                                        refresh-<UTC time>.parquet: the day's intra-day refreshes
   runs/<date>/
     events.parquet                      ingest: the source in the event contract
     clean.parquet, quarantine.parquet   validate

@@ -46,6 +46,8 @@ RANK = "rank"
 SCORE = "score"
 SOURCE = "source"
 MODEL_VERSION = "model_version"
+# When an intra-day refresh re-scored the user (UTC); null on the nightly's rows.
+REFRESHED_AT = "refreshed_at"
 RECOMMENDATION_SCHEMA: dict[str, pl.DataType] = {
     RUN_DATE: pl.Date,
     USER_ID: ID_DTYPE,
@@ -54,6 +56,7 @@ RECOMMENDATION_SCHEMA: dict[str, pl.DataType] = {
     SCORE: pl.Float64,
     SOURCE: pl.String,
     MODEL_VERSION: pl.String,
+    REFRESHED_AT: TIMESTAMP_DTYPE,
 }
 # The list a user absent from the table gets (the CLI shows it to new users).
 FALLBACK_SCHEMA: dict[str, pl.DataType] = {
@@ -69,7 +72,12 @@ SOURCE_MODEL_POPULARITY = "model+popularity"
 
 
 def conform(recs: pl.DataFrame) -> pl.DataFrame:
-    """Cast to the published schema and column order; raises if a column is missing."""
+    """Cast to the published schema and column order; raises if a column is missing.
+
+    ``refreshed_at`` may be absent: rows that no refresh produced (a nightly's) carry a null.
+    """
+    if REFRESHED_AT not in recs.columns:
+        recs = recs.with_columns(pl.lit(None, RECOMMENDATION_SCHEMA[REFRESHED_AT]).alias(REFRESHED_AT))
     missing = [c for c in RECOMMENDATION_SCHEMA if c not in recs.columns]
     if missing:
         raise NightrecError(f"recommendations: missing column(s) {', '.join(missing)}")

@@ -6,13 +6,17 @@ in a temporary folder and renamed into place (a new date renames the folder, a r
 each file with ``os.replace``). The DuckDB file is rebuilt beside the live one from the kept
 partitions and renamed over it: DuckDB locks a file it has open for writing against every other
 process, so the live file is only ever opened read-only and a killed writer leaves it untouched.
+The rebuild lays each kept date's intra-day refreshes (``nightrec.publish.refresh_files``) over
+its partition, and retention deletes them with it.
 """
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -30,6 +34,7 @@ from nightrec.publish.journal import (
     remove_stale,
     staging_dir,
 )
+from nightrec.publish.refresh_files import apply_refresh, refresh_dir, refresh_files
 from nightrec.schema import (
     FALLBACK_SCHEMA,
     MODEL_VERSION,
@@ -38,6 +43,7 @@ from nightrec.schema import (
     RUN_DATE,
     SOURCE,
     SOURCE_POPULARITY,
+    TIMESTAMP_DTYPE,
     USER_ID,
     conform,
 )
@@ -49,6 +55,7 @@ PART_FILE = "part-0.parquet"
 MANIFEST_FILE = "_manifest.json"
 PARTITION_PREFIX = "run_date="
 _DUCK_TYPES = {pl.Date: "DATE", pl.String: "VARCHAR", pl.Int32: "INTEGER", pl.Float64: "DOUBLE"}
+_DUCK_TYPES[TIMESTAMP_DTYPE] = "TIMESTAMPTZ"
 
 
 def partition_dir(data_dir: Path, run_date: date) -> Path:
@@ -166,58 +173,77 @@ def kept_dates(data_dir: Path, keep: int) -> list[date]:
 
 
 def apply_retention(data_dir: Path, keep: int) -> list[date]:
-    """Delete the partitions of all but the last ``keep`` run dates; returns the dates removed."""
+    """Delete the partitions (and their refreshes) of all but the last ``keep`` run dates;
+    returns the dates removed."""
     kept = set(kept_dates(data_dir, keep))
     removed = [d for d in published_dates(data_dir) if d not in kept]
     for day in removed:
-        folder = partition_dir(data_dir, day)
-        # Renamed out of the listing first, so a reader never sees a half-deleted partition.
-        doomed = staging_dir(data_dir) / f"old-{os.getpid()}-{uuid.uuid4().hex[:8]}-{folder.name}"
-        folder.rename(doomed)
-        shutil.rmtree(doomed)
+        # Refreshes first: retention finds dates by their partition, so none is left orphaned.
+        for folder in (refresh_dir(data_dir, day), partition_dir(data_dir, day)):
+            if not folder.is_dir():
+                continue
+            # Renamed out of the listing first, so a reader never sees a half-deleted partition.
+            doomed = staging_dir(data_dir) / f"old-{os.getpid()}-{uuid.uuid4().hex[:8]}-{folder.name}"
+            folder.rename(doomed)
+            shutil.rmtree(doomed)
     return removed
 
 
 def _create_from(con: duckdb.DuckDBPyConnection, table: str, schema: dict, files: list[str], order: str) -> None:
+    columns = ", ".join(f"{name} {_DUCK_TYPES[dtype]}" for name, dtype in schema.items())
+    con.execute(f"CREATE TABLE {table} ({columns})")
     if files:
-        con.execute(f"CREATE TABLE {table} AS SELECT * FROM read_parquet(?) ORDER BY {order}", [files])
-    else:
-        columns = ", ".join(f"{name} {_DUCK_TYPES[dtype]}" for name, dtype in schema.items())
-        con.execute(f"CREATE TABLE {table} ({columns})")
+        # By name: partitions written before a column existed (``refreshed_at``) leave it null.
+        con.execute(
+            f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?, union_by_name = true) ORDER BY {order}",
+            [files],
+        )
 
 
 def publish_duckdb(data_dir: Path, db_path: Path, keep: int | None = None) -> Path:
-    """Rebuild the DuckDB file from the partitions of the last ``keep`` dates (all when None)
-    and swap it in atomically.
+    """Rebuild the DuckDB file from the partitions of the last ``keep`` dates (all when None),
+    each with its refreshes applied in order, and swap it in atomically.
 
     The file holds table ``recommendations`` (all kept dates), view ``recommendations_latest``
     and table ``recommendations_fallback`` (the list for users new to the table).
     """
-    db_path = Path(db_path)
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{db_path.name}."
-    remove_stale(db_path.parent, prefix)
-    tmp = db_path.with_name(f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     days = published_dates(data_dir) if keep is None else kept_dates(data_dir, keep)
     parts = [str(partition_dir(data_dir, d) / PART_FILE) for d in days]
     fallbacks = [str(p) for d in days if (p := partition_dir(data_dir, d) / FALLBACK_FILE).is_file()]
+    with staged_file(db_path) as tmp, duckdb.connect(str(tmp)) as con:
+        con.execute("BEGIN")
+        _create_from(con, TABLE, RECOMMENDATION_SCHEMA, parts, f"{RUN_DATE}, {USER_ID}, {RANK}")
+        for day in days:
+            for refresh in refresh_files(data_dir, day):
+                apply_refresh(con, TABLE, day, refresh)
+        _create_from(con, FALLBACK_TABLE, FALLBACK_SCHEMA, fallbacks, f"{RUN_DATE}, {RANK}")
+        con.execute(
+            f"CREATE VIEW {LATEST_VIEW} AS SELECT * FROM {TABLE} "
+            f"WHERE {RUN_DATE} = (SELECT max({RUN_DATE}) FROM {TABLE})"
+        )
+        con.execute("COMMIT")
+        con.execute("CHECKPOINT")
+    return Path(db_path)
+
+
+@contextlib.contextmanager
+def staged_file(live: Path) -> Iterator[Path]:
+    """A temporary path beside ``live`` (the same file system, so the swap is a rename) that
+    replaces it when the block succeeds and is removed otherwise. The live file is never opened
+    for writing: DuckDB would lock it against readers, and a killed writer could leave it torn.
+    Leftovers of writers killed earlier are removed first."""
+    live = Path(live)
+    live.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{live.name}."
+    remove_stale(live.parent, prefix)
+    tmp = live.with_name(f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with duckdb.connect(str(tmp)) as con:
-            con.execute("BEGIN")
-            _create_from(con, TABLE, RECOMMENDATION_SCHEMA, parts, f"{RUN_DATE}, {USER_ID}, {RANK}")
-            _create_from(con, FALLBACK_TABLE, FALLBACK_SCHEMA, fallbacks, f"{RUN_DATE}, {RANK}")
-            con.execute(
-                f"CREATE VIEW {LATEST_VIEW} AS SELECT * FROM {TABLE} "
-                f"WHERE {RUN_DATE} = (SELECT max({RUN_DATE}) FROM {TABLE})"
-            )
-            con.execute("COMMIT")
-            con.execute("CHECKPOINT")
+        yield tmp
         fsync(tmp)
-        _swap_file(tmp, db_path)
+        _swap_file(tmp, live)
     finally:
         tmp.unlink(missing_ok=True)
         Path(str(tmp) + ".wal").unlink(missing_ok=True)
-    return db_path
 
 
 def _swap_file(staged: Path, live: Path) -> None:
@@ -226,7 +252,7 @@ def _swap_file(staged: Path, live: Path) -> None:
     fsync(live.parent)
 
 
-def _postgres_committed(config: NightrecConfig):
+def postgres_committed(config: NightrecConfig):
     """How ``recover`` asks PostgreSQL whether a killed publish committed there (None: not configured)."""
     url = config.publish.postgres_url
     if url is None:
@@ -256,7 +282,7 @@ def publish_all(
     if _nothing(recs, fallback):
         summary["skipped"] = "no recommendations tonight: every target keeps the last published run"
         return summary
-    recovered = recover(config.data_dir, _postgres_committed(config))
+    recovered = recover(config.data_dir, postgres_committed(config))
     if recovered:
         summary["recovered"] = recovered
     parquet = pub.parquet or pub.duckdb

@@ -14,9 +14,10 @@ from pydantic import SecretStr
 
 from nightrec.config import SQL_IDENTIFIER
 from nightrec.errors import ConfigError, NightrecError
-from nightrec.schema import FALLBACK_SCHEMA, RECOMMENDATION_SCHEMA, conform
+from nightrec.schema import FALLBACK_SCHEMA, RECOMMENDATION_SCHEMA, REFRESHED_AT, TIMESTAMP_DTYPE, conform
 
 _PG_TYPES = {pl.Date: "date", pl.String: "text", pl.Int32: "integer", pl.Float64: "double precision"}
+_PG_TYPES[TIMESTAMP_DTYPE] = "timestamptz"
 _MAX_TABLE = 40  # leaves room for the _latest / _fallback / index suffixes within 63 bytes
 CONNECT_TIMEOUT_S = 5
 
@@ -96,7 +97,18 @@ def _columns(schema: dict) -> str:
     return ", ".join(f"{name} {_PG_TYPES[dtype]}" for name, dtype in schema.items())
 
 
+def _has_column(con, relation, column: str) -> bool:
+    """Whether ``relation`` (a table or view, maybe absent) has ``column``, from the catalog alone."""
+    query = "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s AND NOT attisdropped"
+    return con.execute(query, [relation.as_string(con), column]).fetchone()[0] > 0
+
+
 def _ensure_tables(con, names: dict, fallback_schema: dict) -> None:
+    """Create what is missing and upgrade a table of an earlier version (no ``refreshed_at``).
+
+    Only a missing table, column or view is altered: ALTER and CREATE OR REPLACE VIEW take locks
+    that readers would queue behind, so a current schema costs readers nothing.
+    """
     from psycopg import sql
 
     statements = [
@@ -115,10 +127,14 @@ def _ensure_tables(con, names: dict, fallback_schema: dict) -> None:
         con.execute("SELECT pg_advisory_xact_lock(hashtext('nightrec-publish-ddl'))")
         for statement in statements:
             con.execute(statement.format(**names))
-        exists = con.execute("SELECT to_regclass(%s)", [names["latest"].as_string(con)]).fetchone()[0]
-        if exists is None:
+        if not _has_column(con, names["table"], REFRESHED_AT):
+            add = "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS " + _columns({REFRESHED_AT: TIMESTAMP_DTYPE})
+            con.execute(sql.SQL(add).format(**names))
+        # A view's * is expanded when it is created: one older than the column is replaced.
+        if not _has_column(con, names["latest"], REFRESHED_AT):
             latest = (
-                "CREATE VIEW {latest} AS SELECT * FROM {table} WHERE run_date = (SELECT max(run_date) FROM {table})"
+                "CREATE OR REPLACE VIEW {latest} AS SELECT * FROM {table} "
+                "WHERE run_date = (SELECT max(run_date) FROM {table})"
             )
             con.execute(sql.SQL(latest).format(**names))
 
@@ -161,9 +177,16 @@ def _swap(con, names: dict, run_date: date, keep: int, with_fallback: bool, txn:
             con.execute(sql.SQL("INSERT INTO {fallback} SELECT * FROM stage_fallback").format(**names))
         con.execute(cutoff.format(t=names["table"]), [keep])
         con.execute(cutoff.format(t=names["fallback"]), [keep])
-        if txn is not None:
-            con.execute(sql.SQL("INSERT INTO {log} (txn, run_date) VALUES (%s, %s)").format(**names), [txn, run_date])
-            con.execute(sql.SQL("DELETE FROM {log} WHERE published_at < now() - interval '30 days'").format(**names))
+        _record(con, names, run_date, txn)
+
+
+def _record(con, names: dict, run_date: date, txn: str | None) -> None:
+    """Log ``txn`` inside the swap's transaction: it is there exactly when the swap committed."""
+    from psycopg import sql
+
+    if txn is not None:
+        con.execute(sql.SQL("INSERT INTO {log} (txn, run_date) VALUES (%s, %s)").format(**names), [txn, run_date])
+        con.execute(sql.SQL("DELETE FROM {log} WHERE published_at < now() - interval '30 days'").format(**names))
 
 
 def publish_postgres(
@@ -198,6 +221,45 @@ def publish_postgres(
     except psycopg.Error as exc:
         raise NightrecError(
             f"PostgreSQL at {where}: publishing {schema}.{table} failed: {_scrub(str(exc), url)}"
+        ) from None
+    return f"{where} {schema}.{table}"
+
+
+def refresh_postgres(
+    recs: pl.DataFrame,
+    url: SecretStr | str,
+    run_date: date,
+    schema: str = "public",
+    table: str = "recommendations",
+    txn: str | None = None,
+) -> str:
+    """Replace the ``run_date`` lists of ``recs``' users (an intra-day refresh) in one
+    transaction; every other row stays as it is. Returns ``host:port/db schema.table``.
+
+    Refuses a date PostgreSQL holds no nightly for: a refresh extends a published night.
+    ``txn`` is recorded as the nightly's swap records it (``committed``).
+    """
+    from psycopg import sql
+
+    names = _names(schema, table)
+    recs = conform(recs)
+    psycopg = _psycopg()
+    where = describe(url)
+    night = sql.SQL("SELECT EXISTS (SELECT 1 FROM {table} WHERE run_date = %s)").format(**names)
+    replaced = sql.SQL("DELETE FROM {table} WHERE run_date = %s AND user_id IN (SELECT user_id FROM stage_recs)")
+    try:
+        with connect(url) as con:
+            _ensure_tables(con, names, FALLBACK_SCHEMA)
+            _stage(con, names, recs, None)
+            with con.transaction():
+                if not con.execute(night, [run_date]).fetchone()[0]:
+                    raise NightrecError(f"PostgreSQL at {where}: {schema}.{table} holds no nightly for {run_date}")
+                con.execute(replaced.format(**names), [run_date])
+                con.execute(sql.SQL("INSERT INTO {table} SELECT * FROM stage_recs").format(**names))
+                _record(con, names, run_date, txn)
+    except psycopg.Error as exc:
+        raise NightrecError(
+            f"PostgreSQL at {where}: refreshing {schema}.{table} failed: {_scrub(str(exc), url)}"
         ) from None
     return f"{where} {schema}.{table}"
 
