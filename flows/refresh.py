@@ -32,7 +32,7 @@ from nightrec.errors import NightrecError
 from nightrec.layout import CLEAN_FILE, QUARANTINE_FILE, RECOMMENDATIONS_FILE, SCORES_FILE, SEQUENCES_DIR, run_dir
 from nightrec.lock import run_lock
 from nightrec.refresh.events import ACCEPTED_FILE, accepted_files, advanced, day_events, select_new, touched_events
-from nightrec.refresh.state import read_state, refresh_dir, write_state
+from nightrec.refresh.state import read_state, refresh_work_dir, write_state
 from nightrec.schema import SOURCE_POPULARITY, USER_ID
 
 REFRESH = "refresh"
@@ -83,7 +83,7 @@ def run_refresh(config: NightrecConfig, events: str | None) -> dict[str, Any]:
     run_date, version = serving_night(config.data_dir)
     state = read_state(config.data_dir, run_date)
     refreshed_at = datetime.now(UTC)
-    out = refresh_dir(config.data_dir, run_date) / refreshed_at.strftime("%Y%m%dT%H%M%S%fZ")
+    out = refresh_work_dir(config.data_dir, run_date) / refreshed_at.strftime("%Y%m%dT%H%M%S%fZ")
     out.mkdir(parents=True)
     seconds: dict[str, float] = {}
 
@@ -163,7 +163,7 @@ def touched_sequences(config: NightrecConfig, run_date: date, out: Path) -> Path
 
     night = run_dir(config.data_dir, run_date)
     touched = pl.read_parquet(out / ACCEPTED_FILE, columns=[USER_ID]).get_column(USER_ID).unique()
-    day = day_events(night / CLEAN_FILE, accepted_files(refresh_dir(config.data_dir, run_date)))
+    day = day_events(night / CLEAN_FILE, accepted_files(refresh_work_dir(config.data_dir, run_date)))
     history = touched_events(day, touched)
     history.write_parquet(out / HISTORY_FILE)
     seqs = build_sequences(history.lazy(), config.sequences, night / SEQUENCES_DIR)

@@ -25,17 +25,22 @@ MOVER = "u0000"  # browses category a all week, then switches to b in the mornin
 NEWBIE = "new-user"
 
 
-def category_log(users: int = 600, per_user: int = 20, seed: int = 3) -> pl.DataFrame:
-    """Every user views ``per_user`` random items of one category (even users a, odd users b)."""
+def category_log(users: int = 600, sessions: int = 4, per_session: int = 5, seed: int = 3) -> pl.DataFrame:
+    """Every session views random items of one category, chosen per session (the mover's are all
+    a): the next item's category is the current session's, so a model learns to follow the latest
+    events."""
     rng = np.random.default_rng(seed)
     first = datetime.combine(END - timedelta(days=4), datetime.min.time(), tzinfo=UTC)
     rows = []
     for u in range(users):
-        category = "ab"[u % 2]
-        t = first + timedelta(minutes=int(rng.integers(0, 3 * 24 * 60)))
-        for item in rng.integers(0, 30, per_user):
-            t += timedelta(seconds=int(rng.integers(60, 600)))
-            rows.append((f"u{u:04d}", f"{category}{item:02d}", "view", t))
+        user = f"u{u:04d}"
+        # sessions spread over the five days (every day has its share of the volume)
+        for start in np.sort(rng.integers(0, 5 * 24 * 60 - 60, sessions)):
+            category = "a" if user == MOVER else "ab"[int(rng.integers(0, 2))]
+            t = first + timedelta(minutes=int(start))
+            for item in rng.integers(0, 30, per_session):
+                t += timedelta(seconds=int(rng.integers(60, 300)))
+                rows.append((user, f"{category}{item:02d}", "view", t))
     return _events(rows)
 
 
@@ -112,7 +117,7 @@ def test_a_refresh_rescores_only_the_active_users(night):
     refreshed = fresh.filter(pl.col(USER_ID).is_in([MOVER, NEWBIE]))
     assert refreshed.get_column("refreshed_at").is_not_null().all()
     assert refreshed.get_column("model_version").unique().to_list() == [summary["model_version"]]
-    seen = set(drop.filter(pl.col(USER_ID) == MOVER).get_column(ITEM_ID))
+    seen = {item for user, item, *_ in morning if user == MOVER}  # the quarantined row is not history
     assert not seen & set(fresh.filter(pl.col(USER_ID) == MOVER).get_column(ITEM_ID)), "seen items stay masked"
 
     # every other user: exactly the night's rows

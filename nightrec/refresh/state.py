@@ -17,7 +17,7 @@ from nightrec.layout import REFRESH_DIR, REFRESH_STATE_FILE, run_dir
 ONE_TICK = timedelta(microseconds=1)  # the event contract's timestamp resolution
 
 
-def refresh_dir(data_dir: Path, run_date: date) -> Path:
+def refresh_work_dir(data_dir: Path, run_date: date) -> Path:
     """``runs/<D>/refresh/``: the state and one folder per refresh of night ``D``."""
     return run_dir(data_dir, run_date) / REFRESH_DIR
 
@@ -39,7 +39,7 @@ class RefreshState:
 
 def read_state(data_dir: Path, run_date: date) -> RefreshState:
     """The state of night ``run_date``'s refreshes; a night without one starts at its midnight."""
-    path = refresh_dir(data_dir, run_date) / REFRESH_STATE_FILE
+    path = refresh_work_dir(data_dir, run_date) / REFRESH_STATE_FILE
     if not path.is_file():
         return RefreshState(run_date, night_end(run_date) - ONE_TICK, 0)
     saved = json.loads(path.read_text())
@@ -48,7 +48,7 @@ def read_state(data_dir: Path, run_date: date) -> RefreshState:
 
 def write_state(data_dir: Path, state: RefreshState) -> Path:
     """Replace the state atomically (after the refresh published: a failed one is read again)."""
-    path = refresh_dir(data_dir, state.run_date) / REFRESH_STATE_FILE
+    path = refresh_work_dir(data_dir, state.run_date) / REFRESH_STATE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(state.to_json(), indent=2))
