@@ -14,6 +14,11 @@ references measured in the same run: sequences against one Polars scan + sort of
 scoring against ``torch.mm`` of the same shape (users x d times d x items, in the same chunks).
 ``--data amazon`` runs the same nights on the real Amazon Sports sequences instead, each user's
 items ten minutes apart inside the week before the run date (the second night a day later).
+
+Then intra-day refreshes of the last night (``flows.refresh``): one with nothing new, then 1%, 5% and 25% of the log's
+users active in one hour, five views each, dropped as a new file in the log's folder, printed
+with the seconds of each refresh stage and the ratio of the two (the work should follow the active
+users). ``--nights 0 --workdir DIR`` runs only the refreshes on a workdir an earlier run left.
 """
 
 import os
@@ -35,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SIZES = {"3m": (100_000, 50_000), "30m": (1_000_000, 500_000)}
+REFRESH_SHARES = (0.01, 0.05, 0.25)
+REFRESH_VIEWS = 5
 STAGES = ("ingest", "validate", "behavior", "sequences", "train", "evaluate", "score", "fallback", "publish")
 
 
@@ -187,6 +194,85 @@ def run_one_night(config, run_date: date, sampler: RssSampler) -> dict:
     }
 
 
+def refresh_drop(events_dir: Path, run_date: date, share: float, hour: int, seed: int) -> int:
+    """``share`` of the log's users view ``REFRESH_VIEWS`` items each (drawn by the log's item
+    popularity) in hour ``hour`` of ``run_date``, written as one more file of the log; returns the rows."""
+    import numpy as np
+    import polars as pl
+
+    from nightrec.schema import EVENT_SCHEMA
+
+    log = pl.scan_parquet(events_dir / "*.parquet")
+    users = log.select("user_id").unique().sort("user_id").collect().get_column("user_id")
+    active = users.sample(max(1, int(users.len() * share)), seed=seed)
+    items = log.select("item_id").collect().get_column("item_id").sample(active.len() * REFRESH_VIEWS, seed=seed)
+    rng = np.random.default_rng(seed)
+    start = datetime.combine(run_date, datetime.min.time(), tzinfo=UTC) + timedelta(hours=hour)
+    minutes = np.sort(rng.integers(0, 59 * 60, (active.len(), REFRESH_VIEWS)), axis=1).reshape(-1)
+    drop = pl.DataFrame(
+        {
+            "user_id": active.to_numpy().repeat(REFRESH_VIEWS),
+            "item_id": items,
+            "event_type": "view",
+            "timestamp": [start + timedelta(seconds=int(s)) for s in minutes],
+        }
+    ).with_columns(pl.col("timestamp").cast(EVENT_SCHEMA["timestamp"]))
+    drop.write_parquet(events_dir / f"refresh-{run_date.isoformat()}-{hour:02d}.parquet")
+    return drop.height
+
+
+def run_refreshes(config, run_date: date, sampler: RssSampler) -> list[dict]:
+    """A refresh with nothing new (the fixed cost), then one per ``REFRESH_SHARES``, each on its
+    own hour after the night's watermark."""
+    from nightrec.refresh.state import night_end, read_state
+
+    watermark = read_state(config.data_dir, run_date).watermark
+    first_hour = max(0, int((watermark - night_end(run_date)).total_seconds() // 3600) + 1)
+    out = [one_refresh(config, sampler, 0.0, 0)]
+    for hour, share in enumerate(REFRESH_SHARES, start=first_hour):
+        rows = refresh_drop(Path(config.events), run_date, share, hour, seed=hour)
+        out.append(one_refresh(config, sampler, share, rows))
+    first, last = out[1], out[-1]
+    print(
+        f"refresh {last['share']:.0%} vs {first['share']:.0%}: {last['users'] / first['users']:.1f}x the users "
+        f"in {last['wall_s'] / first['wall_s']:.2f}x the time ({last['seconds']['total'] / first['seconds']['total']:.2f}x "
+        "inside the flow); with nothing new a refresh takes "
+        f"{out[0]['wall_s']:.1f} s"
+    )
+    return out
+
+
+def one_refresh(config, sampler: RssSampler, share: float, rows: int) -> dict:
+    from flows.refresh import refresh
+
+    started = time.time()
+    state = refresh(config=config, return_state=True)
+    ended = time.time()
+    if not state.is_completed():
+        raise SystemExit(f"refresh ended {state.name}: {state.message}")
+    summary = state.result()
+    run = {
+        "share": share,
+        "events": rows,
+        "users": summary["users_refreshed"],
+        "wall_s": ended - started,
+        "peak_rss_mb": sampler.peak(started, ended),
+        "seconds": summary["seconds"],
+    }
+    print_refresh(run)
+    return run
+
+
+def print_refresh(run: dict) -> None:
+    stages = ", ".join(f"{name} {s:.1f}" for name, s in run["seconds"].items() if name != "total")
+    what = "refresh with no new events"
+    if run["share"]:
+        what = f"refresh ({run['share']:.0%} of users active in one hour): {run['users']:,} users, {run['events']:,} events,"
+    print(
+        f"{what} {run['wall_s']:.1f} s end to end (stages: {stages}), peak RSS {run['peak_rss_mb']:.0f} MB", flush=True
+    )
+
+
 def print_night(label: str, night: dict, refs: dict) -> None:
     print(f"\n{label}: {night['run_date']}, {night['wall_s']:.0f} s end to end, peak RSS {night['peak_rss_mb']:.0f} MB")
     print(f"{'stage':<17}{'seconds':>9}{'share':>8}{'peak MB':>9}  reference")
@@ -214,7 +300,7 @@ def main() -> None:
     parser.add_argument("--size", choices=sorted(SIZES), default="3m")
     parser.add_argument("--users", type=int, default=None, help="override the size's users")
     parser.add_argument("--items", type=int, default=None, help="override the size's items")
-    parser.add_argument("--nights", type=int, default=2, choices=(1, 2))
+    parser.add_argument("--nights", type=int, default=2, choices=(0, 1, 2), help="0: only the refreshes (--workdir)")
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="config overrides")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
@@ -256,8 +342,18 @@ def main() -> None:
         refs["score_shape"] = score_shape(config.data_dir, night_end + timedelta(days=1))
         refs["mm_s"] = mm_reference(*refs["score_shape"])
         print_night(f"night {night + 1} ({'first' if night == 0 else 'warm-started'})", nights[-1], refs)
+    refreshes = []
+    if args.data == "synthetic":
+        last = max(workdir.glob("events-night*"), default=None)
+        if last is None:
+            raise SystemExit(f"{workdir}: no events-night* folder to refresh from")
+        config = load_config(overrides={**overrides, "data_dir": str(workdir / "data"), "events": str(last)})
+        from nightrec.publish.local import published_dates
+
+        refreshes = run_refreshes(config, published_dates(config.data_dir)[-1], sampler)
     sampler.stopped.set()
-    (workdir / "bench_nightly.json").write_text(json.dumps({"refs": refs, "nights": nights}, indent=2))
+    results = {"refs": refs, "nights": nights, "refreshes": refreshes}
+    (workdir / "bench_nightly.json").write_text(json.dumps(results, indent=2))
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; results {workdir}")
 
 
