@@ -15,10 +15,10 @@ scoring against ``torch.mm`` of the same shape (users x d times d x items, in th
 ``--data amazon`` runs the same nights on the real Amazon Sports sequences instead, each user's
 items ten minutes apart inside the week before the run date (the second night a day later).
 
-Then intra-day refreshes of the last night (``flows.refresh``): one with nothing new, then 1%, 5% and 25% of the log's
-users active in one hour, five views each, dropped as a new file in the log's folder, printed
-with the seconds of each refresh stage and the ratio of the two (the work should follow the active
-users). ``--nights 0 --workdir DIR`` runs only the refreshes on a workdir an earlier run left.
+Then intra-day refreshes of the last night (``flows.refresh``): one with nothing new, then 1%,
+5% and 25% of the log's users active in one hour, five views each, dropped as a new file in the
+log's folder, printed with the seconds of each refresh stage and the ratio of the last to the
+first (the work should follow the active users). ``--nights 0 --workdir DIR`` runs only the refreshes on a workdir an earlier run left.
 """
 
 import os
