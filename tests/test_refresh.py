@@ -16,7 +16,7 @@ import pytest
 from flows.concurrency import data_dir_slot
 from nightrec.config import NightrecConfig
 from nightrec.schema import EVENT_SCHEMA, ITEM_ID, USER_ID
-from tests.flow_fixtures import latest_table
+from tests.flow_fixtures import flow_run_artifacts, latest_table
 
 END = date(2026, 3, 10)  # last day of the log
 NIGHT = END + timedelta(days=1)  # the run date: the refresh reads events of this day
@@ -108,6 +108,7 @@ def test_a_refresh_rescores_only_the_active_users(night):
     assert (v["rows_in"], v["rows_clean"], v["rows_quarantined"]) == (11, 10, 1), "nothing lost"
     assert v["by_reason"]["unknown_event_type"] == 1
     assert summary["users_refreshed"] == 2
+    assert flow_run_artifacts(state).get("refresh-report") == "markdown"
 
     fresh = latest_table(night)
     assert share_b(fresh, MOVER) >= 0.6, "the refreshed list follows the new category"
@@ -136,3 +137,24 @@ def test_a_refresh_skips_while_another_run_holds_the_data_directory(night):
         state = run_refresh(night)
     assert state.is_cancelled() and "refresh skipped" in state.message, state.message
     assert latest_table(night).equals(before)
+
+
+def test_nightrec_refresh_from_the_command_line(night):
+    """The command a cron job or an operator types: one JSON document, nothing new to read."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.publish_fixtures import subprocess_env
+
+    out = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "refresh", "--data-dir", str(night.data_dir), "--events", night.events, "--json"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["users_refreshed"] == 0 and summary["validation"]["rows_in"] == 0
+    assert summary["run_date"] == NIGHT.isoformat()
