@@ -206,10 +206,12 @@ def assemble_touched(
 
 @task(name="refresh-publish", cache_policy=NO_CACHE, timeout_seconds=1800, **IO_RETRIES)
 def publish_touched(recs_path: Path, config: NightrecConfig, run_date: date, refreshed_at: datetime) -> dict:
-    """Only the touched users' rows, to every configured target, atomically."""
+    """Only the touched users' rows, to every configured target, atomically; keyed as the night's
+    rows are (pseudonyms, or the source's ids with ``privacy.publish_external_ids``)."""
+    from nightrec.privacy.external import published_ids
     from nightrec.publish.refresh import publish_refresh
 
-    return publish_refresh(pl.read_parquet(recs_path), config, run_date, refreshed_at)
+    return publish_refresh(published_ids(pl.read_parquet(recs_path), config), config, run_date, refreshed_at)
 
 
 def source_counts(recs_path: Path) -> dict[str, int]:
