@@ -1,6 +1,17 @@
 """``nightrec refresh``: one intra-day refresh on this machine (``flows.refresh``)."""
 
-from flows.app import ConfigOpt, DataDirOpt, EventsOpt, FormatOpt, JsonOpt, app, build_config, console, plain, print_json
+from flows.app import (
+    ConfigOpt,
+    DataDirOpt,
+    EventsOpt,
+    FormatOpt,
+    JsonOpt,
+    app,
+    build_config,
+    console,
+    plain,
+    print_json,
+)
 
 
 @app.command()

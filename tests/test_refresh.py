@@ -58,12 +58,10 @@ def share_b(frame: pl.DataFrame, user: str) -> float:
     return float(items.str.starts_with("b").mean())
 
 
-@pytest.fixture(scope="module")
-def night(prefect_harness, tmp_path_factory):
+def publish_night(root, privacy: dict | None = None) -> NightrecConfig:
     """A published night (a trained model serving) on the category log; returns its config."""
     from tests.flow_fixtures import run_night
 
-    root = tmp_path_factory.mktemp("refresh")
     events = root / "events"
     events.mkdir()
     category_log().write_parquet(events / "week.parquet")
@@ -74,12 +72,18 @@ def night(prefect_harness, tmp_path_factory):
             "k": 10,
             "model": {"embedding_dim": 16, "hidden_size": 16},
             "train": {"epochs": 8, "batch_size": 32, "num_threads": 1, "max_minutes": None},
+            "privacy": privacy or {},
         }
     )
     state = run_night(config, NIGHT)
     assert state.is_completed(), state.message
     assert state.result()["model_version"], "a model must serve the night"
     return config
+
+
+@pytest.fixture(scope="module")
+def night(prefect_harness, tmp_path_factory):
+    return publish_night(tmp_path_factory.mktemp("refresh"))
 
 
 def run_refresh(config: NightrecConfig, events=None):
@@ -148,7 +152,17 @@ def test_nightrec_refresh_from_the_command_line(night):
     from tests.publish_fixtures import subprocess_env
 
     out = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "refresh", "--data-dir", str(night.data_dir), "--events", night.events, "--json"],
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "refresh",
+            "--data-dir",
+            str(night.data_dir),
+            "--events",
+            night.events,
+            "--json",
+        ],
         capture_output=True,
         text=True,
         env=subprocess_env(),
@@ -158,3 +172,21 @@ def test_nightrec_refresh_from_the_command_line(night):
     summary = json.loads(out.stdout)
     assert summary["users_refreshed"] == 0 and summary["validation"]["rows_in"] == 0
     assert summary["run_date"] == NIGHT.isoformat()
+
+
+def test_a_pseudonymised_night_is_refreshed_under_the_same_keys(prefect_harness, tmp_path):
+    """With ``privacy.pseudonymize`` the table is keyed by pseudonym: the refresh reads raw ids,
+    pseudonymises them as ingest does and replaces the pseudonym's list, never adding a raw id."""
+    from nightrec.privacy.pseudonyms import pseudonymize
+
+    config = publish_night(tmp_path, {"pseudonymize": True, "key": "refresh-key-0123456789"})
+    before = latest_table(config)
+    _events(day_events(MOVER, ["b01", "b07", "b13", "b22", "b29", "b05"])).write_parquet(
+        f"{config.events}/today.parquet"
+    )
+    assert run_refresh(config).result()["users_refreshed"] == 1
+    after = latest_table(config)
+    mover = pseudonymize(_events(day_events(MOVER, ["b01"])), config.privacy.key)[USER_ID][0]
+    assert MOVER not in set(after.get_column(USER_ID)), "no raw id is published"
+    refreshed = after.filter(pl.col("refreshed_at").is_not_null())
+    assert after.height == before.height and refreshed[USER_ID].unique().to_list() == [mover]

@@ -34,7 +34,11 @@ class RefreshState:
     refreshes: int = 0
 
     def to_json(self) -> dict:
-        return {"run_date": self.run_date.isoformat(), "watermark": self.watermark.isoformat(), "refreshes": self.refreshes}
+        return {
+            "run_date": self.run_date.isoformat(),
+            "watermark": self.watermark.isoformat(),
+            "refreshes": self.refreshes,
+        }
 
 
 def read_state(data_dir: Path, run_date: date) -> RefreshState:
