@@ -65,11 +65,11 @@ def test_retrain_through_the_api_completes_with_artifacts_and_missed_nights_are_
     # this server, even when the session's test harness has set another API URL
     with temporary_settings(updates={PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as client:
         deployments = _wait(
-            "both deployments",
-            lambda: {d.name: d for d in client.read_deployments()} if len(client.read_deployments()) == 2 else None,
+            "the three deployments",
+            lambda: {d.name: d for d in client.read_deployments()} if len(client.read_deployments()) == 3 else None,
             timeout_s=180,
         )
-        assert set(deployments) == {"nightly", "retrain"}
+        assert set(deployments) == {"nightly", "retrain", "refresh"}
 
         # a nightly slot two days old (the serving process was down): cancelled, not replayed;
         # created first so that it runs while the retrain does
