@@ -44,6 +44,18 @@ def postgres_url() -> str | None:
     return os.environ.get("NIGHTREC_TEST_POSTGRES_URL") or None
 
 
+def fresh_schema(url: str):
+    """A new PostgreSQL schema for one test (a fixture's body: ``yield from``), dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    yield name
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
 def subprocess_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

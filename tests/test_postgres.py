@@ -4,7 +4,6 @@ readers during publishes, an unreachable server and hostile names."""
 
 import subprocess
 import sys
-import uuid
 from datetime import date, timedelta
 
 import pytest
@@ -14,6 +13,7 @@ from nightrec.config import load_config
 from tests.publish_fixtures import (
     ROOT,
     fingerprint,
+    fresh_schema,
     kill_when,
     postgres_url,
     read_states,
@@ -38,12 +38,7 @@ D2 = D1 + timedelta(days=1)
 @pytest.fixture
 def schema():
     """A fresh schema per test, dropped afterwards."""
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    yield name
-    with psycopg.connect(URL, autocommit=True) as con:
-        con.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    yield from fresh_schema(URL)
 
 
 def _query(sql: str, params=None):

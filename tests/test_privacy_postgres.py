@@ -1,6 +1,5 @@
 """Forgetting a user in the PostgreSQL table (``tests/postgres_server.sh`` starts the server)."""
 
-import uuid
 from datetime import date, timedelta
 
 import pytest
@@ -10,7 +9,7 @@ from nightrec.config import NightrecConfig
 from nightrec.privacy.forget import forget_user
 from nightrec.privacy.pseudonyms import pseudonym
 from nightrec.publish.postgres import publish_postgres
-from tests.publish_fixtures import postgres_url, table
+from tests.publish_fixtures import fresh_schema, postgres_url, table
 
 URL = postgres_url()
 pytestmark = [
@@ -25,12 +24,8 @@ D1 = date(2026, 3, 10)
 
 @pytest.fixture
 def schema():
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    yield name
-    with psycopg.connect(URL, autocommit=True) as con:
-        con.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    """A fresh schema per test, dropped afterwards."""
+    yield from fresh_schema(URL)
 
 
 def _user_rows(schema: str) -> list[str]:

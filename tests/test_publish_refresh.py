@@ -5,7 +5,6 @@ with their date; a refresh killed at the swap leaves nothing behind once ``recov
 reader never sees a user with a mix of two runs. PostgreSQL tests need the server of
 ``tests/postgres_server.sh`` (as ``tests/test_postgres.py``)."""
 
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from nightrec.publish.refresh_files import refresh_dir
 from nightrec.schema import RECOMMENDATION_SCHEMA, REFRESHED_AT, USER_ID, conform
 from tests.publish_fixtures import (
     fingerprint,
+    fresh_schema,
     kill_when,
     postgres_url,
     read_states,
@@ -296,12 +296,7 @@ needs_postgres = pytest.mark.skipif(
 @pytest.fixture
 def pg_schema():
     """A fresh schema per test, dropped afterwards."""
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    yield name
-    with psycopg.connect(PG_URL, autocommit=True) as con:
-        con.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    yield from fresh_schema(PG_URL)
 
 
 def _pg(sql: str) -> list:
