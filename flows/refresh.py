@@ -196,8 +196,16 @@ def assemble_touched(
     touched = history.get_column(USER_ID).unique()
     popular = day_events(run_dir(config.data_dir, run_date) / CLEAN_FILE, accepted_files(out.parent))
     model_scores = pl.read_parquet(scores) if scores is not None else None
+    # segments are sized over everyone active, as the night sized them (only with a segment column)
+    active = popular.select(USER_ID).unique().collect()[USER_ID] if config.popularity.segment_column else None
     recs = build_recommendations(
-        history, run_date, config, model_scores=model_scores, model_version=version, popularity_events=popular
+        history,
+        run_date,
+        config,
+        model_scores=model_scores,
+        model_version=version,
+        popularity_events=popular,
+        active_users=active,
     ).filter(pl.col(USER_ID).is_in(touched.implode()))
     path = out / RECOMMENDATIONS_FILE
     recs.write_parquet(path)

@@ -1,6 +1,6 @@
 """Who gets what: model, popularity or model+popularity; exactly K rows, no repeats, no seen item."""
 
-from datetime import date
+from datetime import date, timedelta
 
 import duckdb
 import polars as pl
@@ -127,3 +127,37 @@ def test_after_the_demo_night_every_user_has_k_rows_and_no_seen_item(demo_night)
     assert cold and all(by_user[u] == {"popularity"} for u in cold)  # too little history: the fallback
     warm = set(by_user) - cold
     assert warm and all(by_user[u] <= {"model", "model+popularity"} for u in warm)
+
+
+def test_lists_for_a_few_users_from_the_whole_log_equal_the_nights_lists(tmp_path):
+    """What a refresh relies on: the lists of a few users, built from their histories with the
+    popularity and segment sizes of the whole log, are exactly the rows the whole night gives them."""
+    from nightrec.ingest.synthetic import SyntheticSpec, generate_events
+
+    log = generate_events(SyntheticSpec(users=300, items=80, days=3, seed=5, end_date=RUN - timedelta(days=1)))
+    everyone = log.get_column(USER_ID).unique().sort()
+    table = pl.DataFrame({USER_ID: everyone, "segment": [f"s{i % 3}" for i in range(everyone.len())]})
+    config = _config(tmp_path, segment_column="segment", min_segment_users=40)
+    # every user is offered the two most viewed items: seen ones drop out, popularity fills the rest
+    top = log.group_by(ITEM_ID).len().sort("len", ITEM_ID, descending=[True, False]).head(2)[ITEM_ID]
+    scores = pl.DataFrame(
+        {USER_ID: everyone.to_list() * 2, RANK: [1] * everyone.len() + [2] * everyone.len()}
+    ).with_columns(
+        pl.when(pl.col(RANK) == 1).then(pl.lit(top[0])).otherwise(pl.lit(top[1])).alias(ITEM_ID),
+        (3.0 - pl.col(RANK)).alias("score"),
+    )
+    night = build_recommendations(log, RUN, config, model_scores=scores, model_version="m1", users=table)
+    few = everyone.sample(12, seed=1)
+    mine = log.filter(pl.col(USER_ID).is_in(few.implode()))
+    refreshed = build_recommendations(
+        mine,
+        RUN,
+        config,
+        model_scores=scores,
+        model_version="m1",
+        users=table,
+        popularity_events=log.lazy(),
+        active_users=everyone,
+    ).filter(pl.col(USER_ID).is_in(few.implode()))
+    assert refreshed.equals(night.filter(pl.col(USER_ID).is_in(few.implode())))
+    assert "model+popularity" in set(refreshed.get_column(SOURCE)), "model lists filled from the segments' lists"

@@ -80,13 +80,16 @@ def build_recommendations(
     model_version: str | None = None,
     users: pl.DataFrame | None = None,
     popularity_events: pl.DataFrame | pl.LazyFrame | None = None,
+    active_users: pl.Series | None = None,
 ) -> pl.DataFrame:
     """Tonight's table in the published schema.
 
     ``model_scores`` is ``score_users`` output (user_id, rank, item_id, score) or None (the
     fallback serves everyone); ``users`` the user table (``config.popularity.users_file`` is
-    read when it is None). ``popularity_events`` (default ``events``) ranks the fallback: a
-    refresh passes the histories of a few users as ``events`` and the whole day's log here.
+    read when it is None). ``popularity_events`` (default ``events``) ranks the fallback and
+    ``active_users`` (default: the users of ``events``) sizes the segments: a refresh passes the
+    histories of a few users as ``events`` and the whole day's log and users here, so their lists
+    are the ones the night would have given them.
     """
     k = config.k
     if users is None and config.popularity.users_file is not None:
@@ -108,7 +111,8 @@ def build_recommendations(
         model = _model_rows(model_scores, enough, seen, k)
     model = model.with_columns(pl.int_range(1, pl.len() + 1).over(USER_ID).cast(pl.Int32).alias(RANK))
 
-    groups = _user_groups(everyone, users, config, histories.get_column(USER_ID))
+    active = histories.get_column(USER_ID) if active_users is None else active_users
+    groups = _user_groups(everyone, users, config, active)
     popular = events if popularity_events is None else popularity_events
     ranked = grouped_rankings(popular, run_date, config.popularity, groups)
     # Only users whose model list is short (or missing) are filled: on a night where the model
