@@ -18,38 +18,18 @@ import argparse
 import statistics
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
-
-import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_ml100k import train_run  # noqa: E402
 from nightrec.config import NightrecConfig  # noqa: E402
-from nightrec.schema import EVENT_TYPE, ITEM_ID, PURCHASE, TIMESTAMP, USER_ID  # noqa: E402
+from nightrec.ingest.readers import read_events  # noqa: E402
 from nightrec.sequences.build import build_sequences, write_sequences  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets" / "amazon-sports.txt"
 PUBLISHED = {"SASRec (sampled softmax)": 0.0314, "eSASRec": 0.0323}
-
-
-def read_amazon(path: Path) -> pl.DataFrame:
-    """``user item_1 ... item_n`` lines as events; each user's items one second apart, in order."""
-    users, items, positions = [], [], []
-    for line in path.read_text().splitlines():
-        user, *seq = line.split()
-        users += [user] * len(seq)
-        items += seq
-        positions += range(len(seq))
-    start = datetime(2020, 1, 1, tzinfo=UTC)
-    return pl.DataFrame({USER_ID: users, ITEM_ID: items, "pos": positions}).select(
-        USER_ID,
-        ITEM_ID,
-        pl.lit(PURCHASE).alias(EVENT_TYPE),
-        (pl.lit(start) + pl.duration(seconds=pl.col("pos"))).alias(TIMESTAMP),
-    )
 
 
 def main() -> None:
@@ -66,7 +46,7 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-amazon-"))
     base = NightrecConfig()
     seq_config = base.sequences.model_copy(update={"split": "leave_last_out", "collapse_repeats": False})
-    seqs = build_sequences(read_amazon(args.data), seq_config)
+    seqs = build_sequences(read_events(args.data, "sequences"), seq_config)
     seq_dir = write_sequences(seqs, workdir / "sequences")
     print(f"amazon-sports: {seqs.users.height} users, {seqs.items.height} items, {seqs.stats['events_in']} events")
 

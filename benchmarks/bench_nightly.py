@@ -140,10 +140,11 @@ def amazon_events(out: Path, end: date) -> dict:
     the end of the window."""
     import polars as pl
 
-    from benchmarks.bench_amazon import DATA, read_amazon
+    from benchmarks.bench_amazon import DATA
+    from nightrec.ingest.readers import read_events
     from nightrec.schema import TIMESTAMP, USER_ID
 
-    events = read_amazon(DATA)
+    events = read_events(DATA, "sequences")
     window_end = datetime.combine(end, datetime.max.time(), tzinfo=UTC).replace(microsecond=0)
     steps_back = pl.len().over(USER_ID) - pl.int_range(pl.len()).over(USER_ID)  # last item: 1
     offset = (pl.col(USER_ID).hash(7) % (4 * 24 * 60)).cast(pl.Int64)  # minutes

@@ -56,6 +56,32 @@ def test_recbole_atomic_inter_keeps_file_order(tmp_path):
     assert detect_format(path) == "recbole"
 
 
+def test_sequence_file_gives_each_users_items_in_order_with_increasing_times(tmp_path):
+    """``user item_1 item_2 ...`` lines (Amazon Sports as SASRec ships it): ids stay text, every
+    item is one event, times rise a second per item; a line with a user and no item holds none."""
+    path = tmp_path / "amazon-sports.txt"
+    path.write_text("1 1 2 3\n2\t9  1\n\n3\n007 5\n")
+    events = read_events(path)
+    _assert_contract(events)
+    assert detect_format(path) == "sequences"
+    assert events.select("user_id", "item_id").rows() == [
+        ("1", "1"),
+        ("1", "2"),
+        ("1", "3"),
+        ("2", "9"),
+        ("2", "1"),
+        ("007", "5"),
+    ]
+    assert set(events["event_type"]) == {"purchase"}
+    start = _ts(2020, 1, 1)
+    assert events.filter(pl.col("user_id") == "1")["timestamp"].to_list() == [
+        start,
+        _ts(2020, 1, 1, 0, 0, 1),
+        _ts(2020, 1, 1, 0, 0, 2),
+    ]
+    assert events.filter(pl.col("user_id") == "007")["timestamp"].to_list() == [start]
+
+
 def test_retailrocket_events_csv(tmp_path):
     path = tmp_path / "events.csv"
     path.write_text(

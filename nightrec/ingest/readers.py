@@ -4,6 +4,7 @@
 turns every parse failure into an ``InputError`` naming the file, the column and the rule.
 """
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -36,6 +37,8 @@ ID_AS_TEXT: dict[str, pl.DataType] = {
     for name in (USER_ID, ITEM_ID, SESSION_ID, "userId", "movieId", "visitorid", "itemid", "sessionId", "itemId")
 }
 RETAILROCKET_EVENTS = {"view": VIEW, "addtocart": ADD_TO_CART, "transaction": PURCHASE}
+# Sequence files carry no times: each user's items get increasing ones, a second apart from here.
+SEQUENCE_START = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 def detect_format(path: Path) -> str:
@@ -51,6 +54,8 @@ def detect_format(path: Path) -> str:
         return "diginetica"
     if name == "events.csv" and "visitorid" in _first_line(path):
         return "retailrocket"
+    if path.suffix.lower() == ".txt":
+        return "sequences"
     if is_parquet(path) or path.suffix.lower() == ".csv":
         return "nightrec"
     raise InputError(f"{path}: cannot tell the format from the file name; pass --format ({', '.join(FORMATS[1:])})")
@@ -173,6 +178,26 @@ def _scan_diginetica(path: Path) -> pl.LazyFrame:
     )
 
 
+def _scan_sequences(path: Path) -> pl.LazyFrame:
+    """``user item_1 item_2 ...`` per line, split on white space (the sequence files of SASRec and
+    its successors, e.g. Amazon Sports): one purchase per item, in the line's order, a second
+    apart from ``SEQUENCE_START``. A line with a user and no item holds no event."""
+    lines = _scan_csv(
+        path, has_header=False, new_columns=["__line"], separator="\x1f", quote_char=None, schema={"__line": pl.String}
+    )
+    tokens = lines.select(pl.col("__line").str.extract_all(r"\S+").alias("__tokens")).with_row_index("__row")
+    events = tokens.select(
+        "__row", pl.col("__tokens").list.first().alias(USER_ID), pl.col("__tokens").list.slice(1).alias(ITEM_ID)
+    ).explode(ITEM_ID)
+    position = pl.int_range(pl.len()).over("__row")
+    return events.filter(pl.col(ITEM_ID).is_not_null()).select(
+        USER_ID,
+        ITEM_ID,
+        pl.lit(PURCHASE).alias(EVENT_TYPE),
+        (pl.lit(SEQUENCE_START) + pl.duration(seconds=position)).alias(TIMESTAMP),
+    )
+
+
 _SCANNERS = {
     "nightrec": _scan_nightrec,
     "movielens": _scan_movielens,
@@ -180,6 +205,7 @@ _SCANNERS = {
     "retailrocket": _scan_retailrocket,
     "yoochoose": _scan_yoochoose,
     "diginetica": _scan_diginetica,
+    "sequences": _scan_sequences,
 }
 
 
