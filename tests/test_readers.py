@@ -58,7 +58,8 @@ def test_recbole_atomic_inter_keeps_file_order(tmp_path):
 
 def test_sequence_file_gives_each_users_items_in_order_with_increasing_times(tmp_path):
     """``user item_1 item_2 ...`` lines (Amazon Sports as SASRec ships it): ids stay text, every
-    item is one event, times rise a second per item; a line with a user and no item holds none."""
+    item is one event, times rise a second per item up to the same last instant for every user; a
+    line with a user and no item holds none."""
     path = tmp_path / "amazon-sports.txt"
     path.write_text("1 1 2 3\n2\t9  1\n\n3\n007 5\n")
     events = read_events(path)
@@ -73,13 +74,13 @@ def test_sequence_file_gives_each_users_items_in_order_with_increasing_times(tmp
         ("007", "5"),
     ]
     assert set(events["event_type"]) == {"purchase"}
-    start = _ts(2020, 1, 1)
+    last = _ts(2020, 1, 1, 23, 59, 59)
     assert events.filter(pl.col("user_id") == "1")["timestamp"].to_list() == [
-        start,
-        _ts(2020, 1, 1, 0, 0, 1),
-        _ts(2020, 1, 1, 0, 0, 2),
+        _ts(2020, 1, 1, 23, 59, 57),
+        _ts(2020, 1, 1, 23, 59, 58),
+        last,
     ]
-    assert events.filter(pl.col("user_id") == "007")["timestamp"].to_list() == [start]
+    assert events.filter(pl.col("user_id") == "007")["timestamp"].to_list() == [last]
 
 
 def test_retailrocket_events_csv(tmp_path):

@@ -37,8 +37,10 @@ ID_AS_TEXT: dict[str, pl.DataType] = {
     for name in (USER_ID, ITEM_ID, SESSION_ID, "userId", "movieId", "visitorid", "itemid", "sessionId", "itemId")
 }
 RETAILROCKET_EVENTS = {"view": VIEW, "addtocart": ADD_TO_CART, "transaction": PURCHASE}
-# Sequence files carry no times: each user's items get increasing ones, a second apart from here.
-SEQUENCE_START = datetime(2020, 1, 1, tzinfo=UTC)
+# Sequence files carry no times: each user's items get increasing ones, a second apart, the last
+# at this instant, so every user's latest item is equally recent (a time cutoff holds out the
+# last items of everyone, and recency-weighted popularity favours no user's history).
+SEQUENCE_END = datetime(2020, 1, 1, 23, 59, 59, tzinfo=UTC)
 
 
 def detect_format(path: Path) -> str:
@@ -181,7 +183,7 @@ def _scan_diginetica(path: Path) -> pl.LazyFrame:
 def _scan_sequences(path: Path) -> pl.LazyFrame:
     """``user item_1 item_2 ...`` per line, split on white space (the sequence files of SASRec and
     its successors, e.g. Amazon Sports): one purchase per item, in the line's order, a second
-    apart from ``SEQUENCE_START``. A line with a user and no item holds no event."""
+    apart and ending at ``SEQUENCE_END``. A line with a user and no item holds no event."""
     lines = _scan_csv(
         path, has_header=False, new_columns=["__line"], separator="\x1f", quote_char=None, schema={"__line": pl.String}
     )
@@ -189,12 +191,12 @@ def _scan_sequences(path: Path) -> pl.LazyFrame:
     events = tokens.select(
         "__row", pl.col("__tokens").list.first().alias(USER_ID), pl.col("__tokens").list.slice(1).alias(ITEM_ID)
     ).explode(ITEM_ID)
-    position = pl.int_range(pl.len()).over("__row")
+    before_last = pl.len().over("__row") - 1 - pl.int_range(pl.len()).over("__row")
     return events.filter(pl.col(ITEM_ID).is_not_null()).select(
         USER_ID,
         ITEM_ID,
         pl.lit(PURCHASE).alias(EVENT_TYPE),
-        (pl.lit(SEQUENCE_START) + pl.duration(seconds=position)).alias(TIMESTAMP),
+        (pl.lit(SEQUENCE_END) - pl.duration(seconds=before_last)).alias(TIMESTAMP),
     )
 
 
