@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from datetime import date
+from datetime import UTC, date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -188,6 +188,8 @@ def _user_list(config: NightrecConfig, user: str, served: str) -> dict:
         "similar_ids": similar,
         "run_date": recs["run_date"][0],
         "model_version": recs["model_version"][0],
+        # when an intra-day refresh replaced the night's list (None: the night's own list)
+        "refreshed_at": recs["refreshed_at"][0] if "refreshed_at" in recs.columns else None,
         "rows": recs.select("rank", "item_id", pl.col("score").round(4), "source").to_dicts(),
     }
 
@@ -204,8 +206,10 @@ def _print_list(entry: dict) -> None:
             highlight=False,
         )
     sources = ", ".join(dict.fromkeys(row["source"] for row in entry["rows"]))
+    when = entry.get("refreshed_at")
+    refreshed = f" - refreshed {when.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if when else ""
     console.print(
-        plain(f"user {user} - run {entry['run_date']} - source: {sources} - model {entry['model_version']}"),
+        plain(f"user {user} - run {entry['run_date']}{refreshed} - source: {sources} - model {entry['model_version']}"),
         soft_wrap=True,
         highlight=False,
     )

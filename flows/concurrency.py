@@ -1,10 +1,11 @@
 """One run at a time per data directory, as Prefect sees it: a global concurrency limit of one
-slot that the nightly, retrain and refresh flows share.
+slot that the nightly, retrain and refresh flows share, so the UI's Concurrency page shows which
+run holds the data directory.
 
-The UI shows the slot and who holds it (Concurrency); a refresh that finds it taken ends
-Cancelled instead of waiting behind a night, and a night waits for a refresh in progress to
-finish. The file lock (``nightrec.lock``) stays underneath as the guard that also holds between
-processes tied to different Prefect servers.
+The guard itself is the file lock (``nightrec.lock``), taken first: the kernel frees it however
+its holder ends, while a Prefect slot of a killed run stays taken until its lease expires. A run
+that holds the lock and still finds the slot taken therefore knows the slot is stale, says so
+and goes on without it.
 """
 
 import contextlib
@@ -16,16 +17,14 @@ from prefect import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
-from nightrec.errors import NightrecError
+from prefect.logging import get_run_logger
 
 LIMIT_PREFIX = "nightrec-data-dir-"
+REFRESH_HOLDER = "refresh"  # how a refresh names itself in the lock file (``nightrec.lock``)
 # A night waits this long for a refresh in progress (a refresh takes minutes); then it fails.
 NIGHT_WAIT_SECONDS = 30 * 60
-
-
-class SlotBusy(NightrecError):
-    """Another run of the same data directory holds the slot."""
+# Under the file lock the slot is free unless a killed run left it: a short wait tells which.
+SLOT_WAIT_SECONDS = 5.0
 
 
 def limit_name(data_dir: Path) -> str:
@@ -44,8 +43,9 @@ def ensure_limit(name: str) -> None:
 
 
 @contextlib.contextmanager
-def data_dir_slot(data_dir: Path, wait_seconds: float | None) -> Iterator[str]:
-    """Hold the data directory's slot for the body; ``SlotBusy`` when it stays taken ``wait_seconds``."""
+def data_dir_slot(data_dir: Path, wait_seconds: float = SLOT_WAIT_SECONDS) -> Iterator[str | None]:
+    """Hold the data directory's slot for the body (call it holding the file lock); yields the
+    limit's name, or None when a killed run's slot is still taken and the run goes on without it."""
     name = limit_name(data_dir)
     ensure_limit(name)
     acquired = False
@@ -56,4 +56,8 @@ def data_dir_slot(data_dir: Path, wait_seconds: float | None) -> Iterator[str]:
     except TimeoutError:
         if acquired:  # the body's own time-out, not the slot's
             raise
-        raise SlotBusy(f"another nightrec run holds the data directory's slot ({name})") from None
+        get_run_logger().warning(
+            f"concurrency limit {name} is held by a run that no longer holds the data directory "
+            "(killed; its lease expires on its own): going on without it"
+        )
+        yield None

@@ -19,7 +19,7 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from flows import tasks, training
-from flows.concurrency import NIGHT_WAIT_SECONDS, data_dir_slot
+from flows.concurrency import NIGHT_WAIT_SECONDS, REFRESH_HOLDER, data_dir_slot
 from flows.report import prune_artifacts, publish_artifacts, read_stats, recommendation_summary
 from nightrec.behavior.trends import previous_report
 from nightrec.config import NightrecConfig
@@ -144,13 +144,14 @@ def flag_degraded(summary: dict[str, Any], config: NightrecConfig) -> None:
 def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | None = None) -> dict[str, Any]:
     """Every stage for one night of ``config``; ``retrain_reason`` set means a full retrain from scratch.
 
-    Holds the data directory's lock throughout: a second run on it fails at once with one line.
-    The Prefect slot it shares with the refresh flow (``flows.concurrency``) comes first: a
-    refresh in progress finishes before the night starts.
+    Holds the data directory's lock throughout: a second run on it fails at once with one line,
+    except that a refresh in progress (minutes) is waited for. Then the Prefect slot it shares
+    with the refresh flow (``flows.concurrency``), which shows the run in the UI.
     """
+    what = f"{flow_name} flow run {flow_run.id or ''}".strip()
     with (
-        data_dir_slot(config.data_dir, NIGHT_WAIT_SECONDS),
-        run_lock(config.data_dir, f"{flow_name} flow run {flow_run.id or ''}".strip()),
+        run_lock(config.data_dir, what, wait_for=REFRESH_HOLDER, wait_seconds=NIGHT_WAIT_SECONDS),
+        data_dir_slot(config.data_dir),
     ):
         return _run_stages(config, flow_name, retrain_reason)
 

@@ -24,7 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Cancelled
 
-from flows.concurrency import SlotBusy, data_dir_slot
+from flows.concurrency import REFRESH_HOLDER, data_dir_slot
 from flows.secrets import restore_secrets
 from flows.tasks import IO_RETRIES
 from nightrec.config import NightrecConfig, load_config
@@ -39,8 +39,6 @@ REFRESH = "refresh"
 REPORT_KEY = "refresh-report"
 READ_FILE = "events-in.parquet"  # the rows read after the watermark, before the row rules
 HISTORY_FILE = "history.parquet"  # every event of the touched users: night + day
-# A refresh waits this long for the slot; a night in progress holds it for hours.
-WAIT_SECONDS = 10.0
 
 
 def run_name() -> str:
@@ -52,15 +50,15 @@ def refresh(config: NightrecConfig | None = None, events: str | None = None):
     """New lists for the users with events since the last nightly or refresh run.
 
     ``events`` is where to read them (default: the config's input, which the nightly reads too).
-    Ends Cancelled, touching nothing, while another run holds the data directory.
+    Ends Cancelled at once, touching nothing, while another run holds the data directory.
     """
     config = restore_secrets(config if config is not None else load_config())
     with contextlib.ExitStack() as held:
         try:
-            held.enter_context(data_dir_slot(config.data_dir, WAIT_SECONDS))
-            held.enter_context(run_lock(config.data_dir, f"refresh flow run {flow_run.id or ''}".strip()))
-        except (SlotBusy, NightrecError) as busy:
+            held.enter_context(run_lock(config.data_dir, f"{REFRESH_HOLDER} flow run {flow_run.id or ''}".strip()))
+        except NightrecError as busy:  # a night (or another refresh) holds the data directory
             return Cancelled(message=f"refresh skipped: {busy}; the events wait for the next run")
+        held.enter_context(data_dir_slot(config.data_dir))
         summary = run_refresh(config.model_copy(update={"data_dir": config.data_dir.resolve()}), events)
     summary["artifact"] = refresh_artifact(summary)
     return summary

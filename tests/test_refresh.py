@@ -13,8 +13,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from flows.concurrency import data_dir_slot
 from nightrec.config import NightrecConfig
+from nightrec.lock import run_lock
 from nightrec.schema import EVENT_SCHEMA, ITEM_ID, USER_ID
 from tests.flow_fixtures import flow_run_artifacts, latest_table
 
@@ -137,7 +137,7 @@ def test_a_refresh_rescores_only_the_active_users(night):
 
 def test_a_refresh_skips_while_another_run_holds_the_data_directory(night):
     before = latest_table(night)
-    with data_dir_slot(night.data_dir, wait_seconds=None):
+    with run_lock(night.data_dir, "nightly flow run (a test)"):
         state = run_refresh(night)
     assert state.is_cancelled() and "refresh skipped" in state.message, state.message
     assert latest_table(night).equals(before)
@@ -146,6 +146,7 @@ def test_a_refresh_skips_while_another_run_holds_the_data_directory(night):
 def test_nightrec_refresh_from_the_command_line(night):
     """The command a cron job or an operator types: one JSON document, nothing new to read."""
     import json
+    import re
     import subprocess
     import sys
 
@@ -172,6 +173,16 @@ def test_nightrec_refresh_from_the_command_line(night):
     summary = json.loads(out.stdout)
     assert summary["users_refreshed"] == 0 and summary["validation"]["rows_in"] == 0
     assert summary["run_date"] == NIGHT.isoformat()
+    # `nightrec recommend` says when a list is a refresh's (the mover was refreshed above)
+    shown = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "recommend", MOVER, "--data-dir", str(night.data_dir)],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
+    line = rf"user {MOVER} - run {NIGHT} - refreshed \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC - source: model"
+    assert shown.returncode == 0 and re.search(line, shown.stdout), shown.stdout
 
 
 def test_a_pseudonymised_night_is_refreshed_under_the_same_keys(prefect_harness, tmp_path):
