@@ -19,16 +19,16 @@ HOLDER = """
 import time
 from pathlib import Path
 from nightrec.lock import run_lock
-with run_lock(Path({data!r}), "holder"):
+with run_lock(Path({data!r}), {what!r}):
     Path({marker!r}).write_text("held")
-    time.sleep(600)
+    time.sleep({seconds})
 """
 
 
-def _hold(tmp_path: Path, data: Path) -> subprocess.Popen:
+def _hold(tmp_path: Path, data: Path, what: str = "holder", seconds: float = 600) -> subprocess.Popen:
     marker = tmp_path / "held"
     script = tmp_path / "holder.py"
-    script.write_text(HOLDER.format(data=str(data), marker=str(marker)))
+    script.write_text(HOLDER.format(data=str(data), marker=str(marker), what=what, seconds=seconds))
     proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=subprocess_env())
     deadline = time.monotonic() + 60
     while not marker.exists():
@@ -81,3 +81,27 @@ def test_the_flow_itself_holds_the_lock(prefect_harness, demo_events, tmp_path):
         state = run_night(config, NIGHT1)
     assert state.is_failed() and "another nightrec run" in state.message, state.message
     assert not models_dir(config.data_dir).exists() and not runs_dir(config.data_dir).exists()
+
+
+def test_a_night_waits_for_a_refresh_holding_the_lock_and_for_nothing_else(tmp_path):
+    """A refresh takes minutes: the night waits for it; any other holder still fails it at once."""
+    data = tmp_path / "data"
+    refresh = _hold(tmp_path, data, "refresh flow run 1", seconds=3)
+    started = time.monotonic()
+    with run_lock(data, "nightly", wait_for="refresh", wait_seconds=120):
+        waited = time.monotonic() - started
+    refresh.wait()
+    assert waited >= 1, "the night waited for the refresh to let go"
+    (tmp_path / "held").unlink()
+    other = _hold(tmp_path, data, "forget")
+    try:
+        started = time.monotonic()
+        with (
+            pytest.raises(NightrecError, match="forget"),
+            run_lock(data, "nightly", wait_for="refresh", wait_seconds=120),
+        ):
+            pass
+        assert time.monotonic() - started < 30, "no wait behind anything but a refresh"
+    finally:
+        os.kill(other.pid, signal.SIGKILL)
+        other.wait()
