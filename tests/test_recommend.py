@@ -159,5 +159,8 @@ def test_lists_for_a_few_users_from_the_whole_log_equal_the_nights_lists(tmp_pat
         popularity_events=log.lazy(),
         active_users=everyone,
     ).filter(pl.col(USER_ID).is_in(few.implode()))
-    assert refreshed.equals(night.filter(pl.col(USER_ID).is_in(few.implode())))
+    expected = night.filter(pl.col(USER_ID).is_in(few.implode()))
+    # the same rows; popularity scores summed in another order may differ in the last bits
+    assert refreshed.drop("score").equals(expected.drop("score"))
+    assert (refreshed["score"] - expected["score"]).abs().max() < 1e-9
     assert "model+popularity" in set(refreshed.get_column(SOURCE)), "model lists filled from the segments' lists"
