@@ -131,7 +131,7 @@ def main() -> None:
     def one(job: tuple[str, int, bool]) -> dict:
         cell, seed, history_bias = job
         config = base.model_copy(deep=True)
-        config.model.cell, config.train.seed, config.train.num_threads = cell, seed, args.threads
+        config.model.family, config.train.seed, config.train.num_threads = cell, seed, args.threads
         config.model.history_bias = history_bias
         config.train.max_minutes = args.max_minutes
         run = train_run(config, seq_dir, workdir / f"{label(cell, history_bias).replace(' ', '-')}-seed{seed}")

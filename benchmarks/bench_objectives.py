@@ -25,8 +25,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lightning_modules.families import build_network  # noqa: E402
 from lightning_modules.module import NextItemModule  # noqa: E402
-from lightning_modules.network import build_network  # noqa: E402
 from nightrec.config import NightrecConfig  # noqa: E402
 
 

@@ -10,22 +10,15 @@ from typing import Any
 import polars as pl
 import torch
 
-from lightning_modules.network import NextItemNetwork
+from lightning_modules.families import network_from_arch, normalise_arch
+from lightning_modules.network import SequenceNetwork
 from nightrec.errors import InputError
 from nightrec.layout import BEST_CKPT, ITEMS_FILE
 from nightrec.schema import ITEM_IDX
 
-# Settings that change the shape or meaning of weights; a checkpoint must agree on them to be reused.
-ARCH_KEYS = (
-    "cell",
-    "embedding_dim",
-    "hidden_size",
-    "num_layers",
-    "tie_weights",
-    "projection",
-    "item_bias",
-    "history_bias",
-)
+# Architecture settings that leave the weights' shape and meaning alone; a checkpoint must agree
+# on every other one to be reused.
+NOT_WEIGHTS = ("n_items", "dropout", "hidden_dropout")
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -51,16 +44,18 @@ def network_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 def check_compatible(path: Path, saved: dict[str, Any], wanted: dict[str, Any]) -> None:
     """Raise an ``InputError`` naming each architecture setting where checkpoint and config differ."""
+    saved, wanted = normalise_arch(saved), normalise_arch(wanted)
+    keys = ["family", *sorted((saved.keys() | wanted.keys()) - {"family", *NOT_WEIGHTS})]
     diffs = [
         f"{key}={saved.get(key, False)!r} (config asks for {wanted.get(key, False)!r})"
-        for key in ARCH_KEYS
+        for key in keys
         if saved.get(key, False) != wanted.get(key, False)
     ]
     if diffs:
         raise InputError(f"{path}: checkpoint from an incompatible config: {'; '.join(diffs)}")
 
 
-def load_model(model_dir: Path) -> tuple[NextItemNetwork, pl.DataFrame]:
+def load_model(model_dir: Path) -> tuple[SequenceNetwork, pl.DataFrame]:
     """``(network in eval mode on CPU, items vocabulary)`` from a model folder; needs nothing else."""
     model_dir = Path(model_dir)
     ckpt = read_checkpoint(model_dir / BEST_CKPT)
@@ -68,14 +63,14 @@ def load_model(model_dir: Path) -> tuple[NextItemNetwork, pl.DataFrame]:
     if not items_path.is_file():
         raise InputError(f"{items_path}: the model folder has no vocabulary")
     items = pl.read_parquet(items_path).sort(ITEM_IDX)
-    network = NextItemNetwork.from_arch(ckpt["hyper_parameters"]["arch"])
+    network = network_from_arch(ckpt["hyper_parameters"]["arch"])
     network.load_state_dict(network_state(ckpt))
     if items.height != network.n_items:
         raise InputError(f"{items_path}: {items.height} items but the checkpoint scores {network.n_items}")
     return network.eval(), items
 
 
-def warm_start(network: NextItemNetwork, items: pl.DataFrame, previous_dir: Path) -> dict[str, int]:
+def warm_start(network: SequenceNetwork, items: pl.DataFrame, previous_dir: Path) -> dict[str, int]:
     """Copy a previous model's weights into ``network`` (built for vocabulary ``items``) in place.
 
     Items known to the previous model keep their trained embedding rows (matched by external id,

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from lightning_modules.data import expand_ranges
 from lightning_modules.metrics import SplitMetrics
-from lightning_modules.network import NextItemNetwork, prefix_items
+from lightning_modules.network import SequenceNetwork, prefix_items
 from nightrec.config import ModelConfig, TrainConfig
 
 MONITOR = "valid/ndcg@10"
@@ -38,10 +38,10 @@ def sampled_seen(
 
 
 class NextItemModule(L.LightningModule):
-    """Trains a ``NextItemNetwork`` with full or sampled softmax; evaluates by full ranking."""
+    """Trains a ``SequenceNetwork`` of any family with full or sampled softmax; evaluates by full ranking."""
 
     def __init__(
-        self, network: NextItemNetwork, model: ModelConfig, train: TrainConfig, item_counts: list[int] | None = None
+        self, network: SequenceNetwork, model: ModelConfig, train: TrainConfig, item_counts: list[int] | None = None
     ):
         super().__init__()
         self.network = network
@@ -98,7 +98,7 @@ class NextItemModule(L.LightningModule):
         return loss
 
     @property
-    def eval_network(self) -> NextItemNetwork:
+    def eval_network(self) -> SequenceNetwork:
         """The evaluated weights. With ``train.ema_decay`` they are the moving average: the
         ``WarmupEMA`` callback swaps it into ``network`` for validation and copies it there when
         training ends; a loaded checkpoint's ``state_dict`` holds it too."""

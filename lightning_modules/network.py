@@ -1,8 +1,11 @@
-"""The next-item network: item embedding -> dropout -> RNN/LSTM/GRU -> (projection) -> item dot products.
+"""What every neural family shares: item embedding -> dropout -> *encoder* -> dropout -> (projection)
+-> dot products with the item table.
 
-A plain ``nn.Module`` so that scoring, evaluation and the LightningModule share it. Histories are
-right-padded with item 0; a recurrent cell only reads left to right, so the state at position
-``length - 1`` never sees the padding behind it, and training ignores padded targets.
+A family (``lightning_modules.families``) subclasses ``SequenceNetwork`` and writes only its
+encoder, ``[B, L, embedding_dim] -> [B, L, hidden_size]``, reading left to right: histories are
+right-padded with item 0, so the state at position ``length - 1`` never sees the padding behind
+it, and training ignores padded targets. Scoring, evaluation and the LightningModule use only
+the methods here.
 
 With ``history_bias`` an item already in the input history gets one learned score offset (a
 repeat/explore switch in the spirit of RepeatNet): the data decides whether people come back to
@@ -15,19 +18,19 @@ from typing import Any
 import torch
 from torch import nn
 
-CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
+class SequenceNetwork(nn.Module):
+    """Next-item model; ``user_states @ item_embeddings().T`` are the scores."""
 
-class NextItemNetwork(nn.Module):
-    """Recurrent next-item model; ``user_states @ item_embeddings().T`` are the scores."""
+    family = ""
+    # Closed-form families (collaborative filtering) are fitted, not trained by gradient descent.
+    closed_form = False
 
     def __init__(
         self,
         n_items: int,
-        cell: str = "gru",
         embedding_dim: int = 64,
         hidden_size: int = 64,
-        num_layers: int = 1,
         dropout: float = 0.3,
         hidden_dropout: float = 0.0,
         tie_weights: bool = True,
@@ -36,8 +39,6 @@ class NextItemNetwork(nn.Module):
         history_bias: bool = False,
     ):
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"unknown cell '{cell}' (expected one of {', '.join(CELLS)})")
         if projection is None:
             projection = hidden_size != embedding_dim
         if not projection and hidden_size != embedding_dim:
@@ -45,11 +46,10 @@ class NextItemNetwork(nn.Module):
                 f"hidden_size {hidden_size} != embedding_dim {embedding_dim}: scoring needs projection=true"
             )
         self.arch: dict[str, Any] = {
+            "family": self.family,
             "n_items": n_items,
-            "cell": cell,
             "embedding_dim": embedding_dim,
             "hidden_size": hidden_size,
-            "num_layers": num_layers,
             "dropout": dropout,
             "hidden_dropout": hidden_dropout,
             "tie_weights": tie_weights,
@@ -60,7 +60,6 @@ class NextItemNetwork(nn.Module):
         self.n_items = n_items
         self.embedding = nn.Embedding(n_items + 1, embedding_dim, padding_idx=0)
         self.input_dropout = nn.Dropout(dropout)
-        self.rnn = CELLS[cell](embedding_dim, hidden_size, num_layers=num_layers, batch_first=True)
         self.output_dropout = nn.Dropout(hidden_dropout)
         self.projection = nn.Linear(hidden_size, embedding_dim) if projection else None
         self.output_embedding = None if tie_weights else nn.Embedding(n_items + 1, embedding_dim, padding_idx=0)
@@ -68,28 +67,40 @@ class NextItemNetwork(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_items + 1)) if item_bias else None
         # One score offset for "this item is already in the input history"; learned, starts neutral.
         self.history_weight = nn.Parameter(torch.zeros(1)) if history_bias else None
-        self.reset_parameters()
 
     @classmethod
-    def from_arch(cls, arch: dict[str, Any]) -> "NextItemNetwork":
-        return cls(**arch)
+    def from_arch(cls, arch: dict[str, Any]) -> "SequenceNetwork":
+        return cls(**{k: v for k, v in arch.items() if k != "family"})
 
-    def reset_parameters(self) -> None:
+    @classmethod
+    def common_settings(cls, model_config: Any, n_items: int) -> dict[str, Any]:
+        """The ``model`` settings every neural family takes."""
+        return {
+            "n_items": n_items,
+            "embedding_dim": model_config.embedding_dim,
+            "hidden_size": model_config.hidden_size,
+            "dropout": model_config.dropout,
+            "hidden_dropout": model_config.hidden_dropout,
+            "tie_weights": model_config.tie_weights,
+            "projection": model_config.projection,
+            "item_bias": model_config.item_bias,
+            "history_bias": model_config.history_bias,
+        }
+
+    def reset_tables(self) -> None:
         for table in (self.embedding, self.output_embedding):
             if table is not None:
                 nn.init.xavier_normal_(table.weight)
                 with torch.no_grad():
                     table.weight[0].zero_()
-        for name, param in self.rnn.named_parameters():
-            if "weight" in name:
-                nn.init.xavier_uniform_(param)
-            else:
-                nn.init.zeros_(param)
+
+    def encode(self, embedded: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """The family's encoder: ``[B, L, embedding_dim]`` (and the item ids ``[B, L]``) -> ``[B, L, hidden]``."""
+        raise NotImplementedError
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         """User state after every position: ``[B, L] -> [B, L, d]`` (d = embedding_dim, + 1 with item_bias)."""
-        out, _ = self.rnn(self.input_dropout(self.embedding(items)))
-        out = self.output_dropout(out)
+        out = self.output_dropout(self.encode(self.input_dropout(self.embedding(items)), items))
         out = self.projection(out) if self.projection is not None else out
         if self.bias is not None:
             out = torch.cat([out, torch.ones_like(out[..., :1])], dim=-1)
@@ -130,23 +141,6 @@ class NextItemNetwork(nn.Module):
         if self.bias is None:
             return table.weight
         return torch.cat([table.weight, self.bias.unsqueeze(1)], dim=1)
-
-
-def build_network(model_config: Any, n_items: int) -> NextItemNetwork:
-    """A network from the ``model`` section of the run config."""
-    return NextItemNetwork(
-        n_items=n_items,
-        cell=model_config.cell,
-        embedding_dim=model_config.embedding_dim,
-        hidden_size=model_config.hidden_size,
-        num_layers=model_config.num_layers,
-        dropout=model_config.dropout,
-        hidden_dropout=model_config.hidden_dropout,
-        tie_weights=model_config.tie_weights,
-        projection=model_config.projection,
-        item_bias=model_config.item_bias,
-        history_bias=model_config.history_bias,
-    )
 
 
 def prefix_items(inputs: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,7 @@ import torch
 from lightning_modules.data import EvalRows, pad_tails
 from lightning_modules.metrics import SplitMetrics, mask_items
 from lightning_modules.model_io import load_model
-from lightning_modules.network import NextItemNetwork
+from lightning_modules.network import SequenceNetwork
 from nightrec.schema import ITEM_IDX
 
 
@@ -79,11 +79,11 @@ class Recommender:
 
 
 class ModelRecommender(Recommender):
-    """A trained network: scores are ``NextItemNetwork.scores`` of the padded histories."""
+    """A trained network: scores are ``SequenceNetwork.scores`` of the padded histories."""
 
     name = "model"
 
-    def __init__(self, network: NextItemNetwork, items: pl.DataFrame, max_len: int = 50):
+    def __init__(self, network: SequenceNetwork, items: pl.DataFrame, max_len: int = 50):
         super().__init__(items, max_len)
         self.network = network.eval()
 

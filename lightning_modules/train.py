@@ -22,11 +22,12 @@ from pydantic import ValidationError
 from lightning_modules.averaging import weight_averaging
 from lightning_modules.budget import EpochBudget, training_budget
 from lightning_modules.data import SequenceDataModule
+from lightning_modules.families import build_network, normalise_arch
 from lightning_modules.lifeline import die_with_parent
 from lightning_modules.loggers import quiet_lightning, training_loggers
 from lightning_modules.model_io import check_compatible, read_checkpoint, warm_start
 from lightning_modules.module import MONITOR, NextItemModule
-from lightning_modules.network import build_network
+from lightning_modules.network import SequenceNetwork
 from nightrec.config import NightrecConfig
 from nightrec.errors import ConfigError, NightrecError
 from nightrec.layout import BEST_CKPT, CONFIG_FILE, CURVE_FILE, ITEMS_FILE, LAST_CKPT, METRICS_FILE
@@ -107,6 +108,9 @@ def fit(
     resume_path = out / LAST_CKPT if resume else None
     if resume_path is not None:
         check_compatible(resume_path, read_checkpoint(resume_path)["hyper_parameters"]["arch"], network.arch)
+    if warm_start_dir is not None and not resume and (why := other_family(warm_start_dir, network)):
+        print(f"warm start skipped: {why}; training from scratch", flush=True)
+        warm_start_dir = None
     warm = warm_start(network, data.items, warm_start_dir) if warm_start_dir is not None and not resume else None
     counts = data.items.get_column("count").to_list() if "count" in data.items.columns else None
     module = NextItemModule(network, config.model, config.train, counts)
@@ -170,6 +174,18 @@ def fit(
     if trainer.is_global_zero:
         write_outputs(out, config, data, metrics)
     return metrics
+
+
+def other_family(model_dir: Path, network: SequenceNetwork) -> str | None:
+    """Why ``model_dir`` cannot warm-start ``network`` because it is another model family, or None.
+
+    A night after ``model.family`` changed starts the new family from scratch; any other
+    disagreement (sizes of the same family) stays an error.
+    """
+    saved = normalise_arch(read_checkpoint(Path(model_dir) / BEST_CKPT)["hyper_parameters"]["arch"])
+    if saved["family"] == network.family:
+        return None
+    return f"{Path(model_dir).name} is a {saved['family']} model and this one is {network.family}"
 
 
 def stop_reason(trainer: L.Trainer, early: EarlyStopping, budget: float | None) -> str:

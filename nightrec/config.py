@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from nightrec.errors import ConfigError
 from nightrec.layout import DUCKDB_FILE, run_dir
@@ -49,10 +58,25 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class ModelConfig(_Section):
-    """The next-item network and its training objective."""
+# Model families (``lightning_modules.families`` maps each to its module): recurrent (rnn, lstm,
+# gru, lru), self-attention (sasrec) and closed-form collaborative filtering (item_cf, user_cf, ease).
+FAMILIES = ("rnn", "lstm", "gru", "lru", "sasrec", "item_cf", "user_cf", "ease")
+Family = Literal["rnn", "lstm", "gru", "lru", "sasrec", "item_cf", "user_cf", "ease"]
 
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"
+
+class ModelConfig(_Section):
+    """The next-item model (its family and sizes) and its training objective."""
+
+    family: Family | Literal["auto"] = Field(
+        "lstm",
+        description="Model family, or auto: train every family in `candidates` within the night's budget "
+        "and serve the best on validation NDCG@10.",
+    )
+    candidates: Annotated[list[Family], BeforeValidator(_split_csv)] = Field(
+        default_factory=lambda: ["lstm", "sasrec", "item_cf"],
+        min_length=1,
+        description="family=auto: the families tried, in this order, sharing the training budget.",
+    )
     embedding_dim: int = Field(64, ge=1)
     hidden_size: int = Field(64, ge=1)
     num_layers: int = Field(1, ge=1)
@@ -76,6 +100,26 @@ class ModelConfig(_Section):
     )
     label_smoothing: float = Field(0.2, ge=0.0, lt=1.0, description="Label smoothing of the full-softmax CE loss.")
     num_negatives: int = Field(1024, ge=1, description="Popularity-sampled negatives per batch (sampled_softmax).")
+    num_heads: int = Field(2, ge=1, description="sasrec: attention heads (hidden_size must divide by it).")
+    neighbors: int = Field(200, ge=1, description="item_cf/user_cf: neighbours kept per item or per user.")
+    shrinkage: float = Field(10.0, ge=0, description="item_cf/user_cf: similarity shrinkage (support / (support + s)).")
+    recency_decay: float = Field(
+        0.8, gt=0, le=1, description="item_cf/user_cf: a history item k steps before the last weighs decay**k."
+    )
+    ease_l2: float = Field(250.0, gt=0, description="ease: L2 regularisation of the item x item regression.")
+    ease_max_items: int = Field(
+        30_000, ge=1, description="ease: larger catalogues are refused (its dense item x item matrix is n^2 floats)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cell_is_family(cls, data: Any) -> Any:
+        # `model.cell` (rnn/lstm/gru) named the family before there were others; old configs keep working.
+        if isinstance(data, dict) and "cell" in data:
+            data = dict(data)
+            cell = data.pop("cell")
+            data.setdefault("family", cell)
+        return data
 
     def objective(self, n_items: int) -> tuple[str, str]:
         """``(loss, why)``: the objective training uses for a catalogue of ``n_items``."""

@@ -19,11 +19,11 @@ def test_file_then_env_then_flags(tmp_path):
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text("k: 5\nevents: a.parquet\nmodel:\n  cell: lstm\n  hidden_size: 32\n")
     config = load_config(yaml_file, environ={})
-    assert (config.k, config.events, config.model.cell, config.model.hidden_size) == (5, "a.parquet", "lstm", 32)
+    assert (config.k, config.events, config.model.family, config.model.hidden_size) == (5, "a.parquet", "lstm", 32)
 
     env = {"NIGHTREC_K": "7", "NIGHTREC_MODEL__CELL": "rnn", "NIGHTREC_DATA_DIR": "/srv/d"}
     config = load_config(yaml_file, environ=env)
-    assert (config.k, config.model.cell, config.model.hidden_size, config.data_dir) == (7, "rnn", 32, Path("/srv/d"))
+    assert (config.k, config.model.family, config.model.hidden_size, config.data_dir) == (7, "rnn", 32, Path("/srv/d"))
 
     config = load_config(yaml_file, overrides={"k": 9, "events": None}, environ=env)
     assert config.k == 9 and config.events == "a.parquet"
@@ -51,7 +51,8 @@ def test_config_file_from_environment(tmp_path):
             {"NIGHTREC_K": "0"},
             "k: Input should be greater than or equal to 1 (got '0') [flag, file key 'k' or NIGHTREC_K]",
         ),
-        ({"NIGHTREC_MODEL__CELL": "transformer"}, "model.cell"),
+        ({"NIGHTREC_MODEL__FAMILY": "transformer"}, "model.family"),
+        ({"NIGHTREC_MODEL__CELL": "transformer"}, "model.family"),  # the name before families
         ({"NIGHTREC_RUN_DATE": "yesterday"}, "run_date"),
         ({"NIGHTREC_MODEL__NOT_A_KEY": "1"}, "model.not_a_key: Extra inputs are not permitted"),
         ({"NIGHTREC_TRAIN__DEVICES": "0"}, "train.devices"),

@@ -5,8 +5,9 @@ import polars as pl
 import pytest
 import torch
 
+from lightning_modules.families.recurrent import RecurrentNetwork
 from lightning_modules.module import NextItemModule, sampled_seen
-from lightning_modules.network import NextItemNetwork, prefix_items
+from lightning_modules.network import prefix_items
 from lightning_modules.recommend import ModelRecommender
 from nightrec.config import NightrecConfig
 
@@ -38,7 +39,7 @@ def test_sampled_seen_marks_targets_and_every_copy_of_a_repeated_negative():
 
 def test_scores_shift_history_items_by_exactly_the_learned_offset():
     torch.manual_seed(0)
-    net = NextItemNetwork(n_items=6, embedding_dim=4, hidden_size=4, history_bias=True).eval()
+    net = RecurrentNetwork(n_items=6, embedding_dim=4, hidden_size=4, history_bias=True).eval()
     with torch.no_grad():
         net.history_weight.fill_(-3.0)
     hist, lengths = torch.tensor([[2, 5, 2, 0]]), torch.tensor([3])
@@ -60,7 +61,7 @@ def _train_offset(loss: str, sequences: torch.Tensor, steps: int = 80) -> float:
             "train": {"lr": 0.05},
         }
     )
-    net = NextItemNetwork(n_items=8, embedding_dim=8, hidden_size=8, dropout=0.0, history_bias=True)
+    net = RecurrentNetwork(n_items=8, embedding_dim=8, hidden_size=8, dropout=0.0, history_bias=True)
     module = NextItemModule(net, config.model, config.train, item_counts=[1] * 8)
     optimizer = module.configure_optimizers()
     for _ in range(steps):

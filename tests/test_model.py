@@ -9,7 +9,7 @@ import torch
 
 from lightning_modules.baselines import ItemKNNRecommender, PopularityRecommender
 from lightning_modules.data import SequenceDataModule, build_windows, pad_tails
-from lightning_modules.network import NextItemNetwork
+from lightning_modules.families.recurrent import RecurrentNetwork
 from lightning_modules.recommend import ModelRecommender
 from nightrec.config import PopularityConfig
 from nightrec.errors import InputError
@@ -21,7 +21,7 @@ from tests.model_fixtures import write_sequence_dir
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_padding_never_changes_a_hidden_state(cell):
     torch.manual_seed(0)
-    net = NextItemNetwork(n_items=20, cell=cell, embedding_dim=6, hidden_size=10, num_layers=2).eval()
+    net = RecurrentNetwork(n_items=20, family=cell, embedding_dim=6, hidden_size=10, num_layers=2).eval()
     short = torch.tensor([[3, 7, 1, 0, 0]])
     long = torch.tensor([[3, 7, 1, 0, 0, 0, 0, 0, 0]])
     # equal up to float rounding: some CPUs' GRU kernels differ in the last bit with the sequence length
@@ -34,14 +34,14 @@ def test_padding_never_changes_a_hidden_state(cell):
 
 
 def test_untied_output_table_and_row_zero_is_padding():
-    net = NextItemNetwork(n_items=5, embedding_dim=4, hidden_size=4, tie_weights=False)
+    net = RecurrentNetwork(n_items=5, embedding_dim=4, hidden_size=4, tie_weights=False)
     assert net.item_embeddings() is not net.embedding.weight
     assert torch.count_nonzero(net.item_embeddings()[0]) == 0
 
 
 def test_item_bias_is_folded_into_the_dot_product():
     torch.manual_seed(0)
-    net = NextItemNetwork(n_items=5, embedding_dim=4, hidden_size=4, item_bias=True).eval()
+    net = RecurrentNetwork(n_items=5, embedding_dim=4, hidden_size=4, item_bias=True).eval()
     with torch.no_grad():
         net.bias.copy_(torch.arange(6, dtype=torch.float))
     hist, lengths = torch.tensor([[2, 3, 0]]), torch.tensor([2])
@@ -111,7 +111,7 @@ def test_every_recommender_answers_the_same_ranked_list_contract(tmp_path):
     data = SequenceDataModule(seq_dir, max_len=8)
     data.load()
     flat, lengths, _ = data.train_lists
-    net = NextItemNetwork(n_items=data.n_items, embedding_dim=8, hidden_size=8)
+    net = RecurrentNetwork(n_items=data.n_items, embedding_dim=8, hidden_size=8)
     # the list cold users are served: time-decayed popularity of events over every item
     day = datetime(2026, 3, 10, tzinfo=UTC)
     events = pl.DataFrame(
@@ -153,7 +153,7 @@ def test_both_objectives_learn_a_sequence(loss, smoothing):
     config = NightrecConfig.model_validate(
         {"model": {"loss": loss, "num_negatives": 8, "label_smoothing": smoothing}, "train": {"lr": 0.05}}
     )
-    net = NextItemNetwork(n_items=12, embedding_dim=8, hidden_size=8, dropout=0.0)
+    net = RecurrentNetwork(n_items=12, embedding_dim=8, hidden_size=8, dropout=0.0)
     module = NextItemModule(net, config.model, config.train, item_counts=list(range(1, 13)))
     optimizer = module.configure_optimizers()
     batch = {"items": torch.tensor([[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]])}

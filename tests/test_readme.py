@@ -35,7 +35,7 @@ def test_makefile_targets_and_ci_use_them():
 def test_config_example_is_valid(tmp_path):
     (tmp_path / "c.yaml").write_text(_blocks("yaml")[0])
     config = load_config(tmp_path / "c.yaml", environ={})
-    assert config.k == 20 and config.model.cell == "gru"
+    assert config.k == 20 and config.model.family == "gru"
 
 
 @pytest.mark.integration

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from lightning_modules.data import SequenceDataModule
+from lightning_modules.families.recurrent import RecurrentNetwork
 from lightning_modules.model_io import load_model, read_checkpoint, warm_start
-from lightning_modules.network import NextItemNetwork
 from lightning_modules.recommend import ModelRecommender
 from lightning_modules.train import main
 from nightrec.progress import parse_progress
@@ -107,7 +107,7 @@ def test_checkpoints_from_before_lightning_averaging_still_load(trained, tmp_pat
     old_net, _ = load_model(old_dir)
     for (name, new), old in zip(new_net.state_dict().items(), old_net.state_dict().values(), strict=True):
         assert torch.equal(new, old), name
-    warm_new, warm_old = (NextItemNetwork.from_arch(new_net.arch) for _ in range(2))
+    warm_new, warm_old = (RecurrentNetwork.from_arch(new_net.arch) for _ in range(2))
     warm_old.load_state_dict(warm_new.state_dict())
     assert warm_start(warm_new, items, tmp / "model") == warm_start(warm_old, items, old_dir)
     for (name, new), old in zip(warm_new.state_dict().items(), warm_old.state_dict().values(), strict=True):
@@ -160,7 +160,7 @@ def test_warm_start_keeps_known_rows_and_appends_new_items(trained, tmp_path):
     seq = write_sequence_dir(tmp_path / "seq", items=35, item_ids=ids)
     items = pl.read_parquet(seq / "items.parquet")
     # The same architecture as the trained model (whatever the config defaults are), 35 items.
-    net = NextItemNetwork.from_arch({**old_net.arch, "n_items": 35})
+    net = RecurrentNetwork.from_arch({**old_net.arch, "n_items": 35})
     fresh = net.item_embeddings().detach().clone()
     assert warm_start(net, items, tmp / "model") == {"kept_items": 30, "new_items": 5}
     old_rows = dict(zip(old_items.get_column("item_id"), old_net.item_embeddings().detach()[1:], strict=True))

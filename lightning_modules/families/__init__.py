@@ -1,0 +1,45 @@
+"""The model families and the registry that maps ``model.family`` to each (one module per family).
+
+Every family builds a ``SequenceNetwork``-shaped module from typed config and plugs into the shared
+trainer, DataModule, objectives, scoring kernel and evaluator. Adding a family is adding its
+module, a line here and its tests.
+"""
+
+from typing import Any
+
+from lightning_modules.families.recurrent import RecurrentNetwork
+from lightning_modules.network import SequenceNetwork
+from nightrec.config import FAMILIES as FAMILY_NAMES
+
+FAMILIES: dict[str, type[SequenceNetwork]] = {
+    "rnn": RecurrentNetwork,
+    "lstm": RecurrentNetwork,
+    "gru": RecurrentNetwork,
+}
+
+
+def family_class(family: str) -> type[SequenceNetwork]:
+    if family not in FAMILIES:
+        known = ", ".join(f for f in FAMILY_NAMES if f in FAMILIES)
+        raise ValueError(f"unknown model family '{family}' (expected one of {known})")
+    return FAMILIES[family]
+
+
+def normalise_arch(arch: dict[str, Any]) -> dict[str, Any]:
+    """An architecture dict in today's keys: checkpoints before model families named the recurrent cell ``cell``."""
+    if "cell" in arch:
+        arch = {("family" if k == "cell" else k): v for k, v in arch.items()}
+    return arch
+
+
+def build_network(model_config: Any, n_items: int) -> SequenceNetwork:
+    """A network of ``model_config.family`` from the ``model`` section of the run config."""
+    if model_config.family == "auto":
+        raise ValueError("model.family=auto names no single family; lightning_modules.selection trains each candidate")
+    return family_class(model_config.family).from_config(model_config, n_items)
+
+
+def network_from_arch(arch: dict[str, Any]) -> SequenceNetwork:
+    """The untrained network a checkpoint's ``hyper_parameters.arch`` describes."""
+    arch = normalise_arch(arch)
+    return family_class(arch["family"]).from_arch(arch)
