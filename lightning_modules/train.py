@@ -104,7 +104,7 @@ def fit(
         eval_users=config.train.eval_users,
     )
     data.load()
-    network = build_network(config.model, data.n_items)
+    network = build_network(config.model, data.n_items, max(config.sequences.max_len, config.train.window_len or 0))
     resume_path = out / LAST_CKPT if resume else None
     if resume_path is not None:
         check_compatible(resume_path, read_checkpoint(resume_path)["hyper_parameters"]["arch"], network.arch)

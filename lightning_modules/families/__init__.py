@@ -32,11 +32,14 @@ def normalise_arch(arch: dict[str, Any]) -> dict[str, Any]:
     return arch
 
 
-def build_network(model_config: Any, n_items: int) -> SequenceNetwork:
-    """A network of ``model_config.family`` from the ``model`` section of the run config."""
+def build_network(model_config: Any, n_items: int, max_len: int = 50) -> SequenceNetwork:
+    """A network of ``model_config.family`` from the ``model`` section of the run config.
+
+    ``max_len`` is the longest input it will read (families with positions size them by it).
+    """
     if model_config.family == "auto":
         raise ValueError("model.family=auto names no single family; lightning_modules.selection trains each candidate")
-    return family_class(model_config.family).from_config(model_config, n_items)
+    return family_class(model_config.family).from_config(model_config, n_items, max_len)
 
 
 def network_from_arch(arch: dict[str, Any]) -> SequenceNetwork:

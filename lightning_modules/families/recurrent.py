@@ -31,7 +31,7 @@ class RecurrentNetwork(SequenceNetwork):
         return cls(**arch)
 
     @classmethod
-    def from_config(cls, model_config: Any, n_items: int) -> "RecurrentNetwork":
+    def from_config(cls, model_config: Any, n_items: int, max_len: int = 50) -> "RecurrentNetwork":
         return cls(
             family=model_config.family,
             num_layers=model_config.num_layers,
