@@ -43,14 +43,31 @@ def _splits(block: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return block if any(isinstance(v, dict) for v in block.values()) else {"valid": block}
 
 
+def _models(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(row name, metrics by split)`` of every model judged tonight, in the table's order.
+
+    With ``model.family: auto`` each candidate family has its row (the served one marked) and the
+    last-item kNN baseline measured on the same validation users closes the table.
+    """
+    candidate = metrics.get("candidate") or {}
+    selection = candidate.get("selection") or {}
+    rows = [
+        (f"candidate {family}" + (" (selected)" if s["selected"] else ""), {"valid": s["valid"], "test": s["test"]})
+        for family, s in selection.items()
+    ] or [("candidate", candidate)]
+    rows += [("champion", metrics.get("champion") or {}), ("popularity", metrics.get("popularity") or {})]
+    rows += [(name, {"valid": values}) for name, values in (candidate.get("baselines") or {}).items()]
+    return rows
+
+
 def metric_table(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per model and split, one column per headline metric (rounded), and the change of
     NDCG@10 against the served popularity on the same split. Slices (``short/...``,
     ``masked/...``) stay in ``metrics.json``."""
     popularity = _splits(metrics.get("popularity") or {})
     rows = []
-    for model in ("candidate", "champion", "popularity"):
-        for split, values in _splits(metrics.get(model) or {}).items() if metrics.get(model) else ():
+    for model, block in _models(metrics):
+        for split, values in _splits(block).items() if block else ():
             if split not in ("valid", "test"):
                 continue
             row: dict[str, Any] = {"model": model, "split": split}
@@ -148,6 +165,7 @@ STOPPED_BY = {
     "time_budget": "the time budget (train.max_minutes; train.warm_start_max_minutes when warm-started) ended training; the best checkpoint so far is published",
     "early_stopping": "early stopping (no better validation NDCG@10 for train.patience epochs)",
     "max_epochs": "train.epochs reached",
+    "closed_form": "a closed-form fit (collaborative filtering: one pass, no epochs)",
 }
 
 
@@ -157,7 +175,14 @@ def training_markdown(candidate: dict[str, Any] | None) -> str:
         return "_no training tonight_\n"
     objective = candidate.get("objective") or {}
     stopped = candidate.get("stopped_by")
-    return (
+    selection = candidate.get("selection") or {}
+    family = (
+        f"Family: {candidate.get('family')} (model.family=auto: the best on validation NDCG@10 of "
+        f"{', '.join(selection)}; each candidate's numbers are in the table below).\n\n"
+        if selection
+        else ""
+    )
+    return family + (
         f"Objective: {objective.get('loss', '?')} ({objective.get('reason', 'not recorded')}); "
         f"{candidate['epochs']} epochs of {candidate.get('seconds_per_epoch', 0):.1f} s, best epoch "
         f"{candidate.get('best_epoch')}; stopped by {STOPPED_BY.get(stopped, stopped or 'not recorded')}.\n"

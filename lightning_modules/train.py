@@ -28,6 +28,7 @@ from lightning_modules.loggers import quiet_lightning, training_loggers
 from lightning_modules.model_io import check_compatible, read_checkpoint, warm_start
 from lightning_modules.module import MONITOR, NextItemModule
 from lightning_modules.network import SequenceNetwork
+from lightning_modules.selection import fit_auto
 from nightrec.config import NightrecConfig
 from nightrec.errors import ConfigError, NightrecError
 from nightrec.layout import BEST_CKPT, CONFIG_FILE, CURVE_FILE, ITEMS_FILE, LAST_CKPT, METRICS_FILE
@@ -172,7 +173,7 @@ def fit(
         "settings": {k: str(v) for k, v in settings.items()} | {"world_size": trainer.world_size},
     }
     if trainer.is_global_zero:
-        write_outputs(out, config, data, metrics)
+        write_outputs(out, config, data.dir, metrics)
     return metrics
 
 
@@ -212,10 +213,10 @@ def _history_weight(module: NextItemModule) -> float | None:
     return None if weight is None else float(weight.detach())
 
 
-def write_outputs(out: Path, config: NightrecConfig, data: SequenceDataModule, metrics: dict[str, Any]) -> None:
+def write_outputs(out: Path, config: NightrecConfig, sequences_dir: Path, metrics: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILE).write_text(config.model_dump_json(indent=2))
-    shutil.copyfile(data.dir / ITEMS_FILE, out / ITEMS_FILE)
+    shutil.copyfile(Path(sequences_dir) / ITEMS_FILE, out / ITEMS_FILE)
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     plot_curve(metrics["history"], out / CURVE_FILE)
 
@@ -261,18 +262,27 @@ def load_run_config(path: Path) -> NightrecConfig:
         ) from None
 
 
+def is_rank_zero() -> bool:
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+
+
 def main(argv: list[str] | None = None) -> int:
     die_with_parent()
     args = parse_args(argv)
     try:
         config = load_run_config(args.config)
-        if args.resume and not (args.out / LAST_CKPT).is_file():
-            raise ConfigError(f"{args.out / LAST_CKPT}: --resume given but there is no checkpoint to resume")
-        metrics = fit(config, args.sequences, args.out, resume=args.resume, warm_start_dir=args.warm_start)
+        if config.model.family == "auto":  # each candidate resumes on its own (see selection)
+            metrics = fit_auto(config, args.sequences, args.out, warm_start_dir=args.warm_start)
+            if is_rank_zero():
+                write_outputs(args.out, config, args.sequences, metrics)
+        else:
+            if args.resume and not (args.out / LAST_CKPT).is_file():
+                raise ConfigError(f"{args.out / LAST_CKPT}: --resume given but there is no checkpoint to resume")
+            metrics = fit(config, args.sequences, args.out, resume=args.resume, warm_start_dir=args.warm_start)
     except NightrecError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
-    if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
+    if is_rank_zero():
         test = {name: metrics["test"][name] for name in ("ndcg@10", "recall@10", "mrr@10", "masked/ndcg@10")}
         print(progress_line(DONE, best_epoch=metrics["best_epoch"], epochs=metrics["epochs"], test=test), flush=True)
     return 0

@@ -35,6 +35,25 @@ def test_metric_table_is_one_row_per_model_and_split_with_the_change_against_pop
     assert all("short/ndcg@10" not in r and "users" not in r for r in rows)  # slices stay in metrics.json
 
 
+def test_with_auto_every_candidate_family_and_the_knn_baseline_has_a_row():
+    selection = {
+        "lstm": {"selected": False, "valid": {"ndcg@10": 0.2}, "test": {"ndcg@10": 0.19}},
+        "sasrec": {"selected": True, "valid": {"ndcg@10": 0.3}, "test": {"ndcg@10": 0.28}},
+    }
+    candidate = {**METRICS["candidate"], "selection": selection, "baselines": {"last-item knn": {"ndcg@10": 0.12}}}
+    rows = metric_table({**METRICS, "candidate": candidate})
+    assert [(r["model"], r["split"]) for r in rows] == [
+        ("candidate lstm", "valid"),
+        ("candidate lstm", "test"),
+        ("candidate sasrec (selected)", "valid"),
+        ("candidate sasrec (selected)", "test"),
+        ("champion", "valid"),
+        ("popularity", "valid"),
+        ("last-item knn", "valid"),
+    ]
+    assert rows[2]["ndcg@10 vs popularity"] == "+100.0%" and rows[-1]["ndcg@10 vs popularity"] == "-20.0%"
+
+
 def test_a_thin_or_negative_margin_over_popularity_is_a_warning():
     assert margin_warning(METRICS) is None
     thin = {**METRICS, "candidate": {"valid": {"ndcg@10": 0.155}}}

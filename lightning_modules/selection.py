@@ -1,0 +1,123 @@
+"""``model.family: auto``: train every candidate family within the night's budget, serve the best.
+
+Each candidate trains with the ordinary ``fit`` into ``<out>/candidates/<family>/`` and gets an
+equal share of what is left of the budget when its turn comes, so time a quick family (the
+closed-form CF ones take seconds) does not use passes to the next. The winner is the best on
+validation NDCG@10 (the promotion gate's metric; ties go to the earlier candidate); its files
+become the model folder's own, so everything downstream sees one model of one family. The
+losers keep their ``metrics.json`` and curve for the report, not their checkpoints.
+
+A rerun in the same folder (the flow's retry after a crash) keeps every candidate that finished
+and resumes the one that was training.
+"""
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from lightning_modules.baselines import ItemKNNRecommender
+from lightning_modules.data import SequenceDataModule
+from nightrec.config import NightrecConfig
+from nightrec.layout import BEST_CKPT, CURVE_FILE, LAST_CKPT, METRICS_FILE
+from nightrec.registry import read_json
+
+CANDIDATES_DIR = "candidates"
+GATE = "ndcg@10"
+KNN = "last-item knn"
+
+
+def candidate_config(config: NightrecConfig, family: str, minutes: float | None) -> NightrecConfig:
+    """``config`` for one candidate: its family, and its share of the budget (warm or not)."""
+    model = config.model.model_copy(update={"family": family})
+    train = config.train.model_copy(update={"max_minutes": minutes, "warm_start_max_minutes": minutes})
+    return config.model_copy(update={"model": model, "train": train})
+
+
+def budget_minutes(config: NightrecConfig, warm: bool) -> float | None:
+    if warm and config.train.warm_start_max_minutes is not None:
+        return config.train.warm_start_max_minutes
+    return config.train.max_minutes
+
+
+def fit_auto(
+    config: NightrecConfig, sequences_dir: Path, out: Path, resume: bool = False, warm_start_dir: Path | None = None
+) -> dict[str, Any]:
+    """Train ``config.model.candidates`` one after another, keep the best; returns its metrics plus a
+    ``selection`` block (every candidate's validation and test numbers, seconds, epochs) and the
+    last-item kNN baseline on the same validation users."""
+    from lightning_modules.train import fit, is_rank_zero
+
+    out = Path(out)
+    candidates = list(dict.fromkeys(config.model.candidates))
+    budget = budget_minutes(config, warm_start_dir is not None)
+    started = time.monotonic()
+    results: dict[str, dict[str, Any]] = {}
+    for turn, family in enumerate(candidates):
+        folder = out / CANDIDATES_DIR / family
+        if (folder / METRICS_FILE).is_file():  # finished before a crash: keep it
+            results[family] = read_json(folder / METRICS_FILE)
+            continue
+        share = None
+        if budget is not None:
+            left = budget - (time.monotonic() - started) / 60
+            share = max(left, 0.1) / (len(candidates) - turn)
+        print(f"auto: training candidate {family} ({_minutes(share)})", flush=True)
+        results[family] = fit(
+            candidate_config(config, family, share),
+            sequences_dir,
+            folder,
+            resume=(folder / LAST_CKPT).is_file(),
+            warm_start_dir=warm_start_dir,
+        )
+    winner = max(candidates, key=lambda f: (results[f]["valid"][GATE], -candidates.index(f)))
+    print(f"auto: serving {winner} (valid {GATE} {results[winner]['valid'][GATE]:.4f})", flush=True)
+    metrics = dict(results[winner])
+    metrics["family"] = winner
+    metrics["selection"] = {family: _summary(results[family], family == winner) for family in candidates}
+    if is_rank_zero():
+        metrics["baselines"] = {KNN: knn_valid_metrics(config, sequences_dir)}
+        adopt(out, out / CANDIDATES_DIR / winner, candidates)
+    metrics["best_checkpoint"] = str((out / BEST_CKPT).resolve())
+    return metrics
+
+
+def _minutes(share: float | None) -> str:
+    return "no time budget" if share is None else f"{share:.1f} min of the budget"
+
+
+def _summary(metrics: dict[str, Any], selected: bool) -> dict[str, Any]:
+    return {
+        "selected": selected,
+        "valid": metrics["valid"],
+        "test": metrics.get("test", {}),
+        "epochs": metrics.get("epochs"),
+        "seconds": metrics.get("fit_seconds"),
+        "stopped_by": metrics.get("stopped_by"),
+    }
+
+
+def adopt(out: Path, winner: Path, candidates: list[str]) -> None:
+    """The winner's checkpoints and curve become ``out``'s; the losers' checkpoints are deleted."""
+    for name in (BEST_CKPT, LAST_CKPT, CURVE_FILE):
+        if (winner / name).is_file():
+            shutil.copy2(winner / name, out / name)
+    for family in candidates:
+        folder = out / CANDIDATES_DIR / family
+        if folder != winner:
+            for name in (BEST_CKPT, LAST_CKPT):
+                (folder / name).unlink(missing_ok=True)
+
+
+def knn_valid_metrics(config: NightrecConfig, sequences_dir: Path) -> dict[str, float]:
+    """The last-item co-occurrence kNN on the candidates' validation users: the floor any family must beat."""
+    data = SequenceDataModule(
+        sequences_dir,
+        max_len=config.sequences.max_len,
+        eval_batch_size=config.train.eval_batch_size,
+        eval_users=config.train.eval_users,
+    )
+    data.load()
+    flat, lengths, _ = data.train_lists
+    knn = ItemKNNRecommender(data.items, flat, lengths, max_len=config.sequences.max_len)
+    return knn.evaluate(data.eval_rows["valid"], batch_size=config.train.eval_batch_size)

@@ -1,0 +1,64 @@
+"""``model.family: auto``: every candidate trained, the best on validation served, reruns keep finished ones."""
+
+import json
+
+import pytest
+import torch
+
+from lightning_modules.model_io import load_model
+from lightning_modules.train import main
+from tests.model_fixtures import tiny_config, write_sequence_dir
+
+pytestmark = [pytest.mark.slow]
+
+
+def _auto(tmp_path, candidates, **train):
+    config = tiny_config(tmp_path / "c.json", **train)
+    data = json.loads(config.read_text())
+    data["model"].update(family="auto", candidates=candidates)
+    config.write_text(json.dumps(data))
+    return config
+
+
+def test_auto_serves_the_candidate_best_on_validation(tmp_path, capsys):
+    seq = write_sequence_dir(tmp_path / "seq", users=80)
+    config = _auto(tmp_path, ["rnn", "gru"], epochs=2)
+    out = tmp_path / "model"
+    assert main(["--config", str(config), "--sequences", str(seq), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    selection = metrics["selection"]
+    best = max(selection, key=lambda f: selection[f]["valid"]["ndcg@10"])
+    assert metrics["family"] == best and selection[best]["selected"]
+    assert metrics["valid"] == selection[best]["valid"]
+    assert sum(s["selected"] for s in selection.values()) == 1
+    # The folder is the winner's model: its family, its weights, nothing else to read.
+    network, _ = load_model(out)
+    assert network.family == best
+    assert json.loads((out / "config.json").read_text())["model"]["family"] == "auto"
+    loser = next(f for f in selection if f != best)
+    assert not (out / "candidates" / loser / "model.ckpt").exists()  # losers keep their numbers only
+    assert (out / "candidates" / loser / "metrics.json").is_file()
+    assert 0 <= metrics["baselines"]["last-item knn"]["ndcg@10"] <= 1
+    said = capsys.readouterr().out
+    assert "auto: training candidate rnn" in said and f"auto: serving {best}" in said
+
+    # A rerun in the same folder (the flow's retry) trains nothing again and serves the same model.
+    before = torch.load(out / "model.ckpt", weights_only=True)["state_dict"]
+    assert main(["--config", str(config), "--sequences", str(seq), "--out", str(out)]) == 0
+    assert "auto: training candidate" not in capsys.readouterr().out
+    after = torch.load(out / "model.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_each_candidate_gets_a_share_of_the_budget(tmp_path, capsys):
+    seq = write_sequence_dir(tmp_path / "seq", users=40)
+    config = _auto(tmp_path, ["rnn", "gru", "lstm"], epochs=1, max_minutes=3.0)
+    assert main(["--config", str(config), "--sequences", str(seq), "--out", str(tmp_path / "m")]) == 0
+    shares = [
+        float(line.split("(")[1].split(" min")[0])
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("auto: training candidate")
+    ]
+    # The first gets a third of 3 minutes; what a quick candidate leaves passes to the next ones.
+    assert len(shares) == 3 and shares[0] == pytest.approx(1.0, abs=0.05)
+    assert shares[1] >= shares[0] - 0.05 and shares[2] >= shares[1] - 0.05
