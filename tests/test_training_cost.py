@@ -128,6 +128,38 @@ def test_the_budget_ends_training_between_whole_epochs_keeps_the_best_and_a_warm
     assert warm["stopped_by"] == "time_budget" and warm["epochs"] < metrics["epochs"]
 
 
+class SlowSteps(Callback):
+    """Each training step lasts ``step_s``; each scored evaluation batch ``eval_s`` more."""
+
+    def __init__(self, step_s: float, eval_s: float):
+        self.step_s, self.eval_s = step_s, eval_s
+
+    def setup(self, trainer, module, stage) -> None:
+        score = module.score
+        module.score = lambda batch: (time.sleep(self.eval_s), score(batch))[1]
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        time.sleep(self.step_s)
+
+
+@pytest.mark.slow
+def test_an_epoch_longer_than_the_budget_stops_inside_it_leaving_time_for_its_evaluation(tmp_path):
+    seq = write_sequence_dir(tmp_path / "seq", users=80)
+    config = _tiny(train={"epochs": 5, "patience": 5, "max_minutes": 3.0 / 60, "batch_size": 8, "eval_batch_size": 8})
+    steps = {}
+    for name, eval_s in (("quick", 0.0), ("slow", 0.1)):
+        metrics = fit(config, seq, tmp_path / name, callbacks=[SlowSteps(0.25, eval_s)])
+        assert metrics["stopped_by"] == "time_budget" and metrics["epochs"] == 1
+        # the weights reached inside the epoch were validated, kept, tested and published
+        assert (tmp_path / name / "model.ckpt").is_file() and metrics["test"]["users"] == 80
+        steps[name] = read_checkpoint(tmp_path / name / "last.ckpt")["global_step"]
+    data = SequenceDataModule(seq, max_len=8, batch_size=8)
+    data.load()
+    assert steps["quick"] < len(data.train_dataloader())  # stopped inside the first epoch
+    # 10 validation batches of 0.1 s: the slow run keeps ~2 s for its validation and test
+    assert steps["slow"] <= steps["quick"] - 3
+
+
 @pytest.mark.slow
 def test_validation_and_the_champions_judge_rank_the_same_fixed_sample_of_users(tmp_path):
     from lightning_modules.evaluate import model_valid_metrics
