@@ -170,8 +170,9 @@ class LRUNetwork(SequenceNetwork):
     def step(self, state: list[torch.Tensor], items: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Read one more item per user: ``(state, items [B]) -> (state, encoded [B, hidden_size])``.
 
-        ``encoded`` equals ``encode`` at that position of the whole history, so a scorer can carry
-        ``state`` from night to night and read only the new items.
+        ``encoded`` equals ``encode`` at that position of the same history: a scorer can carry
+        ``state`` forward and read only new items (past ``max_len`` it then remembers more than
+        training's windows ever showed, so that is a choice to measure, not a free equivalence).
         """
         x = self.input_map(self.input_dropout(self.embedding(items)))
         new_state = []
