@@ -8,6 +8,7 @@ module, a line here and its tests.
 from typing import Any
 
 from lightning_modules.families.recurrent import RecurrentNetwork
+from lightning_modules.families.sasrec import SASRecNetwork
 from lightning_modules.network import SequenceNetwork
 from nightrec.config import FAMILIES as FAMILY_NAMES
 
@@ -15,6 +16,7 @@ FAMILIES: dict[str, type[SequenceNetwork]] = {
     "rnn": RecurrentNetwork,
     "lstm": RecurrentNetwork,
     "gru": RecurrentNetwork,
+    "sasrec": SASRecNetwork,
 }
 
 
