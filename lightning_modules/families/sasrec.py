@@ -3,11 +3,14 @@
 Positions are counted from the end of each history: the most recent real item is position 0, the
 one before it 1, and so on, read off the padding mask. A training window and a scoring history of
 any length then agree on what "the last item" looks like, which an index from the start of a
-right-padded row would not. Items further back than the position table reaches share its last row,
-so inputs longer than ``max_len`` still run (scoring already cuts histories to ``max_len``).
+right-padded row would not. A state never reads a later item, but its position says how many
+follow it, as in the paper (whose left-padded rows count from the end too). Items further back than
+the position table reaches share its last row: inputs longer than ``max_len`` still get a state at
+every position (cutting them to the last ``max_len`` would break ``forward``'s ``[B, L]`` contract).
 
-The feed-forward is ``hidden_size`` wide, as in the paper, not BERT's 4x: catalogue-sized next-item
-data is small per item, and a 4x block quadruples the largest matrices for no measured gain here.
+The feed-forward is ``hidden_size`` wide, as in the paper, not BERT's 4x: a 4x block quadruples the
+largest matrices and measured no better on ml-100k (valid NDCG@10 0.1018 against 0.1039 after 30
+epochs, one seed).
 """
 
 import math
