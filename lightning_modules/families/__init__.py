@@ -9,6 +9,7 @@ from typing import Any
 
 from lightning_modules.families.lru import LRUNetwork
 from lightning_modules.families.recurrent import RecurrentNetwork
+from lightning_modules.families.sasrec import SASRecNetwork
 from lightning_modules.network import SequenceNetwork
 from nightrec.config import FAMILIES as FAMILY_NAMES
 
@@ -17,6 +18,7 @@ FAMILIES: dict[str, type[SequenceNetwork]] = {
     "lstm": RecurrentNetwork,
     "gru": RecurrentNetwork,
     "lru": LRUNetwork,
+    "sasrec": SASRecNetwork,
 }
 
 
