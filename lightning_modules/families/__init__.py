@@ -7,7 +7,10 @@ module, a line here and its tests.
 
 from typing import Any
 
+from lightning_modules.families.ease import EASE
+from lightning_modules.families.item_cf import ItemCF
 from lightning_modules.families.recurrent import RecurrentNetwork
+from lightning_modules.families.user_cf import UserCF
 from lightning_modules.network import SequenceNetwork
 from nightrec.config import FAMILIES as FAMILY_NAMES
 
@@ -15,6 +18,9 @@ FAMILIES: dict[str, type[SequenceNetwork]] = {
     "rnn": RecurrentNetwork,
     "lstm": RecurrentNetwork,
     "gru": RecurrentNetwork,
+    "item_cf": ItemCF,
+    "user_cf": UserCF,
+    "ease": EASE,
 }
 
 
