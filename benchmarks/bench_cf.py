@@ -16,6 +16,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import itertools
+import json
 import sys
 import time
 from pathlib import Path
@@ -29,9 +30,9 @@ from lightning_modules.recommend import ModelRecommender  # noqa: E402
 from nightrec.config import ModelConfig  # noqa: E402
 
 GRIDS = {
-    "item_cf": {"neighbors": [50, 200, 1000], "shrinkage": [0.0, 10.0, 100.0], "recency_decay": [0.5, 0.8, 1.0]},
-    "user_cf": {"neighbors": [50, 200, 500], "shrinkage": [0.0, 10.0], "recency_decay": [0.5, 0.8, 1.0]},
-    "ease": {"l2": [50.0, 250.0, 1000.0], "recency_decay": [0.8, 1.0]},
+    "item_cf": {"neighbors": [50, 200, 1000], "shrinkage": [0.0, 10.0, 100.0], "recency_decay": [0.3, 0.5, 0.8, 1.0]},
+    "user_cf": {"neighbors": [50, 200, 500], "shrinkage": [0.0, 10.0], "recency_decay": [0.3, 0.5, 0.8, 1.0]},
+    "ease": {"l2": [50.0, 250.0, 1000.0, 3000.0], "recency_decay": [0.3, 0.5, 0.8, 1.0]},
 }
 # Settings only the scores read: changed on a fitted network instead of refitting it.
 SCORE_ONLY = ("recency_decay",)
@@ -40,7 +41,7 @@ SCORE_ONLY = ("recency_decay",)
 def defaults(family: str) -> dict:
     m = ModelConfig()
     if family == "ease":
-        return {"l2": m.ease_l2, "recency_decay": 1.0}
+        return {"l2": m.ease_l2, "recency_decay": m.recency_decay}
     return {"neighbors": m.neighbors, "shrinkage": m.shrinkage, "recency_decay": m.recency_decay}
 
 
@@ -81,10 +82,10 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", default=list(GRIDS))
     parser.add_argument("--max-len", type=int, default=50)
     parser.add_argument("--select", choices=["ndcg@10", "masked/ndcg@10"], default="masked/ndcg@10")
-    parser.add_argument("--l2", type=float, nargs="*", default=None, help="ease: the l2 values tried")
+    parser.add_argument("--grid", type=json.loads, default={}, help='JSON, e.g. {"ease": {"l2": [250.0]}}')
     args = parser.parse_args()
-    if args.l2:
-        GRIDS["ease"]["l2"] = args.l2
+    for family, grid in args.grid.items():
+        GRIDS[family].update(grid)
     data = SequenceDataModule(args.sequences, max_len=args.max_len, eval_users=None)
     data.load()
     print(f"{args.sequences}: {data.n_items} items, {len(data.train_lists[1])} training sequences")

@@ -11,7 +11,7 @@ import torch
 
 from lightning_modules.data import SequenceDataModule
 from lightning_modules.evaluate import model_valid_metrics
-from lightning_modules.families import FAMILIES
+from lightning_modules.families import FAMILIES, item_cf, user_cf
 from lightning_modules.families.ease import EASE
 from lightning_modules.families.item_cf import ItemCF
 from lightning_modules.families.user_cf import UserCF
@@ -76,6 +76,26 @@ def test_ease_matches_numpys_closed_form_on_four_items():
     assert not net.weights[0].any() and not net.weights[:, 0].any()
     scores = net.scores(*_history(1, 3))[0, 1:].numpy()
     np.testing.assert_allclose(scores, expected[0] + expected[2], rtol=1e-4, atol=1e-6)
+
+
+def test_chunked_fits_and_scores_equal_the_whole_ones(monkeypatch):
+    """Memory is bounded by chunking item pairs (item_cf) and history x user pairs (user_cf)."""
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(1, 12, size=40)
+    flat, histories = rng.integers(1, 31, size=int(lengths.sum())), torch.randint(0, 31, (9, 6))
+    lengths_q = (histories > 0).sum(1)
+    histories = torch.sort(histories, dim=1, descending=True).values  # right-padded
+    whole = ItemCF(30, neighbors=5)
+    whole.fit(flat, lengths)
+    chunked = ItemCF(30, neighbors=5)
+    monkeypatch.setattr(item_cf, "PAIRS_PER_CHUNK", 31 * 4)  # four items at a time
+    chunked.fit(flat, lengths)
+    assert torch.equal(whole.sim_col, chunked.sim_col) and torch.equal(whole.sim_val, chunked.sim_val)
+    users = UserCF(30, neighbors=7)
+    users.fit(flat, lengths)
+    expected = users.scores(histories, lengths_q)
+    monkeypatch.setattr(user_cf, "PAIRS_PER_CHUNK", 40 * 2)  # two histories at a time
+    torch.testing.assert_close(users.scores(histories, lengths_q), expected)
 
 
 @pytest.fixture(scope="module")

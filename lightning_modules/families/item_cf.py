@@ -20,7 +20,7 @@ PAIRS_PER_CHUNK = 1 << 24
 
 
 def item_neighbours(
-    matrix: sp.csr_matrix, neighbors: int, shrinkage: float, pairs_per_chunk: int = PAIRS_PER_CHUNK
+    matrix: sp.csr_matrix, neighbors: int, shrinkage: float, pairs_per_chunk: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(crow, col, val)`` of each item's ``neighbors`` most similar items (positive similarity only).
 
@@ -31,7 +31,7 @@ def item_neighbours(
     n = by_item.shape[0]
     norms = torch.from_numpy(np.sqrt(np.diff(by_item.indptr)).astype(np.float32))
     k = max(1, min(neighbors, n - 1))
-    step = max(1, pairs_per_chunk // n)
+    step = max(1, (pairs_per_chunk or PAIRS_PER_CHUNK) // n)
     counts, cols, vals = [], [], []
     for lo in range(0, n, step):
         hi = min(lo + step, n)

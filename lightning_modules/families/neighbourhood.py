@@ -64,16 +64,7 @@ def history_vector(
     weights = torch.pow(decay, steps.float())
     keep = histories > 0
     rows = torch.arange(b, device=device).unsqueeze(1).expand(b, width)[keep]
-    span = int(histories.max().clamp(min=0)) + 1
+    span = int(histories.max()) + 1 if histories.numel() else 1
     unique, inverse = torch.unique(rows * span + histories[keep], return_inverse=True)
     summed = torch.zeros(len(unique), device=device).index_add_(0, inverse, weights[keep])
     return unique // span, unique % span, summed
-
-
-def csr_buffers(matrix: sp.csr_matrix) -> dict[str, torch.Tensor]:
-    """A scipy CSR as ``crow``/``col``/``val`` tensors (int64, int64, float32)."""
-    return {
-        "crow": torch.from_numpy(matrix.indptr.astype(np.int64)),
-        "col": torch.from_numpy(matrix.indices.astype(np.int64)),
-        "val": torch.from_numpy(matrix.data.astype(np.float32)),
-    }

@@ -15,8 +15,9 @@ import torch
 from lightning_modules.data import expand_ranges
 from lightning_modules.families.neighbourhood import ClosedFormNetwork, history_vector, user_item_matrix
 
-# History x user similarities are computed this many at a time (float32: 64 MiB each).
-PAIRS_PER_CHUNK = 1 << 24
+# Histories are scored a chunk at a time, sized so that its history x user similarities and the
+# (history, neighbour's item) pairs it gathers each stay near this many (16 MiB of float32).
+PAIRS_PER_CHUNK = 1 << 22
 
 
 class UserCF(ClosedFormNetwork):
@@ -57,7 +58,10 @@ class UserCF(ClosedFormNetwork):
         rows, items, weights = history_vector(histories, lengths, self.arch["recency_decay"])
         b = histories.shape[0]
         out = torch.zeros(b, self.n_items + 1, device=self.user_col.device)
-        step = max(1, PAIRS_PER_CHUNK // max(self.arch["n_users"], 1))
+        n_users = max(self.arch["n_users"], 1)
+        # Per history: a similarity to every training user, then each neighbour's items (on average).
+        per_row = max(n_users, self.arch["neighbors"] * self.arch["nnz"] // n_users)
+        step = max(1, PAIRS_PER_CHUNK // per_row)
         # history_vector returns rows in order, so each chunk of rows is one slice of the entries.
         bounds = torch.searchsorted(rows, torch.arange(0, b + step, step, device=rows.device)).tolist()
         for chunk, lo in enumerate(range(0, b, step)):
