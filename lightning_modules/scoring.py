@@ -4,19 +4,25 @@
 kernel (``top_k_scores``) lives in ``lightning_modules.topk``: chunked over users so memory is
 bounded by the chunk size, not the user count. A network's ``history_bias`` only moves items of
 the input history, and every one of those is masked here, so the kernel needs only the states.
+Closed-form families (collaborative filtering) have no states: their chunks of users are scored
+by ``network.scores`` and reduced by ``torch.topk`` directly.
 """
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import torch
 
+from lightning_modules.data import csr_rows
 from lightning_modules.topk import seen_csr, top_k_scores
 from nightrec.layout import FULL_FILE, ITEMS_FILE, TRAIN_FILE, USERS_FILE
 from nightrec.schema import ITEM_ID, ITEM_IDX, RANK, SCORE, USER_ID, USER_IDX
 
 __all__ = ["score_network", "score_users", "seen_csr", "top_k_scores"]
+# Closed-form families score whole catalogue rows: at most this many floats a chunk (128 MiB).
+DIRECT_CELLS = 1 << 25
 
 
 def score_users(
@@ -77,12 +83,15 @@ def score_network(
         train = _mapped(pl.read_parquet(train_path, columns=[USER_IDX, "items"]), "items", to_model)
         seen.append(train.join(rows, on=USER_IDX).select("__r", ITEM_IDX))
     seen_flat = pl.concat(seen).unique().sort("__r", ITEM_IDX)
-    states = _user_states(network, history, users.height, chunk_size, device)
-    with torch.no_grad():
-        item_emb = network.item_embeddings().float().to(states.device)
     crow = _offsets(seen_flat.get_column("__r").to_numpy(), users.height)
     col = torch.from_numpy(seen_flat.get_column(ITEM_IDX).to_numpy().astype(np.int64))
-    scores, idx = top_k_scores(states, item_emb, (crow, col), k, chunk_size)
+    if getattr(network, "closed_form", False):
+        scores, idx = _direct_top_k(network, history, (crow, col), users.height, k, chunk_size, device)
+    else:
+        states = _user_states(network, history, users.height, chunk_size, device)
+        with torch.no_grad():
+            item_emb = network.item_embeddings().float().to(states.device)
+        scores, idx = top_k_scores(states, item_emb, (crow, col), k, chunk_size)
     return _to_frame(users.get_column(USER_ID), scores, idx, model_items)
 
 
@@ -92,20 +101,17 @@ def _offsets(rows: np.ndarray, n: int) -> torch.Tensor:
     return torch.from_numpy(crow)
 
 
-@torch.no_grad()
-def _user_states(network: torch.nn.Module, history: pl.DataFrame, n: int, chunk_size: int, device: str) -> torch.Tensor:
-    """Final hidden states from right-padded histories, ``chunk_size`` users at a time.
+def _batches(history: pl.DataFrame, n: int, chunk_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+    """``(user rows, right-padded histories, lengths)``, ``chunk_size`` users at a time.
 
     Users are visited by history length, so each chunk is cut to its longest history and short
-    histories do not pay for the long ones' padding; the states come back in user order.
+    histories do not pay for the long ones' padding.
     """
-    network = network.to(device).eval()
     r = history.get_column("__r").to_numpy()
     items = history.get_column(ITEM_IDX).to_numpy().astype(np.int64)
     crow = _offsets(r, n).numpy()
     lengths = np.diff(crow)
     order = np.argsort(lengths, kind="stable")
-    out = None
     for lo in range(0, n, chunk_size):
         users = order[lo : lo + chunk_size]
         width = max(1, int(lengths[users].max()))
@@ -113,11 +119,49 @@ def _user_states(network: torch.nn.Module, history: pl.DataFrame, n: int, chunk_
         cols = np.arange(width)
         valid = cols[None, :] < lengths[users][:, None]
         batch = np.where(valid, items[np.where(valid, crow[users][:, None] + cols[None, :], 0)], 0)
-        states = network.user_states(torch.from_numpy(batch).to(device), torch.from_numpy(lengths[users]).to(device))
+        yield users, torch.from_numpy(batch), torch.from_numpy(lengths[users])
+
+
+@torch.no_grad()
+def _user_states(network: torch.nn.Module, history: pl.DataFrame, n: int, chunk_size: int, device: str) -> torch.Tensor:
+    """Final hidden states from right-padded histories, in user order."""
+    network = network.to(device).eval()
+    out = None
+    for users, batch, lengths in _batches(history, n, chunk_size):
+        states = network.user_states(batch.to(device), lengths.to(device))
         if out is None:
             out = torch.empty(n, states.shape[1], dtype=torch.float32, device=states.device)
         out[torch.from_numpy(users).to(states.device)] = states.float()
     return out
+
+
+@torch.no_grad()
+def _direct_top_k(
+    network: torch.nn.Module,
+    history: pl.DataFrame,
+    seen: tuple[torch.Tensor, torch.Tensor],
+    n: int,
+    k: int,
+    chunk_size: int,
+    device: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` straight from ``network.scores``, for networks without a dot-product state
+    (closed-form families); seen items and padding masked, as ``top_k_scores`` does."""
+    network = network.to(device).eval()
+    width = network.n_items + 1
+    k = min(k, width)
+    out_scores, out_items = torch.empty(n, k), torch.empty(n, k, dtype=torch.long)
+    # A chunk's score matrix stays near DIRECT_CELLS floats whatever the catalogue size.
+    rows = max(1, min(chunk_size, DIRECT_CELLS // width))
+    for users, batch, lengths in _batches(history, n, rows):
+        scores = network.scores(batch.to(device), lengths.to(device)).float()
+        users = torch.from_numpy(users)
+        group, cols = csr_rows(*seen, users)
+        scores[:, 0] = -torch.inf
+        scores[group.to(scores.device), cols.to(scores.device)] = -torch.inf
+        vals, idx = torch.topk(scores, k, dim=1)
+        out_scores[users], out_items[users] = vals.cpu(), idx.cpu()
+    return out_scores, out_items
 
 
 def _index_map(seq_items: pl.DataFrame, model_items: pl.DataFrame) -> np.ndarray:

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from lightning_modules.averaging import weight_averaging
 from lightning_modules.budget import EpochBudget, training_budget
+from lightning_modules.closed_form import fit_closed_form
 from lightning_modules.data import SequenceDataModule
 from lightning_modules.families import build_network, normalise_arch
 from lightning_modules.lifeline import die_with_parent
@@ -106,6 +107,10 @@ def fit(
     )
     data.load()
     network = build_network(config.model, data.n_items, max(config.sequences.max_len, config.train.window_len or 0))
+    if network.closed_form:  # fitted, not trained: --resume and --warm-start refit
+        return finish(
+            out, config, data, *fit_closed_form(config, data, network, out, settings, warm_start_dir, callbacks)
+        )
     resume_path = out / LAST_CKPT if resume else None
     if resume_path is not None:
         check_compatible(resume_path, read_checkpoint(resume_path)["hyper_parameters"]["arch"], network.arch)
@@ -172,6 +177,13 @@ def fit(
         "history": history,
         "settings": {k: str(v) for k, v in settings.items()} | {"world_size": trainer.world_size},
     }
+    return finish(out, config, data, metrics, trainer)
+
+
+def finish(
+    out: Path, config: NightrecConfig, data: SequenceDataModule, metrics: dict[str, Any], trainer: L.Trainer
+) -> dict[str, Any]:
+    """Write the model folder's config, vocabulary, metrics and curve (rank 0); returns ``metrics``."""
     if trainer.is_global_zero:
         write_outputs(out, config, data.dir, metrics)
     return metrics

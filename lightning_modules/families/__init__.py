@@ -7,18 +7,25 @@ module, a line here and its tests.
 
 from typing import Any
 
+from lightning_modules.families.ease import EASE
+from lightning_modules.families.item_cf import ItemCF
 from lightning_modules.families.lru import LRUNetwork
+from lightning_modules.families.neighbourhood import ClosedFormNetwork
 from lightning_modules.families.recurrent import RecurrentNetwork
 from lightning_modules.families.sasrec import SASRecNetwork
+from lightning_modules.families.user_cf import UserCF
 from lightning_modules.network import SequenceNetwork
 from nightrec.config import FAMILIES as FAMILY_NAMES
 
-FAMILIES: dict[str, type[SequenceNetwork]] = {
+FAMILIES: dict[str, type[SequenceNetwork] | type[ClosedFormNetwork]] = {
     "rnn": RecurrentNetwork,
     "lstm": RecurrentNetwork,
     "gru": RecurrentNetwork,
     "lru": LRUNetwork,
     "sasrec": SASRecNetwork,
+    "item_cf": ItemCF,
+    "user_cf": UserCF,
+    "ease": EASE,
 }
 
 
