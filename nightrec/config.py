@@ -104,7 +104,7 @@ class ModelConfig(_Section):
     neighbors: int = Field(200, ge=1, description="item_cf/user_cf: neighbours kept per item or per user.")
     shrinkage: float = Field(10.0, ge=0, description="item_cf/user_cf: similarity shrinkage (support / (support + s)).")
     recency_decay: float = Field(
-        0.8, gt=0, le=1, description="item_cf/user_cf: a history item k steps before the last weighs decay**k."
+        0.8, gt=0, le=1, description="item_cf/user_cf/ease: a history item k steps before the last weighs decay**k."
     )
     ease_l2: float = Field(250.0, gt=0, description="ease: L2 regularisation of the item x item regression.")
     ease_max_items: int = Field(

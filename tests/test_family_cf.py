@@ -36,23 +36,23 @@ def test_item_cf_is_shrunk_cosine_over_users_with_recency():
     # Items 1 and 2 are always read together; 3 shares one reader with 1; 4 and 5 never meet 1.
     net = ItemCF(5, neighbors=10, shrinkage=2.0, recency_decay=0.5)
     net.fit(*_sequences([1, 2], [2, 1], [1, 2, 3], [3, 4], [4, 5]))
-    scores = net.scores(*_history(1))[0]
+    scores = net.item_scores(*_history(1))[0]
     assert scores[2] == pytest.approx(1.0 * 3 / (3 + 2))  # 3 shared readers of 3 each: cosine 1
     assert scores[3] == pytest.approx(1 / np.sqrt(3 * 2) * 1 / (1 + 2))
     assert scores[4] == scores[5] == scores[1] == 0  # no shared reader; an item is not its own neighbour
     # The item before the last weighs decay**1.
-    both = net.scores(*_history(4, 1))[0]
+    both = net.item_scores(*_history(4, 1))[0]
     assert both[3] == pytest.approx(scores[3] + 0.5 * (1 / np.sqrt(2 * 2) * 1 / 3))
     # neighbors=1 keeps only each item's best neighbour.
     one = ItemCF(5, neighbors=1, shrinkage=2.0)
     one.fit(*_sequences([1, 2], [2, 1], [1, 2, 3], [3, 4], [4, 5]))
-    assert one.arch["nnz"] <= 5 and one.scores(*_history(1))[0].nonzero().view(-1).tolist() == [2]
+    assert one.arch["nnz"] <= 5 and one.item_scores(*_history(1))[0].nonzero().view(-1).tolist() == [2]
 
 
 def test_user_cf_lends_the_nearest_users_items():
     net = UserCF(6, neighbors=2, shrinkage=0.0, recency_decay=1.0)
     net.fit(*_sequences([1, 2, 3], [1, 2, 4], [5, 6]))
-    scores = net.scores(*_history(1, 2))[0]
+    scores = net.item_scores(*_history(1, 2))[0]
     cosine = 2 / np.sqrt(2 * 3)  # the history shares 2 items with each of the first two users
     assert scores[3] == pytest.approx(cosine) and scores[4] == pytest.approx(cosine)
     assert scores[1] == pytest.approx(2 * cosine) and scores[5] == scores[6] == 0
@@ -60,7 +60,7 @@ def test_user_cf_lends_the_nearest_users_items():
     # One neighbour only: the tie between the first two users goes one way, the third never counts.
     single = UserCF(6, neighbors=1, shrinkage=0.0, recency_decay=1.0)
     single.fit(*_sequences([1, 2, 3], [1, 2, 4], [5, 6]))
-    lent = single.scores(*_history(1, 2))[0]
+    lent = single.item_scores(*_history(1, 2))[0]
     assert (lent[3] > 0) != (lent[4] > 0) and lent[5] == 0
 
 
@@ -74,7 +74,7 @@ def test_ease_matches_numpys_closed_form_on_four_items():
     net.fit(*_sequences(*[[j + 1 for j in np.nonzero(row)[0]] for row in x]))
     np.testing.assert_allclose(net.weights[1:, 1:].numpy(), expected, rtol=1e-4, atol=1e-6)
     assert not net.weights[0].any() and not net.weights[:, 0].any()
-    scores = net.scores(*_history(1, 3))[0, 1:].numpy()
+    scores = net.item_scores(*_history(1, 3))[0, 1:].numpy()
     np.testing.assert_allclose(scores, expected[0] + expected[2], rtol=1e-4, atol=1e-6)
 
 
@@ -182,3 +182,16 @@ def test_ease_refuses_a_catalogue_above_ease_max_items(trained, tmp_path, capsys
     err = capsys.readouterr().err
     assert "model.ease_max_items" in err and "30 items, more than ease_max_items 29" in err and "GB" in err
     assert not (tmp_path / "m" / "model.ckpt").exists()
+
+
+@pytest.mark.parametrize("family", [ItemCF, UserCF, EASE])
+def test_items_of_the_history_rank_after_every_other_item_in_their_own_order(family):
+    net = family(5, **({"l2": 1.0} if family is EASE else {"neighbors": 10, "shrinkage": 0.0}))
+    net.fit(*_sequences([1, 2], [2, 1], [1, 2, 3], [3, 4], [4, 5], [1, 3]))
+    history = _history(1, 3)
+    similarity = net.item_scores(*history)[0]
+    scores = net.scores(*history)[0]
+    unread, read = scores[[2, 4, 5]], scores[[1, 3]]
+    assert read.max() < unread.min()  # CF recommends the next new item
+    assert torch.equal(torch.argsort(unread), torch.argsort(similarity[[2, 4, 5]]))
+    assert (read[0] < read[1]) == (similarity[1] < similarity[3])

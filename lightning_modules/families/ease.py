@@ -58,7 +58,7 @@ class EASE(ClosedFormNetwork):
         self.weights.zero_()
         self.weights[1:, 1:] = p
 
-    def scores(self, histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def item_scores(self, histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         rows, items, weights = history_vector(histories, lengths, self.arch["recency_decay"])
         shape = (histories.shape[0], self.n_items + 1)
         x = torch.sparse_coo_tensor(

@@ -73,7 +73,7 @@ class ItemCF(ClosedFormNetwork):
         )
         self.arch["nnz"] = len(self.sim_col)
 
-    def scores(self, histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def item_scores(self, histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         rows, items, weights = history_vector(histories, lengths, self.arch["recency_decay"])
         start = self.sim_crow[items]
         group, pos = expand_ranges(start, self.sim_crow[items + 1] - start)

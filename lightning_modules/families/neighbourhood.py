@@ -20,7 +20,8 @@ class ClosedFormNetwork(nn.Module):
 
     family = ""
     closed_form = True
-    # No learned repeat offset: a history item keeps the score the model gives it.
+    # No learned repeat offset (the neural families' history_bias): items of the history are put
+    # after every other item instead, see ``scores``.
     history_weight = None
 
     def __init__(self, n_items: int, **settings: Any):
@@ -36,9 +37,30 @@ class ClosedFormNetwork(nn.Module):
         """Fill the buffers from training sequences: item ids ``flat`` (oldest first), split by ``lengths``."""
         raise NotImplementedError
 
-    def scores(self, histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Full-catalogue scores ``[B, n_items + 1]`` of right-padded histories (column 0 is padding)."""
+    def item_scores(self, histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The family's similarity scores ``[B, n_items + 1]`` (column 0 is padding)."""
         raise NotImplementedError
+
+    def scores(self, histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Full-catalogue scores ``[B, n_items + 1]`` of right-padded histories (column 0 is padding).
+
+        Similarity ranks what a user has read highest of all, so items of the history are moved
+        below every other item, keeping their order among themselves: CF recommends the next new
+        item. The neural families learn this choice (``model.history_bias``; on MovieLens and
+        Amazon it comes out strongly negative); fitted in closed form, CF takes the no-repeat side,
+        which is also what the published lists do (seen items are masked there).
+        """
+        scores = self.item_scores(histories, lengths)
+        if scores.numel() == 0:
+            return scores
+        rows = torch.arange(histories.shape[0], device=histories.device).unsqueeze(1).expand_as(histories)
+        read = histories > 0
+        rows, items = rows[read], histories[read]
+        span = scores.max() - scores.min() + 1.0
+        pairs = torch.unique(rows * scores.shape[1] + items)  # an item read twice moves once
+        rows, items = pairs // scores.shape[1], pairs % scores.shape[1]
+        scores[rows, items] -= span
+        return scores
 
 
 def user_item_matrix(flat: np.ndarray, lengths: np.ndarray, n_items: int) -> sp.csr_matrix:

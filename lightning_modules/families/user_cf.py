@@ -54,7 +54,7 @@ class UserCF(ClosedFormNetwork):
         self.item_col = torch.from_numpy(by_item.indices.astype(np.int64))
         self.arch.update(n_users=by_user.shape[0], nnz=by_user.nnz)
 
-    def scores(self, histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def item_scores(self, histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         rows, items, weights = history_vector(histories, lengths, self.arch["recency_decay"])
         b = histories.shape[0]
         out = torch.zeros(b, self.n_items + 1, device=self.user_col.device)
