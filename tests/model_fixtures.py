@@ -21,6 +21,13 @@ def write_sequence_dir(
         for _ in range(n - 1):
             seq.append(seq[-1] % items + 1 if rng.random() < 0.8 else int(rng.integers(1, items + 1)))
         seqs.append(seq)
+    return write_sequences_of(out, seqs, items, max_len, item_ids)
+
+
+def write_sequences_of(out: Path, seqs: list[list[int]], items: int, max_len: int = 8, item_ids=None) -> Path:
+    """A sequences folder of these item_idx sequences: each user's last item is the test target,
+    the one before it the validation target, the rest trains."""
+    users = len(seqs)
     out.mkdir(parents=True, exist_ok=True)
     ids = item_ids or [f"i{i}" for i in range(1, items + 1)]
     counts = np.bincount(np.concatenate(seqs), minlength=items + 1)[1:]
