@@ -86,3 +86,32 @@ def test_second_night_warm_starts_from_the_champion_and_is_judged_against_it(
     assert decision["promote"] == (decision["candidate_ndcg"] >= decision["champion_ndcg"] - decision["tolerance"])
     assert champion.resolve() == (candidate if decision["promote"] else version)
     assert result["promotion"]["reason"] == decision["reason"]
+
+
+def test_a_night_that_switches_family_trains_it_from_scratch_and_the_gate_judges_it_against_the_champion(
+    night_copy,
+    night2_events,
+):
+    from lightning_modules.model_io import load_model
+
+    config = night_copy
+    champion = (config.data_dir / "models" / "champion").resolve()
+    assert load_model(champion)[0].family == "lstm"
+    switched = config.model_copy(update={"events": str(night2_events)})
+    switched.model.family = "item_cf"
+    night2 = run_night(switched)
+    assert night2.is_completed(), night2.message
+    result = night2.result()
+    candidate = config.data_dir / "models" / Path(result["trained"]).name
+    assert load_model(candidate)[0].family == "item_cf"
+    metrics = read_json(candidate / "metrics.json")
+    assert metrics["warm_start"] is None and metrics["stopped_by"] == "closed_form"  # nothing to warm from an LSTM
+    meta = read_json(candidate / "version.json")
+    decision, tonight = meta["promotion"], Path(meta["sequences"])
+    # the LSTM champion is judged on tonight's window by the same evaluator as the CF challenger
+    assert decision["champion_ndcg"] == pytest.approx(model_valid_metrics(champion, tonight)["ndcg@10"])
+    assert decision["candidate_ndcg"] == pytest.approx(metrics["valid"]["ndcg@10"])
+    serving = candidate if decision["promote"] else champion
+    assert (config.data_dir / "models" / "champion").resolve() == serving
+    table = latest_table(config)
+    assert set(table.filter(table["source"].str.starts_with("model"))["model_version"].unique()) == {serving.name}
