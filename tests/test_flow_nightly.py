@@ -115,3 +115,25 @@ def test_a_night_that_switches_family_trains_it_from_scratch_and_the_gate_judges
     assert (config.data_dir / "models" / "champion").resolve() == serving
     table = latest_table(config)
     assert set(table.filter(table["source"].str.starts_with("model"))["model_version"].unique()) == {serving.name}
+
+
+def test_a_night_with_family_auto_serves_the_best_candidate_and_reports_every_one(night_copy, night2_events):
+    from flows.report import build_report
+    from lightning_modules.model_io import load_model
+    from nightrec.evaluation.table import metric_table
+
+    auto = night_copy.model_copy(update={"events": str(night2_events)})
+    auto.model.family, auto.model.candidates = "auto", ["lstm", "item_cf"]
+    night2 = run_night(auto)
+    assert night2.is_completed(), night2.message
+    result = night2.result()
+    candidate = Path(result["trained"])
+    chosen = read_json(candidate / "metrics.json")
+    selection = chosen["selection"]
+    assert chosen["family"] == max(selection, key=lambda f: selection[f]["valid"]["ndcg@10"])
+    assert load_model(candidate)[0].family == chosen["family"]
+    rows = {(r["model"], r["split"]) for r in metric_table(result["metrics"])}
+    winner, loser = chosen["family"], next(f for f in selection if f != chosen["family"])
+    assert {(f"candidate {winner} (selected)", "valid"), (f"candidate {loser}", "valid")} <= rows
+    assert {("champion", "valid"), ("popularity", "valid"), ("last-item knn", "valid")} <= rows
+    assert f"Family: {winner} (model.family=auto" in build_report(result)
