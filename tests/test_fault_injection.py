@@ -51,6 +51,7 @@ class Run:
 
     def __init__(self, data: Path, events: Path, env: dict[str, str], wrap: list[str] = ()):
         self.data, self.lines, self.pids = data, [], set()
+        self.kill_needle: str | None = None
         args = [str(CLI), "run", "--events", str(events), "--data-dir", str(data)]
         self.proc = subprocess.Popen(
             [*wrap, *args], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -60,7 +61,12 @@ class Run:
 
     def _read(self) -> None:
         for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
+            self.lines.append(line.rstrip())  # before the kill: wait_for then sees why the run ended
+            if self.kill_needle is not None and self.kill_needle in line and self.proc.poll() is None:
+                # killed from the reading thread the moment the line arrives: polling for it would
+                # let a fast next stage (a small night's publish) start before the kill lands
+                self.pids |= descendants(self.proc.pid)
+                self.proc.kill()
 
     def _track(self) -> None:
         while self.proc.poll() is None:
@@ -70,7 +76,8 @@ class Run:
     def wait_for(self, needle: str, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         while not any(needle in line for line in self.lines):
-            assert self.proc.poll() is None, f"the run ended before {needle!r}:\n" + "\n".join(self.lines[-30:])
+            ended = self.proc.poll() is not None and not any(needle in line for line in self.lines)
+            assert not ended, f"the run ended before {needle!r}:\n" + "\n".join(self.lines[-30:])
             assert time.monotonic() < deadline, f"no {needle!r} within {timeout} s"
             time.sleep(0.05)
 
@@ -78,6 +85,13 @@ class Run:
         code = self.proc.wait(timeout=timeout)
         time.sleep(0.2)  # the reader thread drains the pipe
         return code
+
+    def kill_at(self, needle: str, timeout: float = 300) -> None:
+        """SIGKILL the run as soon as a line containing ``needle`` is printed."""
+        self.kill_needle = needle
+        if not any(needle in line for line in self.lines):
+            self.wait_for(needle, timeout)
+        self.kill()
 
     def kill(self) -> None:
         self.pids |= descendants(self.proc.pid)
@@ -176,8 +190,7 @@ def test_a_run_killed_at_any_stage_boundary_leaves_the_table_and_the_next_run_pu
     before = served(data)
     for boundary, needle in BOUNDARIES:
         run = Run(data, events, env)
-        run.wait_for(needle)
-        run.kill()
+        run.kill_at(needle)
         assert served(data) == before, f"killed when {boundary}: the served table changed"
         assert_nothing_left(run)
     # killed once publish committed (promotion, report and artifacts still to come): night 2 serves
