@@ -2,12 +2,12 @@
 epoch that leaves time for the evaluation after it.
 
 ``EpochBudget`` stops at an epoch boundary when the next epoch and the final test pass would not
-fit in what is left, so the budget is not overrun by a last partial epoch. When one epoch alone
-is longer than the budget (a first night on a large log), it stops inside the epoch early
-enough that the validation of the weights reached and the final test still end within the
-budget: the cost of an evaluation pass is measured on one validation batch before training
-starts, and replaced by the real validation's time once there is one. Lightning's ``max_time``
-stays as the last resort at the budget itself.
+fit in what is left, so the budget is not overrun by a last partial epoch. While the first epoch
+runs (there is no epoch to judge by yet, and on a large log it alone can be longer than the
+budget), it stops inside the epoch early enough that the validation of the weights reached and
+the final test still end within the budget: the cost of an evaluation pass is measured on one
+validation batch before training starts. Lightning's ``max_time`` stays as the last resort at
+the budget itself.
 """
 
 import time
@@ -33,10 +33,13 @@ class EpochBudget(Callback):
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.started = self.epoch_started = time.monotonic()
         self.eval_s = eval_pass_seconds(trainer, module)
+        self.epochs_done = 0
         self.started -= time.monotonic() - self.epoch_started  # the estimate spent budget too
         self.epoch_started = time.monotonic()
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        if self.epochs_done:  # from the first whole epoch on, the boundary rule below decides
+            return
         # the validation of the partial epoch and the final test must still fit
         late = time.monotonic() - self.started + 2 * self.eval_s > self.seconds
         if trainer.strategy.reduce_boolean_decision(late, all=False) and not trainer.should_stop:
@@ -54,6 +57,7 @@ class EpochBudget(Callback):
         now = time.monotonic()
         epoch_s, valid_s = now - self.epoch_started, now - self.valid_started
         self.eval_s = valid_s
+        self.epochs_done += 1
         # every rank takes the same decision (a collective): any rank out of time stops them all
         out_of_time = trainer.strategy.reduce_boolean_decision(
             now - self.started + epoch_s + valid_s > self.seconds, all=False
