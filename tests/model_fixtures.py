@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import torch
 
 from nightrec.config import NightrecConfig
 
@@ -76,3 +77,14 @@ def tiny_config(path: Path, **train) -> Path:
     )
     path.write_text(config.model_dump_json())
     return path
+
+
+def assert_padding_never_changes_a_state(net) -> torch.Tensor:
+    """A state equals the unpadded one's, however much padding follows; returns two users' states."""
+    short = torch.tensor([[3, 7, 1, 0, 0]])
+    long = torch.tensor([[3, 7, 1, 0, 0, 0, 0, 0, 0]])
+    torch.testing.assert_close(net(short)[0, :3], net(torch.tensor([[3, 7, 1]]))[0], rtol=0, atol=1e-6)
+    states = net.user_states(torch.cat([short, torch.tensor([[5, 0, 0, 0, 0]])]), torch.tensor([3, 1]))
+    torch.testing.assert_close(states[0], net.user_states(long, torch.tensor([3]))[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(states[1], net.user_states(torch.tensor([[5]]), torch.tensor([1]))[0], rtol=0, atol=1e-6)
+    return states

@@ -16,7 +16,7 @@ from lightning_modules.recommend import ModelRecommender
 from lightning_modules.scoring import score_users
 from lightning_modules.train import fit, load_run_config, main
 from nightrec.config import ModelConfig
-from tests.model_fixtures import tiny_config, write_sequence_dir
+from tests.model_fixtures import assert_padding_never_changes_a_state, tiny_config, write_sequence_dir
 
 
 def test_parallel_scan_equals_the_step_by_step_recurrence():
@@ -67,12 +67,7 @@ def test_ring_initialisation_and_normalisation():
 def test_padding_never_changes_a_state():
     torch.manual_seed(0)
     net = LRUNetwork(n_items=20, embedding_dim=6, hidden_size=10, num_layers=2).eval()
-    short = torch.tensor([[3, 7, 1, 0, 0]])
-    long = torch.tensor([[3, 7, 1, 0, 0, 0, 0, 0, 0]])
-    torch.testing.assert_close(net(short)[0, :3], net(torch.tensor([[3, 7, 1]]))[0], rtol=0, atol=1e-6)
-    states = net.user_states(torch.cat([short, torch.tensor([[5, 0, 0, 0, 0]])]), torch.tensor([3, 1]))
-    torch.testing.assert_close(states[0], net.user_states(long, torch.tensor([3]))[0], rtol=0, atol=1e-6)
-    torch.testing.assert_close(states[1], net.user_states(torch.tensor([[5]]), torch.tensor([1]))[0], rtol=0, atol=1e-6)
+    assert_padding_never_changes_a_state(net)
 
 
 def test_a_state_never_depends_on_later_items():
