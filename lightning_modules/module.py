@@ -119,8 +119,16 @@ class NextItemModule(L.LightningModule):
             pos, neg = pos + weight * pos_seen.unsqueeze(1), neg + weight * neg_seen
         neg = neg.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
         logits = torch.cat([pos, neg], dim=1).float()
-        zeros = torch.zeros(len(targets), dtype=torch.long, device=logits.device)
-        return F.cross_entropy(logits, zeros, reduction="none")
+        lse = torch.logsumexp(logits, dim=1)
+        nll = lse - logits[:, 0]
+        smoothing = self.model_cfg.label_smoothing
+        if not smoothing:
+            return nll
+        # Label smoothing as in the full softmax, over the candidates this batch has: the mass it
+        # spreads goes to the target and the negatives left once accidental hits are removed.
+        real = torch.isfinite(logits)
+        mean_logit = logits.where(real, 0.0).sum(1) / real.sum(1)
+        return (1 - smoothing) * nll + smoothing * (lse - mean_logit)
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(

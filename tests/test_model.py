@@ -144,7 +144,9 @@ def test_every_recommender_answers_the_same_ranked_list_contract(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("loss", "smoothing"), [("ce", 0.0), ("ce", 0.1), ("sampled_softmax", 0.0)])
+@pytest.mark.parametrize(
+    ("loss", "smoothing"), [("ce", 0.0), ("ce", 0.1), ("sampled_softmax", 0.0), ("sampled_softmax", 0.2)]
+)
 def test_both_objectives_learn_a_sequence(loss, smoothing):
     from lightning_modules.module import NextItemModule
     from nightrec.config import NightrecConfig
@@ -160,9 +162,34 @@ def test_both_objectives_learn_a_sequence(loss, smoothing):
     for _ in range(60):
         optimizer.zero_grad()
         loss_value = module.training_step(batch, 0)
-        # Smoothing never puts mass on the padding column, so the loss stays finite.
+        # Smoothing never puts mass on the padding column or on a negative removed as an
+        # accidental hit (8 of 12 items drawn: hits are frequent), so the loss stays finite.
         assert torch.isfinite(loss_value)
         loss_value.backward()
         optimizer.step()
     scores = net.user_states(torch.tensor([[1, 2, 3], [7, 8, 9]]), torch.tensor([3, 3])) @ net.item_embeddings().T
     assert scores[:, 1:].argmax(dim=1).add(1).tolist() == [4, 10]
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_sampled_softmax_is_cross_entropy_over_its_candidates_with_the_same_smoothing(smoothing):
+    from lightning_modules.module import NextItemModule
+    from nightrec.config import NightrecConfig
+
+    config = NightrecConfig.model_validate(
+        {"model": {"loss": "sampled_softmax", "num_negatives": 6, "label_smoothing": smoothing, "history_bias": False}}
+    )
+    net = RecurrentNetwork(n_items=12, embedding_dim=8, hidden_size=8, dropout=0.0, history_bias=False)
+    # Items 1 and 2 are never drawn as negatives, so targets 1 and 2 meet no accidental hit.
+    module = NextItemModule(net, config.model, config.train, item_counts=[0, 0, *range(1, 11)])
+    hidden, targets = torch.randn(2, net.item_embeddings().shape[1]), torch.tensor([1, 2])
+    torch.manual_seed(3)
+    losses = module._sampled_softmax(hidden, targets)
+    torch.manual_seed(3)
+    negatives = torch.multinomial(module.log_q.exp(), 6, replacement=True)
+    candidates = torch.cat([targets.unsqueeze(1), negatives.expand(2, -1)], dim=1)
+    logits = (hidden.unsqueeze(1) * net.item_embeddings()[candidates]).sum(-1) - module.log_q[candidates]
+    expected = torch.nn.functional.cross_entropy(
+        logits, torch.zeros(2, dtype=torch.long), reduction="none", label_smoothing=smoothing
+    )
+    assert torch.allclose(losses, expected, atol=1e-5)
