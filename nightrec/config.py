@@ -99,7 +99,10 @@ class ModelConfig(_Section):
         SAMPLED_SOFTMAX_ABOVE, ge=1, description="loss=auto: catalogues larger than this train with sampled softmax."
     )
     label_smoothing: float = Field(
-        0.2, ge=0.0, lt=1.0, description="Label smoothing of the loss: over the catalogue (ce) or the candidates (sampled)."
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="Label smoothing of the loss: over the catalogue (ce) or the candidates (sampled).",
     )
     num_negatives: int = Field(1024, ge=1, description="Popularity-sampled negatives per batch (sampled_softmax).")
     num_heads: int = Field(2, ge=1, description="sasrec: attention heads (hidden_size must divide by it).")
