@@ -29,6 +29,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import polars as pl
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -39,7 +41,8 @@ from lightning_modules.families import build_network  # noqa: E402
 from lightning_modules.recommend import ModelRecommender  # noqa: E402
 from nightrec.config import FAMILIES, NightrecConfig  # noqa: E402
 from nightrec.ingest.readers import read_events  # noqa: E402
-from nightrec.layout import TEST_FILE  # noqa: E402
+from nightrec.layout import TRAIN_FILE, VALID_FILE  # noqa: E402
+from nightrec.schema import USER_IDX  # noqa: E402
 from nightrec.sequences.build import build_sequences, write_sequences  # noqa: E402
 
 DATASETS = {
@@ -74,9 +77,17 @@ def sequences_for(name: str, workdir: Path) -> tuple[Path, NightrecConfig]:
 
 
 def through_validation(data: SequenceDataModule) -> tuple:
-    """Each user's sequence up to the test item (training items plus the validation target)."""
-    histories = data._read(TEST_FILE).get_column("history")
-    return histories.explode().drop_nulls().to_numpy(), histories.list.len().to_numpy()
+    """Each user's whole training sequence followed by their validation target."""
+    train = data._read(TRAIN_FILE).select(USER_IDX, "items")
+    valid = data._read(VALID_FILE).select(USER_IDX, "target")
+    joined = train.join(valid, on=USER_IDX, how="left").with_columns(
+        pl.when(pl.col("target").is_null())
+        .then(pl.col("items"))
+        .otherwise(pl.concat_list("items", "target"))
+        .alias("items")
+    )
+    sequences = joined.get_column("items")
+    return sequences.explode().drop_nulls().to_numpy(), sequences.list.len().to_numpy()
 
 
 def baselines(seq_dir: Path, max_len: int, refit: bool = False) -> list[dict]:
