@@ -76,17 +76,17 @@ def sequences_for(name: str, workdir: Path) -> tuple[Path, NightrecConfig]:
     return write_sequences(seqs, workdir / name / "sequences"), base
 
 
-def through_validation(data: SequenceDataModule) -> tuple:
-    """Each user's whole training sequence followed by their validation target."""
+def through_validation_frame(data: SequenceDataModule) -> pl.DataFrame:
+    """``user_idx, items``: each user's whole training sequence followed by their validation target."""
     train = data._read(TRAIN_FILE).select(USER_IDX, "items")
     valid = data._read(VALID_FILE).select(USER_IDX, "target")
-    joined = train.join(valid, on=USER_IDX, how="left").with_columns(
-        pl.when(pl.col("target").is_null())
-        .then(pl.col("items"))
-        .otherwise(pl.concat_list("items", "target"))
-        .alias("items")
-    )
-    sequences = joined.get_column("items")
+    items = pl.when(pl.col("target").is_null()).then(pl.col("items")).otherwise(pl.concat_list("items", "target"))
+    return train.join(valid, on=USER_IDX, how="left").select(USER_IDX, items.alias("items"))
+
+
+def through_validation(data: SequenceDataModule) -> tuple:
+    """``(flat items, lengths)`` of ``through_validation_frame``."""
+    sequences = through_validation_frame(data).get_column("items")
     return sequences.explode().drop_nulls().to_numpy(), sequences.list.len().to_numpy()
 
 
