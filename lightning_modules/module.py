@@ -21,20 +21,24 @@ from nightrec.config import ModelConfig, TrainConfig
 MONITOR = "valid/ndcg@10"
 
 
+def matching_slots(values: torch.Tensor, negatives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every ``(i, slot)`` with ``negatives[slot] == values[i]``; negatives may repeat, so match ranges."""
+    ordered, order = negatives.sort()
+    lo = torch.searchsorted(ordered, values)
+    i, at = expand_ranges(lo, torch.searchsorted(ordered, values, right=True) - lo)
+    return i, order[at]
+
+
 def sampled_seen(
     seen: tuple[torch.Tensor, torch.Tensor], targets: torch.Tensor, negatives: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """History indicators ``([N], [N, K])`` of each row's target and of the shared negatives."""
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """What the rows have read among their candidates: a ``[N]`` indicator for each row's target,
+    and the ``(row, slot)`` cells of the shared negatives (distinct when ``seen``'s pairs are)."""
     rows, items = seen
     pos = torch.zeros(len(targets), device=targets.device)
     pos[rows[items == targets[rows]]] = 1.0
-    # Every (row, negative slot) whose item the row has read; negatives may repeat, so match ranges.
-    ordered, order = negatives.sort()
-    lo = torch.searchsorted(ordered, items)
-    pair, slot = expand_ranges(lo, torch.searchsorted(ordered, items, right=True) - lo)
-    neg = torch.zeros(len(targets), len(negatives), device=targets.device)
-    neg[rows[pair], order[slot]] = 1.0
-    return pos, neg
+    pair, slot = matching_slots(items, negatives)
+    return pos, (rows[pair], slot)
 
 
 class NextItemModule(L.LightningModule):
@@ -107,27 +111,38 @@ class NextItemModule(L.LightningModule):
     def _sampled_softmax(
         self, hidden: torch.Tensor, targets: torch.Tensor, seen: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> torch.Tensor:
-        """Shared popularity-sampled negatives with logQ correction; accidental hits are removed."""
-        probs = self.log_q.exp()
-        negatives = torch.multinomial(probs, self.model_cfg.num_negatives, replacement=True)
+        """Shared popularity-sampled negatives with logQ correction; accidental hits are removed.
+
+        Softmax cross-entropy over each row's candidates (its target, then the shared negatives),
+        written so that the ``[N, K]`` logits are made by one ``addmm`` and read by one log-sum-exp:
+        the history offset and the accidental hits touch only their few cells, and the target's
+        logit stays a column of its own. On CPU these passes over ``N x K``, not the matrix
+        product, were most of a step.
+        """
+        negatives = torch.multinomial(self.log_q.exp(), self.model_cfg.num_negatives, replacement=True)
         table = self.network.item_embeddings()
-        pos = (hidden * table[targets]).sum(-1, keepdim=True) - self.log_q[targets].unsqueeze(1)
-        neg = hidden @ table[negatives].T - self.log_q[negatives]
+        pos = ((hidden * table[targets]).sum(-1) - self.log_q[targets]).float()
+        # In place from here on: addmm's backward needs its inputs, not its output, and the sum and
+        # the gather below keep only shapes and indices, so no pass copies the [N, K] matrix.
+        neg = torch.addmm(-self.log_q[negatives], hidden, table[negatives].T).float()
         if seen is not None:
-            pos_seen, neg_seen = sampled_seen(seen, targets, negatives)
-            weight = self.network.history_weight
-            pos, neg = pos + weight * pos_seen.unsqueeze(1), neg + weight * neg_seen
-        neg = neg.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
-        logits = torch.cat([pos, neg], dim=1).float()
-        lse = torch.logsumexp(logits, dim=1)
-        nll = lse - logits[:, 0]
+            pos_seen, cells = sampled_seen(seen, targets, negatives)
+            weight = self.network.history_weight.float()
+            pos = pos + weight * pos_seen
+            neg.index_put_(cells, weight.expand(len(cells[0])), accumulate=True)
+        hit_rows, hit_slots = matching_slots(targets, negatives)
         smoothing = self.model_cfg.label_smoothing
+        if smoothing:  # the mean logit over the candidates left once accidental hits are removed
+            hits = torch.zeros_like(pos).index_add(0, hit_rows, neg[hit_rows, hit_slots])
+            count = neg.shape[1] + 1 - torch.bincount(hit_rows, minlength=len(pos))
+            mean_logit = (pos + neg.sum(1) - hits) / count
+        neg.index_put_((hit_rows, hit_slots), neg.new_tensor(float("-inf")))
+        lse = torch.logaddexp(pos, neg.logsumexp(1))
+        nll = lse - pos
         if not smoothing:
             return nll
         # Label smoothing as in the full softmax, over the candidates this batch has: the mass it
         # spreads goes to the target and the negatives left once accidental hits are removed.
-        real = torch.isfinite(logits)
-        mean_logit = logits.where(real, 0.0).sum(1) / real.sum(1)
         return (1 - smoothing) * nll + smoothing * (lse - mean_logit)
 
     def configure_optimizers(self):

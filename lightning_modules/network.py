@@ -144,11 +144,14 @@ class SequenceNetwork(nn.Module):
 
 
 def prefix_items(inputs: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(row, item)`` pairs: each kept position (rows numbered in ``inputs[keep]`` order) with every
-    non-padding item at or before it in its sequence: what the state at that position has read."""
+    """Distinct ``(row, item)`` pairs, sorted: each kept position (rows numbered in ``inputs[keep]``
+    order) with every non-padding item at or before it in its sequence: what the state at that
+    position has read. An item read twice is one pair, so an offset added per pair counts once."""
     length = inputs.shape[1]
     row_of = torch.full(inputs.shape, -1, dtype=torch.long, device=inputs.device)
     row_of[keep] = torch.arange(int(keep.sum()), device=inputs.device)
     upto = torch.ones(length, length, dtype=torch.bool, device=inputs.device).tril()
     b, t, s = (keep[:, :, None] & upto[None] & (inputs[:, None, :] > 0)).nonzero(as_tuple=True)
-    return row_of[b, t], inputs[b, s]
+    width = int(inputs.max()) + 1 if inputs.numel() else 1
+    cells = torch.unique(row_of[b, t] * width + inputs[b, s])
+    return cells // width, cells % width

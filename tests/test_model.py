@@ -193,3 +193,52 @@ def test_sampled_softmax_is_cross_entropy_over_its_candidates_with_the_same_smoo
         logits, torch.zeros(2, dtype=torch.long), reduction="none", label_smoothing=smoothing
     )
     assert torch.allclose(losses, expected, atol=1e-5)
+
+
+def _dense_sampled_softmax(module, hidden, targets, negatives, seen, smoothing):
+    """The reference: every candidate's logit in one ``[N, 1 + K]`` matrix, built cell by cell."""
+    net = module.network
+    candidates = torch.cat([targets.unsqueeze(1), negatives.expand(len(targets), -1)], dim=1)
+    logits = (hidden.unsqueeze(1) * net.item_embeddings()[candidates]).sum(-1) - module.log_q[candidates]
+    read = torch.zeros(len(targets), net.n_items + 1)
+    read[seen] = 1.0
+    logits = logits + net.history_weight * read.gather(1, candidates)
+    hit = torch.zeros_like(logits, dtype=torch.bool)
+    hit[:, 1:] = candidates[:, 1:] == targets.unsqueeze(1)
+    logits = logits.masked_fill(hit, float("-inf"))
+    nll = logits.logsumexp(1) - logits[:, 0]
+    mean = logits.where(~hit, 0.0).sum(1) / (~hit).sum(1)
+    return (1 - smoothing) * nll + smoothing * (logits.logsumexp(1) - mean)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_sampled_softmax_with_history_offset_and_accidental_hits_matches_the_dense_reference(smoothing):
+    from lightning_modules.module import NextItemModule
+    from lightning_modules.network import prefix_items
+    from nightrec.config import NightrecConfig
+
+    config = NightrecConfig.model_validate(
+        {"model": {"loss": "sampled_softmax", "num_negatives": 9, "label_smoothing": smoothing}}
+    )
+    torch.manual_seed(0)
+    net = RecurrentNetwork(n_items=7, embedding_dim=8, hidden_size=8, dropout=0.0, history_bias=True)
+    with torch.no_grad():
+        net.history_weight.fill_(-1.5)
+    module = NextItemModule(net, config.model, config.train, item_counts=[5, 1, 4, 2, 3, 1, 2])
+    # Repeated items in a history, and 9 draws from 7 items: most rows meet accidental hits.
+    inputs = torch.tensor([[3, 5, 3, 2], [7, 1, 0, 0], [2, 2, 6, 4]])
+    targets_full = torch.tensor([[5, 3, 2, 6], [1, 4, 0, 0], [2, 6, 4, 1]])
+    keep = targets_full > 0
+    hidden = torch.randn(int(keep.sum()), 8, requires_grad=True)
+    targets, seen = targets_full[keep], prefix_items(inputs, keep)
+    torch.manual_seed(7)
+    losses = module._sampled_softmax(hidden, targets, seen)
+    torch.manual_seed(7)
+    negatives = torch.multinomial(module.log_q.exp(), 9, replacement=True)
+    expected = _dense_sampled_softmax(module, hidden, targets, negatives, seen, smoothing)
+    assert (negatives.unsqueeze(0) == targets.unsqueeze(1)).any(1).sum() >= len(targets) - 2
+    assert torch.allclose(losses, expected, atol=1e-5)
+    got = torch.autograd.grad(losses.sum(), [hidden, net.history_weight, net.embedding.weight])
+    want = torch.autograd.grad(expected.sum(), [hidden, net.history_weight, net.embedding.weight])
+    for g, w in zip(got, want, strict=True):
+        assert torch.allclose(g, w, atol=1e-5)
