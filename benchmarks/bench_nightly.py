@@ -116,21 +116,29 @@ def polars_reference(events_dir: Path) -> float:
     return time.perf_counter() - started
 
 
-def mm_reference(users: int, items: int, dim: int = 64, chunk: int = 4096, max_chunks: int = 25) -> float:
-    """Seconds of ``torch.mm`` over users x items in the scoring kernel's chunks, no top-k.
+def mm_reference(
+    users: int, items: int, device: str = "cpu", dim: int = 64, chunk: int = 4096, max_chunks: int = 25
+) -> float:
+    """Seconds of ``torch.mm`` over users x items in the scoring kernel's chunks, no top-k, on the
+    device the night scored on (``lightning_modules.scoring.scoring_device``).
 
     Every chunk is the same product, so at most ``max_chunks`` are timed and the time is scaled
     to all of them (at 1M users x 500k items the whole product alone takes a quarter of an hour).
     """
     import torch
 
-    states, table = torch.randn(min(users, chunk), dim), torch.randn(dim, items)
-    out = torch.empty(min(users, chunk), items)
+    states, table = torch.randn(min(users, chunk), dim, device=device), torch.randn(dim, items, device=device)
+    out = torch.empty(min(users, chunk), items, device=device)
     chunks = -(-users // chunk)
     timed = min(chunks, max_chunks)
+    torch.mm(states, table, out=out)  # warm-up: a GPU's first product pays for its kernels
+    if device != "cpu":
+        torch.cuda.synchronize()
     started = time.perf_counter()
     for _ in range(timed):
         torch.mm(states, table, out=out)
+    if device != "cpu":
+        torch.cuda.synchronize()
     return (time.perf_counter() - started) * chunks / timed
 
 
@@ -283,7 +291,7 @@ def print_night(label: str, night: dict, refs: dict) -> None:
             ref = f"{stage['s'] / refs['polars_sort_s']:.1f}x one Polars scan+sort ({refs['polars_sort_s']:.1f} s)"
         elif name == "score":
             u, n = refs["score_shape"]
-            ref = f"{stage['s'] / refs['mm_s']:.1f}x torch.mm of {u:,} x {n:,} x 64 ({refs['mm_s']:.1f} s)"
+            ref = f"{stage['s'] / refs['mm_s']:.1f}x torch.mm of {u:,} x {n:,} x 64 on {refs['device']} ({refs['mm_s']:.1f} s)"
         share = stage["s"] / night["wall_s"]
         print(f"{name:<17}{stage['s']:>9.1f}{share:>8.1%}{stage['peak_rss_mb']:>9.0f}  {ref}")
     other = night["wall_s"] - sum(stage["s"] for stage in night["stages"].values())
@@ -310,6 +318,7 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"bench-nightly-{args.data}-{args.size}-"))
     os.environ.setdefault("PREFECT_HOME", str(workdir / "prefect"))
 
+    from lightning_modules.scoring import scoring_device
     from nightrec.config import load_config
     from nightrec.ingest.synthetic import SyntheticSpec, write_demo_data
 
@@ -341,7 +350,8 @@ def main() -> None:
         config = load_config(overrides={**overrides, "data_dir": str(workdir / "data"), "events": str(events)})
         nights.append(run_one_night(config, night_end + timedelta(days=1), sampler))
         refs["score_shape"] = score_shape(config.data_dir, night_end + timedelta(days=1))
-        refs["mm_s"] = mm_reference(*refs["score_shape"])
+        refs["device"] = scoring_device(config.train.accelerator)
+        refs["mm_s"] = mm_reference(*refs["score_shape"], device=refs["device"])
         print_night(f"night {night + 1} ({'first' if night == 0 else 'warm-started'})", nights[-1], refs)
     refreshes = []
     if args.data == "synthetic":

@@ -116,7 +116,7 @@ def serve(config: NightrecConfig, seq_dir: Path, clean_path: Path, serving: Path
     """Score with the serving model, then tonight's table with popularity for everyone else."""
     scores_path = None
     if serving is not None:
-        scores_path = _ensure(training.score, serving, seq_dir, config.k)
+        scores_path = _ensure(training.score, serving, seq_dir, config.k, config.train.accelerator)
         progress.done("score", f"model `{serving.name}` scored every known user")
     else:
         progress.done("score", "skipped: no serving model")

@@ -171,14 +171,14 @@ def touched_sequences(config: NightrecConfig, run_date: date, out: Path) -> Path
 @task(name="refresh-score", cache_policy=NO_CACHE, timeout_seconds=1800)
 def score_touched(config: NightrecConfig, version: str, seq_dir: Path) -> Path:
     """Top-K of the touched users from the serving model, with the nightly's scoring kernel."""
-    from lightning_modules.scoring import score_users
+    from lightning_modules.scoring import score_users, scoring_device
     from nightrec.layout import models_dir
 
     model_dir = models_dir(config.data_dir) / version
     if not model_dir.is_dir():
         raise NightrecError(f"{model_dir}: the model that served the night is gone; run the nightly")
     path = seq_dir.parent / SCORES_FILE
-    score_users(model_dir, seq_dir, config.k).write_parquet(path)
+    score_users(model_dir, seq_dir, config.k, device=scoring_device(config.train.accelerator)).write_parquet(path)
     return path
 
 

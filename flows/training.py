@@ -279,11 +279,12 @@ def crown(config: NightrecConfig, promotion: dict) -> Path | None:
 
 
 @task(name="score", cache_policy=CONTENT, persist_result=True, timeout_seconds=3600)
-def score(model_dir: Path, sequences_dir: Path, k: int) -> Path:
-    """Top-K for every known user with the serving model, into ``runs/<date>/scores.parquet``."""
-    from lightning_modules.scoring import score_users
+def score(model_dir: Path, sequences_dir: Path, k: int, accelerator: str = "cpu") -> Path:
+    """Top-K for every known user with the serving model, into ``runs/<date>/scores.parquet``;
+    on the GPU when ``accelerator`` (``train.accelerator``) allows one and one is visible."""
+    from lightning_modules.scoring import score_users, scoring_device
 
-    scores = score_users(model_dir, sequences_dir, k)
+    scores = score_users(model_dir, sequences_dir, k, device=scoring_device(accelerator))
     out = sequences_dir.parent / SCORES_FILE
     tmp = out.with_name(f".{out.name}.tmp")
     scores.write_parquet(tmp)

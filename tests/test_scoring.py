@@ -239,3 +239,22 @@ def test_users_with_fewer_eligible_items_than_k_in_a_large_catalogue():
     assert torch.isinf(vals[1]).all()
     _, ref_idx = brute_force(users[2:], items, seen[2:], 20)
     assert torch.equal(idx[2], ref_idx[0])
+
+
+@pytest.mark.parametrize(
+    ("accelerator", "gpu_visible", "expected"),
+    [
+        ("auto", True, "cuda"),
+        ("gpu", True, "cuda"),
+        ("cpu", True, "cpu"),
+        ("auto", False, "cpu"),
+        ("gpu", False, "cpu"),
+    ],
+)
+def test_a_night_scores_on_the_gpu_only_when_training_may_use_one_and_one_is_visible(
+    monkeypatch, accelerator, gpu_visible, expected
+):
+    from lightning_modules.scoring import scoring_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu_visible)
+    assert scoring_device(accelerator) == expected
