@@ -29,6 +29,7 @@ from lightning_modules.loggers import quiet_lightning, training_loggers
 from lightning_modules.model_io import check_compatible, read_checkpoint, warm_start
 from lightning_modules.module import MONITOR, NextItemModule
 from lightning_modules.network import SequenceNetwork
+from lightning_modules.scoring import scoring_device
 from lightning_modules.selection import fit_auto
 from nightrec.config import NightrecConfig
 from nightrec.errors import ConfigError, NightrecError
@@ -61,7 +62,7 @@ def trainer_settings(config: NightrecConfig) -> dict[str, Any]:
             f"train.accelerator: '{tc.accelerator}' asks for a GPU but this machine has none "
             "(set NIGHTREC_TRAIN__ACCELERATOR=cpu or auto)"
         )
-    on_gpu = gpu_wanted or (tc.accelerator == "auto" and torch.cuda.is_available())
+    on_gpu = scoring_device(tc.accelerator) == "cuda"  # the GPU the night then scores on too
     if isinstance(tc.devices, int) and tc.devices < 1:
         raise ConfigError("train.devices: must be a positive number or 'auto'")
     if on_gpu and isinstance(tc.devices, int) and tc.devices > torch.cuda.device_count():
