@@ -117,6 +117,20 @@ def training_markdown(candidate: dict[str, Any] | None) -> str:
         f"Objective: {objective.get('loss', '?')} ({objective.get('reason', 'not recorded')}); "
         f"{candidate['epochs']} epochs of {candidate.get('seconds_per_epoch', 0):.1f} s, best epoch "
         f"{candidate.get('best_epoch')}; stopped by {STOPPED_BY.get(stopped, stopped or 'not recorded')}.\n"
+        + refit_markdown(candidate.get("refit"))
+    )
+
+
+def refit_markdown(refit: dict[str, Any] | None) -> str:
+    """What scores tonight: the validated weights, or them refitted on the held-out transitions."""
+    if not refit:
+        return ""
+    if refit.get("status") != "refit":
+        return f"\nServed weights: the validated ones (not refitted: {refit.get('reason')}).\n"
+    budget = " (cut short by the training budget)" if refit.get("stopped_by") == "time_budget" else ""
+    return (
+        f"\nServed weights: {refit.get('how')}{budget}, {refit.get('transitions_added', 0):,} held-out "
+        f"transitions added, {refit.get('seconds', 0):.1f} s; the gate judged the validated weights.\n"
     )
 
 

@@ -171,8 +171,13 @@ class SequenceDataModule(L.LightningDataModule):
         idx = self.items.get_column(ITEM_IDX).to_numpy()
         if self.n_items == 0 or not np.array_equal(idx, np.arange(1, self.n_items + 1)):
             raise InputError(f"{self.dir / ITEMS_FILE}: column 'item_idx' must be 1..n_items without gaps")
-        train = self._read(TRAIN_FILE)
-        flat, lengths = _flat_lists(train, "items", self.dir / TRAIN_FILE, self.n_items)
+        self.train_on(self._read(TRAIN_FILE), self.dir / TRAIN_FILE)
+        self.eval_rows = {name: self._eval_rows(name) for name in ("valid", "test")}
+
+    def train_on(self, train: pl.DataFrame, path: Path) -> None:
+        """Training windows (and ``train_lists``) from ``train`` (``user_idx, items[, weights]``),
+        read from ``path``: ``train.parquet`` when loading, the refit's sequences after it."""
+        flat, lengths = _flat_lists(train, "items", path, self.n_items)
         pos, valid = window_positions(lengths, self.window_len, self.stride)
         self.windows = torch.from_numpy(np.where(valid, flat[pos] if flat.size else 0, 0).astype(np.int64))
         # Optional per-position weights (sequences.event_weights); weight t belongs to target t.
@@ -180,12 +185,11 @@ class SequenceDataModule(L.LightningDataModule):
         if "weights" in train.columns:
             w = train.get_column("weights").explode().drop_nulls().to_numpy().astype(np.float32)
             if len(w) != len(flat):
-                raise InputError(f"{self.dir / TRAIN_FILE}: column 'weights' does not align with 'items'")
+                raise InputError(f"{path}: column 'weights' does not align with 'items'")
             self.weights = torch.from_numpy(np.where(valid, w[pos] if w.size else 0, 0).astype(np.float32))
         if len(self.windows) == 0:
-            raise InputError(f"{self.dir / TRAIN_FILE}: empty training set (no user has two training items)")
+            raise InputError(f"{path}: empty training set (no user has two training items)")
         self.train_lists = (flat, lengths, train.get_column(USER_IDX).to_numpy())
-        self.eval_rows = {name: self._eval_rows(name) for name in ("valid", "test")}
 
     def _eval_rows(self, split: str) -> EvalRows:
         path = self.dir / SPLIT_FILES[split]

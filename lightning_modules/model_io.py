@@ -1,7 +1,7 @@
 """Model folders: loading a trained network from its folder alone, and warm-starting a new one.
 
 A model folder holds ``model.ckpt`` (best weights plus the architecture under
-``hyper_parameters.arch``), ``last.ckpt``, ``config.json``, ``items.parquet`` and ``metrics.json``.
+``hyper_parameters.arch``), ``served.ckpt`` (the same refitted for scoring, see ``refit``), ``last.ckpt``, ``config.json``, ``items.parquet`` and ``metrics.json``.
 """
 
 from pathlib import Path
@@ -13,7 +13,7 @@ import torch
 from lightning_modules.families import network_from_arch, normalise_arch
 from lightning_modules.network import SequenceNetwork
 from nightrec.errors import InputError
-from nightrec.layout import BEST_CKPT, ITEMS_FILE
+from nightrec.layout import BEST_CKPT, ITEMS_FILE, SERVED_CKPT
 from nightrec.schema import ITEM_IDX
 
 # Architecture settings that leave the weights' shape and meaning alone; a checkpoint must agree
@@ -55,10 +55,15 @@ def check_compatible(path: Path, saved: dict[str, Any], wanted: dict[str, Any]) 
         raise InputError(f"{path}: checkpoint from an incompatible config: {'; '.join(diffs)}")
 
 
-def load_model(model_dir: Path) -> tuple[SequenceNetwork, pl.DataFrame]:
-    """``(network in eval mode on CPU, items vocabulary)`` from a model folder; needs nothing else."""
+def load_model(model_dir: Path, served: bool = False) -> tuple[SequenceNetwork, pl.DataFrame]:
+    """``(network in eval mode on CPU, items vocabulary)`` from a model folder; needs nothing else.
+
+    The validated weights (``model.ckpt``), or with ``served`` the ones that score: ``served.ckpt``,
+    refitted on every known transition (``lightning_modules.refit``), where the folder has one.
+    """
     model_dir = Path(model_dir)
-    ckpt = read_checkpoint(model_dir / BEST_CKPT)
+    weights = model_dir / SERVED_CKPT if served and (model_dir / SERVED_CKPT).is_file() else model_dir / BEST_CKPT
+    ckpt = read_checkpoint(weights)
     items_path = model_dir / ITEMS_FILE
     if not items_path.is_file():
         raise InputError(f"{items_path}: the model folder has no vocabulary")

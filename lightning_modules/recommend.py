@@ -88,8 +88,9 @@ class ModelRecommender(Recommender):
         self.network = network.eval()
 
     @classmethod
-    def from_dir(cls, model_dir: Path, max_len: int = 50) -> "ModelRecommender":
-        network, items = load_model(model_dir)
+    def from_dir(cls, model_dir: Path, max_len: int = 50, served: bool = False) -> "ModelRecommender":
+        """The validated weights, or with ``served`` the refitted ones that score the nightly table."""
+        network, items = load_model(model_dir, served=served)
         return cls(network, items, max_len)
 
     def scores(self, histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

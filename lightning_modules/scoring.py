@@ -39,12 +39,13 @@ def score_users(
 ) -> pl.DataFrame:
     """Top-``k`` for every user in ``sequences_dir/full.parquet``: (user_id, rank, item_id, score).
 
-    Loads the network with ``lightning_modules.model_io.load_model`` (the folder is enough).
+    Loads the network with ``lightning_modules.model_io.load_model`` (the folder is enough), with
+    the served weights (refitted on every known transition) where the folder has them.
     Users whose history holds no item the model knows are left out (they get the fallback).
     """
     from lightning_modules.model_io import load_model
 
-    network, items = load_model(Path(model_dir))
+    network, items = load_model(Path(model_dir), served=True)
     return score_network(network, items, Path(sequences_dir), k, chunk_size, device)
 
 

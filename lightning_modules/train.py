@@ -1,7 +1,7 @@
 """Training entry point: ``python -m lightning_modules.train --config CONFIG.json --sequences DIR --out MODEL_DIR``.
 
 Runs as its own process (Prefect never hosts DDP ranks). Writes ``model.ckpt`` (best validation
-NDCG@10), ``last.ckpt``, ``config.json``, ``items.parquet``, ``metrics.json`` and ``curve.png``.
+NDCG@10), ``served.ckpt`` (it refitted on every known transition, ``lightning_modules.refit``), ``last.ckpt``, ``config.json``, ``items.parquet``, ``metrics.json`` and ``curve.png``.
 Exit code 0 on success, 2 on bad input or config, 1 on anything else.
 """
 
@@ -29,12 +29,13 @@ from lightning_modules.loggers import quiet_lightning, training_loggers
 from lightning_modules.model_io import check_compatible, read_checkpoint, warm_start
 from lightning_modules.module import MONITOR, NextItemModule
 from lightning_modules.network import SequenceNetwork
+from lightning_modules.refit import refit_model
 from lightning_modules.scoring import scoring_device
 from lightning_modules.selection import fit_auto
 from nightrec.config import NightrecConfig
 from nightrec.errors import ConfigError, NightrecError
 from nightrec.layout import BEST_CKPT, CONFIG_FILE, CURVE_FILE, ITEMS_FILE, LAST_CKPT, METRICS_FILE
-from nightrec.progress import DONE, EPOCH, progress_line
+from nightrec.progress import DONE, EPOCH, REFIT, progress_line
 
 
 class EpochLog(Callback):
@@ -282,6 +283,7 @@ def is_rank_zero() -> bool:
 def main(argv: list[str] | None = None) -> int:
     die_with_parent()
     args = parse_args(argv)
+    started = time.monotonic()
     try:
         config = load_run_config(args.config)
         if config.model.family == "auto":  # each candidate resumes on its own (see selection)
@@ -292,6 +294,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.resume and not (args.out / LAST_CKPT).is_file():
                 raise ConfigError(f"{args.out / LAST_CKPT}: --resume given but there is no checkpoint to resume")
             metrics = fit(config, args.sequences, args.out, resume=args.resume, warm_start_dir=args.warm_start)
+        budget = training_budget(config.train.max_minutes, config.train.warm_start_max_minutes, bool(args.warm_start))
+        left = None if budget is None else budget * 60 - (time.monotonic() - started)
+        metrics["refit"] = refit_model(config, args.sequences, args.out, trainer_settings(config), left)
+        if is_rank_zero():
+            print(progress_line(REFIT, **metrics["refit"]), flush=True)
+            (args.out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     except NightrecError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -208,6 +208,14 @@ class TrainConfig(_Section):
     ema_decay: float | None = Field(
         0.99, gt=0, lt=1, description="Evaluate and publish a moving average of the weights (e.g. 0.99)."
     )
+    refit: bool = Field(
+        True,
+        description="Before scoring, refit the served model on every known transition (each user's validation "
+        "and test targets too) with what is left of the training budget; the gate, the reported metrics and the "
+        "next warm start keep the validated weights.",
+    )
+    refit_epochs: int = Field(1, ge=1, description="Epochs of a neural family's refit (fine-tune).")
+    refit_lr_scale: float = Field(0.1, gt=0, le=1, description="A neural refit's learning rate as a share of train.lr.")
     window_len: int | None = Field(
         None, ge=1, description="Items of context in a training window; None: sequences.max_len."
     )

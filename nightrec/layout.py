@@ -29,7 +29,8 @@ a file name of its own.
   models/
     champion -> <version>               the serving model
     retrain-requested.json              set by `nightrec forget`: the next night retrains from scratch
-    <version>/                          model.ckpt, last.ckpt, config.json, items.parquet,
+    <version>/                          model.ckpt (validated), served.ckpt (refitted, scores),
+                                        last.ckpt, config.json, items.parquet,
                                         metrics.json, curve.png, version.json
 ```
 """
@@ -79,6 +80,7 @@ CHAMPION = "champion"
 PARTIAL_PREFIX = ".partial-"
 # models/<version>/
 BEST_CKPT = "model.ckpt"
+SERVED_CKPT = "served.ckpt"  # the weights that score: model.ckpt refitted on every known transition
 LAST_CKPT = "last.ckpt"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"

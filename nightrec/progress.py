@@ -1,7 +1,8 @@
 """Training progress across the subprocess boundary: one JSON object per stdout line.
 
-The trainer (``python -m lightning_modules.train``) prints an ``epoch`` event after every epoch
-and a ``done`` event at the end; the flow reads them as data (``parse_progress``) and logs every
+The trainer (``python -m lightning_modules.train``) prints an ``epoch`` event after every epoch,
+a ``refit`` event when the served weights are refitted (``lightning_modules.refit``) and a ``done``
+event at the end; the flow reads them as data (``parse_progress``) and logs every
 other line as it is.
 """
 
@@ -9,6 +10,7 @@ import json
 from typing import Any
 
 EPOCH = "epoch"
+REFIT = "refit"
 DONE = "done"
 
 

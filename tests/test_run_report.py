@@ -7,7 +7,7 @@ from datetime import date
 
 import duckdb
 
-from flows.report import behavior_markdown, margin_warning, metric_table, published_markdown
+from flows.report import behavior_markdown, margin_warning, metric_table, published_markdown, training_markdown
 
 METRICS = {
     "candidate": {
@@ -80,3 +80,15 @@ def test_the_published_artifact_holds_queries_that_run_as_pasted(tmp_path):
     out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "u1" in out.stdout and "2026-03-11" in out.stdout
+
+
+def test_the_training_section_says_which_weights_serve():
+    trained = {"epochs": 3, "best_epoch": 2, "stopped_by": "early_stopping", "objective": {"loss": "ce"}}
+    refit = {"status": "refit", "how": "fine-tuned at lr 0.0003 on every known transition"}
+    text = training_markdown({**trained, "refit": {**refit, "transitions_added": 1234, "seconds": 2.5}})
+    assert "Served weights: fine-tuned at lr 0.0003" in text and "1,234 held-out transitions" in text
+    assert "the gate judged the validated weights" in text
+    cut = training_markdown({**trained, "refit": {**refit, "stopped_by": "time_budget"}})
+    assert "cut short by the training budget" in cut
+    skipped = training_markdown({**trained, "refit": {"status": "skipped", "reason": "train.refit is off"}})
+    assert "the validated ones (not refitted: train.refit is off)" in skipped
