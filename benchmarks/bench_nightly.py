@@ -13,7 +13,10 @@ its trainer while the stage ran, plus training's epochs and what stopped it. Rat
 references measured in the same run: sequences against one Polars scan + sort of the log,
 scoring against ``torch.mm`` of the same shape (users x d times d x items, in the same chunks).
 ``--data amazon`` runs the same nights on the real Amazon Sports sequences instead, each user's
-items ten minutes apart inside the week before the run date (the second night a day later).
+items ten minutes apart inside the week before the run date (the second night a day later);
+``--holdout`` then takes each user's last item out of the first night's log and ranks it in the
+published table, beside the masked last-item kNN fitted on the night's training sequences and on
+every kept event (the end-to-end check of a published table).
 
 Then intra-day refreshes of the last night (``flows.refresh``): one with nothing new, then 1%,
 5% and 25% of the log's users active in one hour, five views each, dropped as a new file in the
@@ -162,6 +165,52 @@ def amazon_events(out: Path, end: date) -> dict:
     return {"rows": events.height, "users": events[USER_ID].n_unique(), "items": events["item_id"].n_unique()}
 
 
+def hold_out_events(events_dir: Path):
+    """Take each user's last event out of ``events_dir/events.parquet``: ``(kept, held out)``."""
+    import polars as pl
+
+    from nightrec.evaluation.holdout import hold_out_last
+
+    kept, held = hold_out_last(pl.read_parquet(events_dir / "events.parquet"))
+    kept.write_parquet(events_dir / "events.parquet")
+    return kept, held
+
+
+def holdout_report(config, run_date: date, kept, held, k: int = 10) -> dict:
+    """NDCG@k of the held-out items in the published table, beside the masked last-item kNN
+    fitted on the night's training sequences and on every kept event."""
+    import duckdb
+
+    from lightning_modules.baselines import last_item_knn_lists
+    from lightning_modules.data import SequenceDataModule
+    from lightning_modules.refit import refit_frame
+    from nightrec.evaluation.holdout import published_metrics
+    from nightrec.layout import run_dir
+
+    with duckdb.connect(str(config.duckdb_path), read_only=True) as con:
+        published = con.sql("SELECT * FROM recommendations_latest").pl()
+    data = SequenceDataModule(run_dir(config.data_dir, run_date) / "sequences", max_len=config.sequences.max_len)
+    data.load()
+    users = held.get_column("user_id").to_list()
+    every = refit_frame(data).get_column("items")
+    fits = {
+        "last-item kNN, training sequences": data.train_lists[:2],
+        "last-item kNN, every kept event": (every.explode().to_numpy(), every.list.len().to_numpy()),
+    }
+    out = {"published table": published_metrics(published, held, k)}
+    for name, (flat, lengths) in fits.items():
+        out[name] = published_metrics(last_item_knn_lists(data.items, flat, lengths, kept, users, k), held, k)
+    print(f"\nheld-out last items ({held.height:,} users), NDCG@{k} / Recall@{k}:")
+    for name, m in out.items():
+        ratio = (
+            ""
+            if name == "published table"
+            else f"  published is {out['published table'][f'ndcg@{k}'] / m[f'ndcg@{k}']:.2f}x"
+        )
+        print(f"  {name:<36} {m[f'ndcg@{k}']:.4f} / {m[f'recall@{k}']:.4f}{ratio}", flush=True)
+    return out
+
+
 def score_shape(data_dir: Path, run_date: date) -> tuple[int, int]:
     """``(users scored, catalogue items)`` of a night: the shape its scoring stage ranked."""
     import polars as pl
@@ -198,6 +247,8 @@ def run_one_night(config, run_date: date, sampler: RssSampler) -> dict:
         "seconds_per_epoch": candidate.get("seconds_per_epoch"),
         "valid_ndcg10": (candidate.get("valid") or {}).get("ndcg@10"),
         "warm_start": bool(candidate.get("warm_start")),
+        "family": candidate.get("family") or config.model.family,
+        "refit": candidate.get("refit"),
         "users": summary["recommendations"]["users"],
         "rows": summary["recommendations"]["rows"],
     }
@@ -301,6 +352,14 @@ def print_night(label: str, night: dict, refs: dict) -> None:
         f"best epoch {night['best_epoch']}, stopped by {night['stopped_by']}, warm start {night['warm_start']}, "
         f"valid NDCG@10 {night['valid_ndcg10'] or 0:.4f}; {night['rows']:,} rows for {night['users']:,} users"
     )
+    refit = night.get("refit") or {}
+    if refit.get("status") == "refit":
+        print(
+            f"served {night['family']} refitted: {refit['how']}, {refit['transitions_added']:,} held-out transitions, "
+            f"{refit['seconds']:.1f} s{' (cut by the budget)' if refit.get('stopped_by') == 'time_budget' else ''}"
+        )
+    elif refit:
+        print(f"served {night['family']} as validated: {refit.get('reason')}")
 
 
 def main() -> None:
@@ -312,7 +371,14 @@ def main() -> None:
     parser.add_argument("--nights", type=int, default=2, choices=(0, 1, 2), help="0: only the refreshes (--workdir)")
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="config overrides")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--holdout",
+        action="store_true",
+        help="amazon, first night: hold out each user's last item and rank it in the published table",
+    )
     args = parser.parse_args()
+    if args.holdout and args.data != "amazon":
+        raise SystemExit("--holdout: only with --data amazon")
     users, items = SIZES[args.size]
     users, items = args.users or users, args.items or items
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"bench-nightly-{args.data}-{args.size}-"))
@@ -338,6 +404,9 @@ def main() -> None:
         if args.data == "amazon":
             manifest = amazon_events(events, night_end)
             users, items = manifest["users"], manifest["items"]
+            if args.holdout and night == 0:
+                kept, held = hold_out_events(events)
+                manifest["rows"] = kept.height
         else:
             spec = SyntheticSpec(users=users, items=items, days=7, seed=11, end_date=night_end)
             manifest = write_demo_data(events, spec)
@@ -353,6 +422,8 @@ def main() -> None:
         refs["device"] = scoring_device(config.train.accelerator)
         refs["mm_s"] = mm_reference(*refs["score_shape"], device=refs["device"])
         print_night(f"night {night + 1} ({'first' if night == 0 else 'warm-started'})", nights[-1], refs)
+        if args.holdout and night == 0:
+            nights[-1]["holdout"] = holdout_report(config, night_end + timedelta(days=1), kept, held)
     refreshes = []
     if args.data == "synthetic":
         last = max(workdir.glob("events-night*"), default=None)

@@ -58,3 +58,17 @@ class ItemKNNRecommender(Recommender):
     def scores(self, histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         last = histories[torch.arange(len(histories)), (lengths.clamp(min=1) - 1)]
         return self.cooc.index_select(0, last).to_dense() + self.tiebreak
+
+
+def last_item_knn_lists(
+    items: pl.DataFrame, flat: np.ndarray, lengths: np.ndarray, events: pl.DataFrame, users: list[str], k: int
+) -> pl.DataFrame:
+    """The last-item kNN fitted on the sequences ``(flat, lengths)``, as published lists for ``users``:
+    ``(user_id, rank, item_id, score)``, seen items excluded, each history read from ``events`` in
+    time order (ties keep the input order, as in the sequences). The reference a published table
+    is held against (``nightrec.evaluation.holdout``)."""
+    knn = ItemKNNRecommender(items, flat, lengths)
+    histories = events.sort("timestamp", maintain_order=True).group_by("user_id", maintain_order=True).agg("item_id")
+    order = pl.DataFrame({"user_id": users}).join(histories, on="user_id", how="left", maintain_order="left")
+    ranked = knn.top_k([h or [] for h in order.get_column("item_id").to_list()], k=k, exclude_seen=True)
+    return ranked.with_columns(pl.Series("user_id", users).gather(ranked.get_column("user")))

@@ -2,7 +2,8 @@
 
 Each candidate trains with the ordinary ``fit`` into ``<out>/candidates/<family>/`` and gets an
 equal share of what is left of the budget when its turn comes, so time a quick family (the
-closed-form CF ones take seconds) does not use passes to the next. The winner is the best on
+closed-form CF ones take seconds) does not use passes to the next. A candidate that refuses the
+catalogue (``model.item_cf_max_items``, ``model.ease_max_items``) is skipped, and says why. The winner is the best on
 validation NDCG@10 (the promotion gate's metric; ties go to the earlier candidate); its files
 become the model folder's own, so everything downstream sees one model of one family. The
 losers keep their ``metrics.json`` and curve for the report, not their checkpoints.
@@ -16,10 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from lightning_modules.baselines import ItemKNNRecommender
 from lightning_modules.data import SequenceDataModule
+from lightning_modules.families import too_large
 from nightrec.config import NightrecConfig
-from nightrec.layout import BEST_CKPT, CURVE_FILE, LAST_CKPT, METRICS_FILE
+from nightrec.errors import ConfigError
+from nightrec.layout import BEST_CKPT, CURVE_FILE, ITEMS_FILE, LAST_CKPT, METRICS_FILE
 from nightrec.registry import read_json
 
 CANDIDATES_DIR = "candidates"
@@ -49,7 +54,13 @@ def fit_auto(
     from lightning_modules.train import fit, is_rank_zero
 
     out = Path(out)
-    candidates = list(dict.fromkeys(config.model.candidates))
+    n_items = pl.scan_parquet(Path(sequences_dir) / ITEMS_FILE).select(pl.len()).collect().item()
+    skipped = {f: why for f in dict.fromkeys(config.model.candidates) if (why := refusal(config, f, n_items))}
+    for family, why in skipped.items():
+        print(f"auto: skipping candidate {family}: {why}", flush=True)
+    candidates = [f for f in dict.fromkeys(config.model.candidates) if f not in skipped]
+    if not candidates:
+        raise ConfigError(f"model.candidates: every candidate refuses this catalogue of {n_items:,} items")
     budget = budget_minutes(config, warm_start_dir is not None)
     started = time.monotonic()
     results: dict[str, dict[str, Any]] = {}
@@ -75,11 +86,17 @@ def fit_auto(
     metrics = dict(results[winner])
     metrics["family"] = winner
     metrics["selection"] = {family: _summary(results[family], family == winner) for family in candidates}
+    metrics["selection"].update({family: {"selected": False, "skipped": why} for family, why in skipped.items()})
     if is_rank_zero():
         metrics["baselines"] = {KNN: knn_valid_metrics(config, sequences_dir)}
         adopt(out, out / CANDIDATES_DIR / winner, candidates)
     metrics["best_checkpoint"] = str((out / BEST_CKPT).resolve())
     return metrics
+
+
+def refusal(config: NightrecConfig, family: str, n_items: int) -> str | None:
+    """Why candidate ``family`` refuses the catalogue (``model.item_cf_max_items``, ``ease_max_items``)."""
+    return too_large(config.model.model_copy(update={"family": family}), n_items)
 
 
 def _minutes(share: float | None) -> str:

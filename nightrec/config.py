@@ -68,12 +68,12 @@ class ModelConfig(_Section):
     """The next-item model (its family and sizes) and its training objective."""
 
     family: Family | Literal["auto"] = Field(
-        "lstm",
+        "auto",
         description="Model family, or auto: train every family in `candidates` within the night's budget "
         "and serve the best on validation NDCG@10.",
     )
     candidates: Annotated[list[Family], BeforeValidator(_split_csv)] = Field(
-        default_factory=lambda: ["lstm", "sasrec", "item_cf"],
+        default_factory=lambda: ["item_cf", "lstm"],
         min_length=1,
         description="family=auto: the families tried, in this order, sharing the training budget.",
     )
@@ -112,6 +112,12 @@ class ModelConfig(_Section):
         0.8, gt=0, le=1, description="item_cf/user_cf/ease: a history item k steps before the last weighs decay**k."
     )
     ease_l2: float = Field(250.0, gt=0, description="ease: L2 regularisation of the item x item regression.")
+    item_cf_max_items: int = Field(
+        100_000,
+        ge=1,
+        description="item_cf: larger catalogues are refused (its fit compares every pair of items); "
+        "family=auto then skips it.",
+    )
     ease_max_items: int = Field(
         30_000, ge=1, description="ease: larger catalogues are refused (its dense item x item matrix is n^2 floats)."
     )

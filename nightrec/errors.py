@@ -18,6 +18,10 @@ class ConfigError(NightrecError):
     """An invalid configuration value, from a file, an environment variable or a flag."""
 
 
+class TooLargeError(ConfigError):
+    """A model family refuses a catalogue too large for it; ``model.family: auto`` skips that candidate."""
+
+
 # OS errors a person fixes (a permission, a path): retrying cannot help, and the CLI says them in one line.
 SETUP_ERRORS = (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
 # The same, where Python raises a plain OSError: a read-only file system, and a folder mounted

@@ -63,7 +63,7 @@ def tiny_config(path: Path, **train) -> Path:
     config = NightrecConfig.model_validate(
         {
             "sequences": {"max_len": 8},
-            "model": {"embedding_dim": 8, "hidden_size": 8, "dropout": 0.2},
+            "model": {"family": "lstm", "embedding_dim": 8, "hidden_size": 8, "dropout": 0.2},
             "train": {
                 "epochs": 3,
                 "batch_size": 16,

@@ -175,12 +175,15 @@ def test_resume_and_warm_start_refit_the_same_model(trained, tmp_path, family):
     assert json.loads((warm / "metrics.json").read_text())["warm_start"] is None
 
 
-def test_ease_refuses_a_catalogue_above_ease_max_items(trained, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("family", "key", "cost"), [("ease", "ease_max_items", "GB"), ("item_cf", "item_cf_max_items", "min")]
+)
+def test_a_family_refuses_a_catalogue_above_its_limit(trained, tmp_path, capsys, family, key, cost):
     seq, _ = trained
-    config = _config(tmp_path / "c.json", "ease", ease_max_items=29)
+    config = _config(tmp_path / "c.json", family, **{key: 29})
     assert main(["--config", str(config), "--sequences", str(seq), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
-    assert "model.ease_max_items" in err and "30 items, more than ease_max_items 29" in err and "GB" in err
+    assert f"model.{key}" in err and f"30 items, more than {key} 29" in err and cost in err
     assert not (tmp_path / "m" / "model.ckpt").exists()
 
 

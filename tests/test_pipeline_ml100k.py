@@ -27,18 +27,13 @@ BAR_NDCG10 = 0.077  # RecBole GRU4Rec's 0.0702 plus 10%, the issue's bar
 
 
 def _knn_lists(sequences_dir: Path, kept: pl.DataFrame, users: list[str], k: int) -> pl.DataFrame:
-    from lightning_modules.baselines import ItemKNNRecommender
+    from lightning_modules.baselines import last_item_knn_lists
     from lightning_modules.data import SequenceDataModule
 
     data = SequenceDataModule(sequences_dir, max_len=50)
     data.load()
     flat, lengths, _ = data.train_lists
-    knn = ItemKNNRecommender(data.items, flat, lengths)
-    # Time order (ties keep the input order, as in the sequences): the kNN reads the last item.
-    histories = kept.sort("timestamp", maintain_order=True).group_by("user_id", maintain_order=True).agg("item_id")
-    order = pl.DataFrame({"user_id": users}).join(histories, on="user_id", how="left")
-    ranked = knn.top_k([h or [] for h in order.get_column("item_id").to_list()], k=k, exclude_seen=True)
-    return ranked.with_columns(pl.Series("user_id", users).gather(ranked.get_column("user")))
+    return last_item_knn_lists(data.items, flat, lengths, kept, users, k)
 
 
 def test_nightly_defaults_publish_lists_that_beat_knn_on_held_out_last_items(prefect_harness, tmp_path):

@@ -8,6 +8,7 @@ import torch
 
 from lightning_modules.model_io import load_model
 from lightning_modules.train import main
+from nightrec.evaluation.table import metric_table
 from tests.model_fixtures import tiny_config, write_sequence_dir, write_sequences_of
 
 pytestmark = [pytest.mark.slow]
@@ -63,6 +64,42 @@ def test_each_candidate_gets_a_share_of_the_budget(tmp_path, capsys):
     # The first gets a third of 3 minutes; what a quick candidate leaves passes to the next ones.
     assert len(shares) == 3 and shares[0] == pytest.approx(1.0, abs=0.05)
     assert shares[1] >= shares[0] - 0.05 and shares[2] >= shares[1] - 0.05
+
+
+def test_auto_skips_a_candidate_that_refuses_the_catalogue_and_says_why(tmp_path, capsys):
+    seq = write_sequence_dir(tmp_path / "seq", users=40)
+    config = _auto(tmp_path, ["item_cf", "rnn"], epochs=1)
+    data = json.loads(config.read_text())
+    data["model"]["item_cf_max_items"] = 29  # the catalogue has 30
+    config.write_text(json.dumps(data))
+    out = tmp_path / "m"
+    assert main(["--config", str(config), "--sequences", str(seq), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "auto: skipping candidate item_cf: model.item_cf_max_items" in said
+    assert "auto: training candidate item_cf" not in said
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["family"] == "rnn" and not (out / "candidates" / "item_cf").exists()
+    assert (
+        metrics["selection"]["item_cf"]
+        == {
+            "selected": False,
+            "skipped": metrics["selection"]["item_cf"]["skipped"],
+        }
+        and "30 items, more than item_cf_max_items 29" in metrics["selection"]["item_cf"]["skipped"]
+    )
+    table = metric_table({"candidate": metrics, "popularity": {"ndcg@10": 0.1}})
+    assert {row["model"] for row in table} >= {"candidate rnn (selected)"}
+    assert not any("item_cf" in row["model"] for row in table)
+
+
+def test_auto_with_only_refusing_candidates_is_a_configuration_error(tmp_path, capsys):
+    seq = write_sequence_dir(tmp_path / "seq", users=20)
+    config = _auto(tmp_path, ["item_cf"], epochs=1)
+    data = json.loads(config.read_text())
+    data["model"]["item_cf_max_items"] = 10
+    config.write_text(json.dumps(data))
+    assert main(["--config", str(config), "--sequences", str(seq), "--out", str(tmp_path / "m")]) == 2
+    assert "every candidate refuses this catalogue of 30 items" in capsys.readouterr().err
 
 
 def test_auto_picks_item_cf_where_only_the_set_of_items_carries_signal(tmp_path):

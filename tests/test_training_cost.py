@@ -20,7 +20,7 @@ from tests.model_fixtures import write_sequence_dir
 def _tiny(**sections) -> NightrecConfig:
     base = {
         "sequences": {"max_len": 8},
-        "model": {"embedding_dim": 8, "hidden_size": 8, "num_negatives": 16},
+        "model": {"family": "lstm", "embedding_dim": 8, "hidden_size": 8, "num_negatives": 16},
         "train": {"epochs": 1, "batch_size": 16, "eval_batch_size": 64, "num_threads": 1, "accelerator": "cpu"},
     }
     for name, values in sections.items():

@@ -36,6 +36,11 @@ def family_class(family: str) -> type[SequenceNetwork]:
     return FAMILIES[family]
 
 
+def too_large(model_config: Any, n_items: int) -> str | None:
+    """Why ``model_config.family`` refuses a catalogue of ``n_items`` (None: it does not)."""
+    return getattr(family_class(model_config.family), "too_large", lambda *_: None)(model_config, n_items)
+
+
 def normalise_arch(arch: dict[str, Any]) -> dict[str, Any]:
     """An architecture dict in today's keys: checkpoints before model families named the recurrent cell ``cell``."""
     if "cell" in arch:

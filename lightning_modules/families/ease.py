@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from lightning_modules.families.neighbourhood import ClosedFormNetwork, history_vector, user_item_matrix
-from nightrec.errors import ConfigError
+from nightrec.errors import TooLargeError
 
 # Fitting holds the Gram matrix, its inverse and B at once.
 FIT_COPIES = 3
@@ -34,14 +34,20 @@ class EASE(ClosedFormNetwork):
         self.register_buffer("weights", torch.zeros(n_items + 1, n_items + 1))
 
     @classmethod
+    def too_large(cls, model_config: Any, n_items: int) -> str | None:
+        if n_items <= model_config.ease_max_items:
+            return None
+        return (
+            f"model.ease_max_items: the catalogue has {n_items:,} items, more than ease_max_items "
+            f"{model_config.ease_max_items:,}; EASE's dense item x item matrix would take "
+            f"{dense_gb(n_items):.1f} GB ({FIT_COPIES * dense_gb(n_items):.1f} GB while fitting). "
+            "Use model.family=item_cf, or raise model.ease_max_items if the memory is there"
+        )
+
+    @classmethod
     def from_config(cls, model_config: Any, n_items: int, max_len: int = 50) -> "EASE":
-        if n_items > model_config.ease_max_items:
-            raise ConfigError(
-                f"model.ease_max_items: the catalogue has {n_items:,} items, more than ease_max_items "
-                f"{model_config.ease_max_items:,}; EASE's dense item x item matrix would take "
-                f"{dense_gb(n_items):.1f} GB ({FIT_COPIES * dense_gb(n_items):.1f} GB while fitting). "
-                "Use model.family=item_cf, or raise model.ease_max_items if the memory is there"
-            )
+        if why := cls.too_large(model_config, n_items):
+            raise TooLargeError(why)
         return cls(n_items, model_config.ease_l2, model_config.recency_decay)
 
     def fit(self, flat: np.ndarray, lengths: np.ndarray) -> None:

@@ -14,9 +14,17 @@ import torch
 
 from lightning_modules.data import expand_ranges
 from lightning_modules.families.neighbourhood import ClosedFormNetwork, history_vector, user_item_matrix
+from nightrec.errors import TooLargeError
 
 # Co-counts are computed this many item pairs at a time (float32: 64 MiB), whatever the catalogue.
 PAIRS_PER_CHUNK = 1 << 24
+# Seconds of a fit per million item pairs, measured on 2 CPU cores (41,664 items: 15 s).
+SECONDS_PER_MILLION_PAIRS = 15 / 41_664**2 * 1e6
+
+
+def fit_seconds(n_items: int) -> float:
+    """A fit's expected seconds on 2 CPU cores: it is quadratic in the catalogue."""
+    return SECONDS_PER_MILLION_PAIRS * n_items**2 / 1e6
 
 
 def item_neighbours(
@@ -63,7 +71,20 @@ class ItemCF(ClosedFormNetwork):
         self.register_buffer("sim_val", torch.zeros(nnz))
 
     @classmethod
+    def too_large(cls, model_config: Any, n_items: int) -> str | None:
+        if n_items <= model_config.item_cf_max_items:
+            return None
+        return (
+            f"model.item_cf_max_items: the catalogue has {n_items:,} items, more than item_cf_max_items "
+            f"{model_config.item_cf_max_items:,}; the fit compares every item with every other one "
+            f"({n_items:,}^2 similarities, ~{fit_seconds(n_items) / 60:.0f} min on 2 CPU cores). "
+            "Raise model.item_cf_max_items if the night has the time"
+        )
+
+    @classmethod
     def from_config(cls, model_config: Any, n_items: int, max_len: int = 50) -> "ItemCF":
+        if why := cls.too_large(model_config, n_items):
+            raise TooLargeError(why)
         return cls(n_items, model_config.neighbors, model_config.shrinkage, model_config.recency_decay)
 
     def fit(self, flat: np.ndarray, lengths: np.ndarray) -> None:

@@ -30,6 +30,11 @@ class ClosedFormNetwork(nn.Module):
         self.arch: dict[str, Any] = {"family": self.family, "n_items": n_items, **settings}
 
     @classmethod
+    def too_large(cls, model_config: Any, n_items: int) -> str | None:
+        """Why this family refuses a catalogue of ``n_items`` (None: it does not)."""
+        return None
+
+    @classmethod
     def from_arch(cls, arch: dict[str, Any]) -> "ClosedFormNetwork":
         return cls(**{k: v for k, v in arch.items() if k != "family"})
 

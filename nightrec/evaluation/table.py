@@ -26,6 +26,7 @@ def _models(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     rows = [
         (f"candidate {family}" + (" (selected)" if s["selected"] else ""), {"valid": s["valid"], "test": s["test"]})
         for family, s in selection.items()
+        if "skipped" not in s
     ] or [("candidate", candidate)]
     rows += [("champion", metrics.get("champion") or {}), ("popularity", metrics.get("popularity") or {})]
     rows += [(name, {"valid": values}) for name, values in (candidate.get("baselines") or {}).items()]
