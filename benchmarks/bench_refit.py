@@ -6,8 +6,8 @@
 The model folder's best checkpoint is fine-tuned, ``--epochs`` epochs at ``--lr``, twice: on its
 own training sequences (control: what more epochs alone do) and on them plus each user's
 validation target (refit: what the most recent transitions add). Test NDCG@10 after each epoch,
-every user, full ranking. This is the measurement behind a serve-time refit; the nightly does not
-refit yet. Numbers are measured, never asserted.
+every user, full ranking. This is the measurement behind the nightly's serve-time refit
+(``lightning_modules.refit``), whose fine-tune it runs. Numbers are measured, never asserted.
 """
 
 import os
@@ -21,8 +21,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import lightning as L
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +30,8 @@ from benchmarks.bench_models import through_validation_frame  # noqa: E402
 from lightning_modules.data import SequenceDataModule  # noqa: E402
 from lightning_modules.loggers import quiet_lightning  # noqa: E402
 from lightning_modules.model_io import load_model  # noqa: E402
-from lightning_modules.module import NextItemModule  # noqa: E402
 from lightning_modules.recommend import ModelRecommender  # noqa: E402
+from lightning_modules.refit import fine_tune  # noqa: E402
 from nightrec.config import NightrecConfig  # noqa: E402
 from nightrec.layout import CONFIG_FILE, TRAIN_FILE  # noqa: E402
 
@@ -47,26 +45,17 @@ def refit_sequences(sequences: Path, out: Path) -> Path:
     return out
 
 
-def fine_tune(model_dir: Path, sequences: Path, config: NightrecConfig, epochs: int) -> list[float]:
+def fine_tune_epochs(model_dir: Path, sequences: Path, config: NightrecConfig, epochs: int) -> list[float]:
+    """Test NDCG@10 before and after each of ``epochs`` fine-tuning epochs at ``config.train.lr``,
+    through the nightly refit's own fine-tune (``lightning_modules.refit.fine_tune``)."""
     network, items = load_model(model_dir)
-    data = SequenceDataModule(sequences, max_len=config.sequences.max_len, batch_size=config.train.batch_size)
+    data = SequenceDataModule.from_config(sequences, config, eval_users=None)
     data.load()
-    counts = np.bincount(data.train_lists[0], minlength=data.n_items + 1)[1:].tolist()
     scores = [ModelRecommender(network, items).evaluate(data.eval_rows["test"])["ndcg@10"]]
-    module = NextItemModule(network, config.model, config.train, item_counts=counts)
+    one_epoch = config.model_copy(deep=True)
+    one_epoch.train.refit_epochs, one_epoch.train.refit_lr_scale = 1, 1.0
     for _ in range(epochs):
-        network.train()  # scoring left it in eval mode (dropout off)
-        trainer = L.Trainer(
-            accelerator="cpu",
-            max_epochs=1,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        )
-        trainer.fit(module, datamodule=data)
+        fine_tune(network, one_epoch, data, {"accelerator": "cpu", "devices": 1}, None)
         scores.append(ModelRecommender(network, items).evaluate(data.eval_rows["test"])["ndcg@10"])
     return scores
 
@@ -88,7 +77,7 @@ def main() -> None:
         for lr in args.lr:
             config.train.lr = lr
             for name, sequences in (("control", args.sequences), ("refit", refit)):
-                scores = fine_tune(args.model, sequences, config, args.epochs)
+                scores = fine_tune_epochs(args.model, sequences, config, args.epochs)
                 print(f"lr {lr:g} {name:<8} " + " ".join(f"{s:.4f}" for s in scores), flush=True)
 
 

@@ -7,6 +7,7 @@ A batch is one fancy-indexing of a prebuilt tensor, cut to its longest row; the 
 """
 
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -155,6 +156,24 @@ class SequenceDataModule(L.LightningDataModule):
         self.bucket_by_length = bucket_by_length
         self.eval_users = eval_users  # validation and test rank this fixed hash sample of users
         self.items: pl.DataFrame | None = None
+
+    @classmethod
+    def from_config(cls, sequences_dir: Path, config: Any, pin_memory: bool = False, **overrides: Any):
+        """The DataModule of a run config's ``sequences`` and ``train`` sections; ``overrides`` win."""
+        tc = config.train
+        settings = {
+            "max_len": config.sequences.max_len,
+            "batch_size": tc.batch_size,
+            "eval_batch_size": tc.eval_batch_size,
+            "stride": tc.window_stride,
+            "window_len": tc.window_len,
+            "seed": tc.seed,
+            "num_workers": tc.num_workers,
+            "pin_memory": pin_memory,
+            "bucket_by_length": tc.bucket_by_length,
+            "eval_users": tc.eval_users,
+        }
+        return cls(sequences_dir, **{**settings, **overrides})
 
     def _read(self, name: str) -> pl.DataFrame:
         path = self.dir / name

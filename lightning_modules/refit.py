@@ -93,17 +93,9 @@ def refit_model(
         return {"status": "skipped", "reason": "train.refit is off"}
     metrics = json.loads((out / METRICS_FILE).read_text()) if (out / METRICS_FILE).is_file() else {}
     started = time.perf_counter()
-    data = SequenceDataModule(
-        sequences_dir,
-        max_len=config.sequences.max_len,
-        batch_size=config.train.batch_size,
-        stride=config.train.window_stride,
-        window_len=config.train.window_len,
-        seed=config.train.seed + 1,
-        num_workers=config.train.num_workers,
-        pin_memory=settings["accelerator"] == "gpu",
-        bucket_by_length=config.train.bucket_by_length,
-        eval_users=1,  # nothing is evaluated; keep the evaluation rows small
+    # a new shuffle of the windows; nothing is evaluated, so the evaluation rows are kept small
+    data = SequenceDataModule.from_config(
+        sequences_dir, config, pin_memory=settings["accelerator"] == "gpu", seed=config.train.seed + 1, eval_users=1
     )
     data.load()
     trained = len(data.train_lists[0])

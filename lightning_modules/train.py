@@ -94,19 +94,7 @@ def fit(
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
     L.seed_everything(config.train.seed, workers=True, verbose=False)
-    data = SequenceDataModule(
-        sequences_dir,
-        max_len=config.sequences.max_len,
-        batch_size=config.train.batch_size,
-        eval_batch_size=config.train.eval_batch_size,
-        stride=config.train.window_stride,
-        window_len=config.train.window_len,
-        seed=config.train.seed,
-        num_workers=config.train.num_workers,
-        pin_memory=settings["accelerator"] == "gpu",
-        bucket_by_length=config.train.bucket_by_length,
-        eval_users=config.train.eval_users,
-    )
+    data = SequenceDataModule.from_config(sequences_dir, config, pin_memory=settings["accelerator"] == "gpu")
     data.load()
     network = build_network(config.model, data.n_items, max(config.sequences.max_len, config.train.window_len or 0))
     if network.closed_form:  # fitted, not trained: --resume and --warm-start refit

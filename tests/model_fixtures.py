@@ -1,6 +1,9 @@
 """Tiny sequence folders in the contract's layout, written directly so model tests need no other stage."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +91,23 @@ def assert_padding_never_changes_a_state(net) -> torch.Tensor:
     torch.testing.assert_close(states[0], net.user_states(long, torch.tensor([3]))[0], rtol=0, atol=1e-6)
     torch.testing.assert_close(states[1], net.user_states(torch.tensor([[5]]), torch.tensor([1]))[0], rtol=0, atol=1e-6)
     return states
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train_command(config: Path, seq: Path, out: Path, *extra: str) -> list[str]:
+    """``python -m lightning_modules.train`` for these files, as the flow runs it."""
+    files = ["--config", str(config), "--sequences", str(seq), "--out", str(out)]
+    return [sys.executable, "-m", "lightning_modules.train", *files, *extra]
+
+
+def train_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+
+
+def run_training(config: Path, seq: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """Run the training entry point to the end; the test asserts on what it returns."""
+    return subprocess.run(
+        train_command(config, seq, out, *extra), cwd=ROOT, env=train_env(), capture_output=True, text=True, timeout=300
+    )

@@ -1,9 +1,6 @@
 """The serve-time refit: the served weights learn the held-out transitions, the validated ones stay."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -17,9 +14,7 @@ from lightning_modules.scoring import score_users
 from nightrec.config import NightrecConfig
 from nightrec.ingest.readers import read_events
 from nightrec.sequences.build import build_sequences, write_sequences
-from tests.model_fixtures import tiny_config, write_sequence_dir, write_sequences_of
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.model_fixtures import run_training, tiny_config, write_sequence_dir, write_sequences_of
 
 
 def _sequences_folder(tmp: Path, lines: list[str], weights: bool) -> Path:
@@ -58,24 +53,7 @@ def _train(tmp: Path, seq: Path, out: Path, family: str = "lstm", **train) -> di
     settings = json.loads(config.read_text())
     settings["model"]["family"] = family
     config.write_text(json.dumps(settings))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lightning_modules.train",
-            "--config",
-            str(config),
-            "--sequences",
-            str(seq),
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_training(config, seq, out)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / "metrics.json").read_text())
 

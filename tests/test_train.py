@@ -1,10 +1,8 @@
 """The training entry point: outputs, resume after a kill, warm start, and clear errors."""
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -17,31 +15,12 @@ from lightning_modules.model_io import load_model, read_checkpoint, warm_start
 from lightning_modules.recommend import ModelRecommender
 from lightning_modules.train import main
 from nightrec.progress import parse_progress
-from tests.model_fixtures import tiny_config, write_sequence_dir
+from tests.model_fixtures import tiny_config, train_command, train_env, write_sequence_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 pytestmark = [pytest.mark.slow]
-
-
-def _command(config: Path, seq: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "lightning_modules.train",
-        "--config",
-        str(config),
-        "--sequences",
-        str(seq),
-        "--out",
-        str(out),
-        *extra,
-    ]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +30,12 @@ def trained(tmp_path_factory):
     seq = write_sequence_dir(tmp / "seq", users=120)
     config = tiny_config(tmp / "config.json", epochs=4, ema_decay=0.8)
     done = subprocess.run(
-        _command(config, seq, tmp / "model"), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300
+        train_command(config, seq, tmp / "model"),
+        cwd=ROOT,
+        env=train_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return tmp, seq, config, done.stdout
@@ -121,9 +105,9 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
-        _command(config, seq, killed),
+        train_command(config, seq, killed),
         cwd=ROOT,
-        env=_env(),
+        env=train_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

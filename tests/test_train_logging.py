@@ -3,16 +3,10 @@ folder, and a run's output that holds its own lines only (no banners, tips or de
 
 import csv
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.model_fixtures import tiny_config, write_sequence_dir
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.model_fixtures import run_training, tiny_config, write_sequence_dir
 
 pytestmark = [pytest.mark.slow]
 
@@ -21,15 +15,7 @@ def test_metrics_csv_holds_every_epoch_and_the_output_is_quiet(tmp_path):
     seq = write_sequence_dir(tmp_path / "seq", users=40)
     config = tiny_config(tmp_path / "config.json", epochs=2)
     out = tmp_path / "model"
-    command = [sys.executable, "-m", "lightning_modules.train", "--config", str(config), "--sequences", str(seq)]
-    done = subprocess.run(
-        [*command, "--out", str(out)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_training(config, seq, out)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     per_epoch = {int(r["epoch"]): float(r["valid/ndcg@10"]) for r in rows if r.get("valid/ndcg@10")}
