@@ -93,6 +93,15 @@ def refit_model(
         return {"status": "skipped", "reason": "train.refit is off"}
     metrics = json.loads((out / METRICS_FILE).read_text()) if (out / METRICS_FILE).is_file() else {}
     started = time.perf_counter()
+    deadline = None if seconds_left is None else started + seconds_left
+    closed_form = metrics.get("stopped_by") == CLOSED_FORM
+    # decided before the sequences are read: on a large log reading them is itself a minute
+    needs = float(metrics.get("fit_seconds") or 0.0) if closed_form else 1.0
+    if seconds_left is not None and needs > seconds_left:
+        why = "no time left of the training budget"
+        if closed_form:
+            why = f"its fit takes {needs:.0f} s and {max(seconds_left, 0):.0f} s of the training budget are left"
+        return {"status": "skipped", "reason": why}
     # a new shuffle of the windows; nothing is evaluated, so the evaluation rows are kept small
     data = SequenceDataModule.from_config(
         sequences_dir, config, pin_memory=settings["accelerator"] == "gpu", seed=config.train.seed + 1, eval_users=1
@@ -103,20 +112,18 @@ def refit_model(
     added = len(data.train_lists[0]) - trained
     if added == 0:
         return {"status": "skipped", "reason": "no held-out transitions to learn"}
-    if metrics.get("stopped_by") == CLOSED_FORM:
-        needs = float(metrics.get("fit_seconds") or 0.0)
-        if seconds_left is not None and needs > seconds_left:
-            why = f"its fit takes {needs:.0f} s and {max(seconds_left, 0):.0f} s of the training budget are left"
-            return {"status": "skipped", "reason": why, "transitions_added": added}
+    if closed_form:
         family = config.model.model_copy(update={"family": metrics.get("family") or config.model.family})
         network = build_network(family, data.n_items, max(config.sequences.max_len, config.train.window_len or 0))
         network.fit(*data.train_lists[:2])
         done = {"status": "refit", "how": "closed-form fit on every known transition"}
     else:
-        if seconds_left is not None and seconds_left <= 1:
-            return {"status": "skipped", "reason": "no time left of the training budget", "transitions_added": added}
+        left = None if deadline is None else deadline - time.perf_counter()
+        if left is not None and left <= 1:
+            why = "no time left of the training budget after reading the sequences"
+            return {"status": "skipped", "reason": why, "transitions_added": added}
         network, _ = load_model(out)
-        done = fine_tune(network, config, data, settings, seconds_left)
+        done = fine_tune(network, config, data, settings, left)
     if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
         save_network(network, out / SERVED_CKPT)
     return {**done, "transitions_added": added, "seconds": round(time.perf_counter() - started, 2)}
