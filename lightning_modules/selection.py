@@ -3,10 +3,11 @@
 Each candidate trains with the ordinary ``fit`` into ``<out>/candidates/<family>/`` and gets an
 equal share of what is left of the budget when its turn comes, so time a quick family (the
 closed-form CF ones take seconds) does not use passes to the next. A candidate that refuses the
-catalogue (``model.item_cf_max_items``, ``model.ease_max_items``) is skipped, and says why. The winner is the best on
-validation NDCG@10 (the promotion gate's metric; ties go to the earlier candidate); its files
-become the model folder's own, so everything downstream sees one model of one family. The
-losers keep their ``metrics.json`` and curve for the report, not their checkpoints.
+catalogue (``model.item_cf_max_items``, ``model.ease_max_items``) is skipped, and says why. The
+winner is the best on validation NDCG@10 (the promotion gate's metric; ties go to the earlier
+candidate); its files become the model folder's own, so everything downstream sees one model of
+one family. The losers keep their ``metrics.json`` and curve for the report, not their
+checkpoints.
 
 A rerun in the same folder (the flow's retry after a crash) keeps every candidate that finished
 and resumes the one that was training.

@@ -1,7 +1,8 @@
 """Training entry point: ``python -m lightning_modules.train --config CONFIG.json --sequences DIR --out MODEL_DIR``.
 
 Runs as its own process (Prefect never hosts DDP ranks). Writes ``model.ckpt`` (best validation
-NDCG@10), ``served.ckpt`` (it refitted on every known transition, ``lightning_modules.refit``), ``last.ckpt``, ``config.json``, ``items.parquet``, ``metrics.json`` and ``curve.png``.
+NDCG@10), ``served.ckpt`` (it refitted on every known transition, ``lightning_modules.refit``),
+``last.ckpt``, ``config.json``, ``items.parquet``, ``metrics.json`` and ``curve.png``.
 Exit code 0 on success, 2 on bad input or config, 1 on anything else.
 """
 
