@@ -64,6 +64,8 @@ def fit_auto(
         raise ConfigError(f"model.candidates: every candidate refuses this catalogue of {n_items:,} items")
     budget = budget_minutes(config, warm_start_dir is not None)
     started = time.monotonic()
+    # first, inside the budget: on a large catalogue ranking the validation users takes a minute
+    baselines = {KNN: knn_valid_metrics(config, sequences_dir)} if is_rank_zero() else None
     results: dict[str, dict[str, Any]] = {}
     for turn, family in enumerate(candidates):
         folder = out / CANDIDATES_DIR / family
@@ -89,7 +91,7 @@ def fit_auto(
     metrics["selection"] = {family: _summary(results[family], family == winner) for family in candidates}
     metrics["selection"].update({family: {"selected": False, "skipped": why} for family, why in skipped.items()})
     if is_rank_zero():
-        metrics["baselines"] = {KNN: knn_valid_metrics(config, sequences_dir)}
+        metrics["baselines"] = baselines
         adopt(out, out / CANDIDATES_DIR / winner, candidates)
     metrics["best_checkpoint"] = str((out / BEST_CKPT).resolve())
     return metrics
