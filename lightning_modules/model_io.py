@@ -1,7 +1,8 @@
 """Model folders: loading a trained network from its folder alone, and warm-starting a new one.
 
 A model folder holds ``model.ckpt`` (best weights plus the architecture under
-``hyper_parameters.arch``), ``served.ckpt`` (the same refitted for scoring, see ``refit``), ``last.ckpt``, ``config.json``, ``items.parquet`` and ``metrics.json``.
+``hyper_parameters.arch``), ``served.ckpt`` (the same refitted for scoring, see ``refit``),
+``last.ckpt``, ``config.json``, ``items.parquet`` and ``metrics.json``.
 """
 
 from pathlib import Path

@@ -124,7 +124,9 @@ def refit_model(
             return {"status": "skipped", "reason": why, "transitions_added": added}
         network, _ = load_model(out)
         done = fine_tune(network, config, data, settings, left)
-    if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
+    from lightning_modules.train import is_rank_zero  # train runs the refit: imported when called
+
+    if is_rank_zero():
         save_network(network, out / SERVED_CKPT)
     return {**done, "transitions_added": added, "seconds": round(time.perf_counter() - started, 2)}
 

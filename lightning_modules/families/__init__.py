@@ -16,6 +16,7 @@ from lightning_modules.families.sasrec import SASRecNetwork
 from lightning_modules.families.user_cf import UserCF
 from lightning_modules.network import SequenceNetwork
 from nightrec.config import FAMILIES as FAMILY_NAMES
+from nightrec.errors import TooLargeError
 
 FAMILIES: dict[str, type[SequenceNetwork] | type[ClosedFormNetwork]] = {
     "rnn": RecurrentNetwork,
@@ -51,10 +52,13 @@ def normalise_arch(arch: dict[str, Any]) -> dict[str, Any]:
 def build_network(model_config: Any, n_items: int, max_len: int = 50) -> SequenceNetwork:
     """A network of ``model_config.family`` from the ``model`` section of the run config.
 
-    ``max_len`` is the longest input it will read (families with positions size them by it).
+    ``max_len`` is the longest input it will read (families with positions size them by it). A
+    family that refuses the catalogue (``too_large``) raises ``TooLargeError`` saying why.
     """
     if model_config.family == "auto":
         raise ValueError("model.family=auto names no single family; lightning_modules.selection trains each candidate")
+    if why := too_large(model_config, n_items):
+        raise TooLargeError(why)
     return family_class(model_config.family).from_config(model_config, n_items, max_len)
 
 

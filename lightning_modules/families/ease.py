@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from lightning_modules.families.neighbourhood import ClosedFormNetwork, history_vector, user_item_matrix
-from nightrec.errors import TooLargeError
 
 # Fitting holds the Gram matrix, its inverse and B at once.
 FIT_COPIES = 3
@@ -46,8 +45,6 @@ class EASE(ClosedFormNetwork):
 
     @classmethod
     def from_config(cls, model_config: Any, n_items: int, max_len: int = 50) -> "EASE":
-        if why := cls.too_large(model_config, n_items):
-            raise TooLargeError(why)
         return cls(n_items, model_config.ease_l2, model_config.recency_decay)
 
     def fit(self, flat: np.ndarray, lengths: np.ndarray) -> None:

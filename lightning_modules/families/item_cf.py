@@ -14,7 +14,6 @@ import torch
 
 from lightning_modules.data import expand_ranges
 from lightning_modules.families.neighbourhood import ClosedFormNetwork, history_vector, user_item_matrix
-from nightrec.errors import TooLargeError
 
 # Co-counts are computed this many item pairs at a time (float32: 64 MiB), whatever the catalogue.
 PAIRS_PER_CHUNK = 1 << 24
@@ -83,8 +82,6 @@ class ItemCF(ClosedFormNetwork):
 
     @classmethod
     def from_config(cls, model_config: Any, n_items: int, max_len: int = 50) -> "ItemCF":
-        if why := cls.too_large(model_config, n_items):
-            raise TooLargeError(why)
         return cls(n_items, model_config.neighbors, model_config.shrinkage, model_config.recency_decay)
 
     def fit(self, flat: np.ndarray, lengths: np.ndarray) -> None:
