@@ -27,6 +27,7 @@ from nightrec.ingest.input_files import resolve_files
 from nightrec.ingest.runs import default_run_date, require_source
 from nightrec.layout import BEHAVIOR_DIR, CLEAN_FILE, EVENTS_FILE, FALLBACK_FILE, RECOMMENDATIONS_FILE
 from nightrec.publish.rollback import publish_night
+from nightrec.schema import EVENT_TYPE, ITEM_ID, TIMESTAMP, USER_ID
 
 # Exceptions that say the input, the data or the set-up is wrong: trying again cannot help.
 PERMANENT = (NightrecError, ValueError, TypeError, KeyError, duckdb.Error, pl.exceptions.PolarsError)
@@ -112,15 +113,20 @@ def assemble_recommendations(
 ) -> tuple[Path, Path]:
     """Tonight's table (the model's lists where there are scores, popularity for everyone else)
     and the list a brand-new user gets: ``runs/<date>/recommendations.parquet``, ``fallback.parquet``."""
+    from nightrec.fallback.popularity import popularity_scores
     from nightrec.fallback.recommend import build_recommendations, fallback_list
 
-    events = pl.read_parquet(clean_path)
+    # only what histories and popularity read: at 30M events the other columns cost a second
+    events = pl.read_parquet(clean_path, columns=[USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP])
     scores = pl.read_parquet(scores_path) if scores_path is not None else None
-    recs = build_recommendations(events, run_date, config, model_scores=scores, model_version=model_version)
+    ranked = popularity_scores(events, run_date, config.popularity)
+    recs = build_recommendations(
+        events, run_date, config, model_scores=scores, model_version=model_version, global_ranked=ranked
+    )
     out = clean_path.parent / RECOMMENDATIONS_FILE
     new_users = clean_path.parent / FALLBACK_FILE
     _write_atomic(recs, out)
-    _write_atomic(fallback_list(events, run_date, config), new_users)
+    _write_atomic(fallback_list(events, run_date, config, ranked), new_users)
     return out, new_users
 
 

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from nightrec.config import PopularityConfig
-from nightrec.fallback.history import seen_pairs, user_histories
+from nightrec.fallback.history import seen_pairs
 from nightrec.fallback.popularity import popularity_scores, top_k_unseen
 
 RUN = date(2026, 5, 10)
@@ -39,8 +39,7 @@ def test_top_k_excludes_seen_and_widens_for_heavy_users():
         [("heavy", f"i{n}", "view", datetime(2026, 5, 1, tzinfo=UTC)) for n in range(0, 25)]
         + [("light", "i1", "view", datetime(2026, 5, 1, tzinfo=UTC))]
     )
-    histories = user_histories(events)
-    recs = top_k_unseen(histories["user_id"], ranked, seen_pairs(histories), k=4)
+    recs = top_k_unseen(events["user_id"].unique(), ranked, seen_pairs(events).collect(), k=4)
     heavy = recs.filter(pl.col("user_id") == "heavy")
     light = recs.filter(pl.col("user_id") == "light")
     assert heavy["item_id"].to_list() == ["i25", "i26", "i27", "i28"]

