@@ -162,14 +162,25 @@ class QuarantineSplit:
         }
 
 
-def split_quarantine(events: pl.DataFrame, rules: dict[str, RowRule]) -> QuarantineSplit:
+def rule_flags(events: pl.DataFrame, rules: dict[str, RowRule]) -> pl.DataFrame:
+    """One boolean column per rule (``flag_column``), aligned with ``events``: True where broken."""
+    return events.select(rule.expr.fill_null(False).alias(flag_column(name)) for name, rule in rules.items())
+
+
+def split_quarantine(
+    events: pl.DataFrame, rules: dict[str, RowRule], flags: pl.DataFrame | None = None
+) -> QuarantineSplit:
     """Split ``events`` into clean rows (the contract's columns) and quarantined rows.
 
     Quarantined rows keep every input column plus ``reasons``, the list of the rules they broke.
-    Raises ``NightrecError`` if the two parts do not add up to the input.
+    ``flags`` are the rules' masks when they were computed elsewhere (per user shard, then put
+    back in the events' order); by default they are computed here. Raises ``NightrecError`` if
+    the two parts do not add up to the input.
     """
     flag_cols = [flag_column(name) for name in rules]
-    flags = events.select(rule.expr.fill_null(False).alias(flag_column(name)) for name, rule in rules.items())
+    flags = rule_flags(events, rules) if flags is None else flags.select(flag_cols)
+    if flags.height != events.height:
+        raise NightrecError(f"quarantine: {flags.height} rows of rule flags for {events.height} events")
     flagged = flags.select(pl.any_horizontal(flag_cols) if flag_cols else pl.repeat(False, pl.len())).to_series()
     clean = events.filter(~flagged).select(*EVENT_SCHEMA)
     reasons = pl.concat_list(

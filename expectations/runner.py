@@ -12,13 +12,14 @@ from expectations.load import LoadedEvents, from_frame, load_events
 from expectations.night import night_stats
 from expectations.project import gx_root, run_checkpoint
 from expectations.records import records_of
-from expectations.rules import row_rules, split_quarantine
+from expectations.rules import row_rules, rule_flags, split_quarantine
 from expectations.suites import COLUMNS, ERROR, EVENTS, ITEMS, NIGHT, USERS, WARN, check_config, suite_parameters
 from nightrec.config import NightrecConfig
 from nightrec.errors import InputError, NightrecError
 from nightrec.ingest.runs import write_json
 from nightrec.layout import CLEAN_FILE, QUARANTINE_FILE, VALIDATION_FILE
 from nightrec.schema import REQUIRED_COLUMNS
+from nightrec.shards import ROW, merge_parts
 
 OK = "ok"
 
@@ -48,17 +49,25 @@ def failure_detail(record: dict) -> str:
 
 
 def validate_events(
-    loaded: LoadedEvents, config: NightrecConfig, run_date: date, out_dir: Path | None = None, source: str = ""
+    loaded: LoadedEvents,
+    config: NightrecConfig,
+    run_date: date,
+    out_dir: Path | None = None,
+    source: str = "",
+    flags: pl.DataFrame | None = None,
 ) -> dict:
     """Check ``loaded`` for ``run_date`` with the GX project's Checkpoint (``<data_dir>/gx``, whose Data
     Docs gain this run); write clean/quarantine/``validation.json`` under ``out_dir`` if given.
 
+    ``flags``: the row rules' masks in the events' order, when the shards computed them
+    (``shard_flags``); the verdict over all rows is still this one GX run.
     Returns the report (the content of ``validation.json``); never raises on a failed expectation.
     """
     started = time.perf_counter()
     check_config(config)
-    rules = row_rules(config, run_date, loaded.events)
-    split = split_quarantine(loaded.events, rules)
+    # with the shards' flags, the rules are needed only for their names and descriptions
+    rules = row_rules(config, run_date, loaded.events if flags is None else loaded.events.head(0))
+    split = split_quarantine(loaded.events, rules, flags)
     timings = {"quarantine": time.perf_counter() - started}
     stats = night_stats(loaded.events, split.clean, config, run_date)
     timings["night"] = time.perf_counter() - started - sum(timings.values())
@@ -139,6 +148,32 @@ def raise_on_error(report: dict) -> None:
         )
 
 
+def shard_flags(part: Path, config: NightrecConfig, run_date: date) -> pl.DataFrame:
+    """The row rules' masks for one user shard (``nightrec.shards.split_by_user``), with each row's
+    position in the night's events. Every rule is per row or per user (an exact copy has the
+    copied row's user), so a shard's masks are the rows' masks in the whole night."""
+    rows = pl.read_parquet(part, columns=[ROW])
+    events = load_events(part).events
+    return pl.concat([rows, rule_flags(events, row_rules(config, run_date, events))], how="horizontal")
+
+
+def validate_sharded(events_path: Path, flag_parts: list[Path], config: NightrecConfig, run_date: date) -> dict:
+    """``validate_file`` with the row rules' masks from the shards: the quarantine split, the files
+    and the GX verdict over every row are the single-process ones."""
+    events_path = Path(events_path)
+    flags = merge_parts(flag_parts).drop(ROW)
+    loaded = load_events(events_path)
+    report = validate_events(loaded, config, run_date, events_path.parent, str(events_path), flags)
+    return _checked(report, events_path, run_date)
+
+
+def _checked(report: dict, events_path: Path, run_date: date) -> dict:
+    raise_on_error(report)
+    if report["rows_clean"] == 0:
+        raise InputError(f"{events_path}: no clean events for {run_date} ({report['rows_quarantined']} quarantined)")
+    return report
+
+
 def validate_file(events_path: Path, config: NightrecConfig, run_date: date) -> dict:
     """Validate ``events_path`` and write ``clean.parquet``, ``quarantine.parquet`` and ``validation.json``
     beside it (the Data Docs are the GX project's, under ``<data_dir>/gx``).
@@ -149,10 +184,7 @@ def validate_file(events_path: Path, config: NightrecConfig, run_date: date) -> 
     """
     events_path = Path(events_path)
     report = validate_events(load_events(events_path), config, run_date, events_path.parent, str(events_path))
-    raise_on_error(report)
-    if report["rows_clean"] == 0:
-        raise InputError(f"{events_path}: no clean events for {run_date} ({report['rows_quarantined']} quarantined)")
-    return report
+    return _checked(report, events_path, run_date)
 
 
 def validate_frame(events: pl.DataFrame, config: NightrecConfig, run_date: date, out_dir: Path | None = None) -> dict:

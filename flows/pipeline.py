@@ -17,8 +17,9 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
+from prefect.task_runners import TaskRunner
 
-from flows import tasks, training
+from flows import shards, tasks, training
 from flows.concurrency import NIGHT_WAIT_SECONDS, REFRESH_HOLDER, data_dir_slot
 from flows.report import prune_artifacts, publish_artifacts, read_stats, recommendation_summary
 from nightrec.behavior.trends import previous_report
@@ -112,8 +113,22 @@ def train(
     return candidate, None
 
 
-def serve(config: NightrecConfig, seq_dir: Path, clean_path: Path, serving: Path | None, progress: StageProgress):
+def serve(
+    config: NightrecConfig,
+    seq_dir: Path,
+    clean_path: Path,
+    serving: Path | None,
+    progress: StageProgress,
+    runner: TaskRunner | None = None,
+):
     """Score with the serving model, then tonight's table with popularity for everyone else."""
+    version = serving.name if serving is not None else None
+    if runner is not None:
+        paths = shards.serve(runner, config, seq_dir, clean_path, serving)
+        what = f"{config.orchestration.shards} shards on {config.orchestration.executor}"
+        progress.done("score", f"model `{serving.name}` scored every known user ({what})" if serving else "skipped")
+        progress.done("fallback", f"popularity for users without a model list ({what})")
+        return version, *paths
     scores_path = None
     if serving is not None:
         scores_path = _ensure(training.score, serving, seq_dir, config.k, config.train.accelerator)
@@ -152,18 +167,26 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
     with (
         run_lock(config.data_dir, what, wait_for=REFRESH_HOLDER, wait_seconds=NIGHT_WAIT_SECONDS),
         data_dir_slot(config.data_dir),
+        shards.shard_executor(config) as runner,
     ):
-        return _run_stages(config, flow_name, retrain_reason)
+        return _run_stages(config, flow_name, retrain_reason, runner)
 
 
-def _run_stages(config: NightrecConfig, flow_name: str, retrain_reason: str | None) -> dict[str, Any]:
+def _run_stages(
+    config: NightrecConfig, flow_name: str, retrain_reason: str | None, runner: TaskRunner | None = None
+) -> dict[str, Any]:
+    """The stages; with ``runner`` (``orchestration.shards``/``executor``) the per-user ones run
+    per shard on it (``flows.shards``)."""
     config = tasks.resolve_night(config)
     run_date = config.run_date
     _rename_run(flow_name, run_date)
     progress = StageProgress(flow_name)
     forget_log = forget_log_path(config.data_dir)
     events_path = _ensure(tasks.ingest_events, config, run_date, tasks.locate_input(config), forget_log)
-    clean_path, validation = _ensure(tasks.validate_events, events_path, config, run_date)
+    if runner is None:
+        clean_path, validation = _ensure(tasks.validate_events, events_path, config, run_date)
+    else:
+        clean_path, validation = shards.validate(runner, events_path, config, run_date)
     progress.done("validate", f"{validation['rows_clean']} clean of {validation['rows_in']} rows")
     behavior = tasks.behavior_report(clean_path, config, previous_report(runs_dir(config.data_dir), run_date))
     progress.done("behavior", behavior["drift_message"])
@@ -180,7 +203,7 @@ def _run_stages(config: NightrecConfig, flow_name: str, retrain_reason: str | No
     progress.done("promote", promotion["reason"])
     serving = Path(promotion["serving"]) if promotion["serving"] else None
 
-    version, recs_path, fallback_path = serve(config, seq_dir, clean_path, serving, progress)
+    version, recs_path, fallback_path = serve(config, seq_dir, clean_path, serving, progress, runner)
     published = tasks.publish(recs_path, fallback_path, config, run_date)
     if training.crown(config, promotion) is not None:  # only now: a failed publish keeps the champion
         clear_retrain_request(models)  # a model trained without the forgotten users serves

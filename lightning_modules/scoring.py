@@ -19,6 +19,7 @@ from lightning_modules.data import csr_rows
 from lightning_modules.topk import seen_csr, top_k_scores
 from nightrec.layout import FULL_FILE, ITEMS_FILE, TRAIN_FILE, USERS_FILE
 from nightrec.schema import ITEM_ID, ITEM_IDX, RANK, SCORE, USER_ID, USER_IDX
+from nightrec.shards import in_shard
 
 __all__ = ["score_network", "score_users", "scoring_device", "seen_csr", "top_k_scores"]
 # Closed-form families score whole catalogue rows: at most this many floats a chunk (128 MiB).
@@ -35,18 +36,24 @@ def scoring_device(accelerator: str) -> str:
 
 
 def score_users(
-    model_dir: Path, sequences_dir: Path, k: int, chunk_size: int = 4096, device: str = "cpu"
+    model_dir: Path,
+    sequences_dir: Path,
+    k: int,
+    chunk_size: int = 4096,
+    device: str = "cpu",
+    shard: tuple[int, int] | None = None,
 ) -> pl.DataFrame:
     """Top-``k`` for every user in ``sequences_dir/full.parquet``: (user_id, rank, item_id, score).
 
     Loads the network with ``lightning_modules.model_io.load_model`` (the folder is enough), with
     the served weights (refitted on every known transition) where the folder has them.
     Users whose history holds no item the model knows are left out (they get the fallback).
+    ``shard`` ``(i, n)``: only the users of user shard ``i`` of ``n`` (``nightrec.shards``).
     """
     from lightning_modules.model_io import load_model
 
     network, items = load_model(Path(model_dir), served=True)
-    return score_network(network, items, Path(sequences_dir), k, chunk_size, device)
+    return score_network(network, items, Path(sequences_dir), k, chunk_size, device, shard)
 
 
 def _mapped(frame: pl.DataFrame, column: str, to_model: np.ndarray) -> pl.DataFrame:
@@ -66,6 +73,7 @@ def score_network(
     k: int,
     chunk_size: int = 4096,
     device: str = "cpu",
+    shard: tuple[int, int] | None = None,
 ) -> pl.DataFrame:
     """``score_users`` for a loaded network and its vocabulary (``item_id``, ``item_idx``).
 
@@ -75,14 +83,13 @@ def score_network(
     """
     sequences_dir = Path(sequences_dir)
     to_model = _index_map(pl.read_parquet(sequences_dir / ITEMS_FILE), model_items)
-    history = _mapped(pl.read_parquet(sequences_dir / FULL_FILE), "history", to_model)
-    users = (
-        history.select(USER_IDX)
-        .unique()
-        .join(pl.read_parquet(sequences_dir / USERS_FILE), on=USER_IDX)
-        .sort(USER_IDX)
-        .with_row_index("__r")
-    )
+    known = pl.read_parquet(sequences_dir / USERS_FILE)
+    full = pl.read_parquet(sequences_dir / FULL_FILE)
+    if shard is not None:
+        known = in_shard(known, *shard)
+        full = full.filter(pl.col(USER_IDX).is_in(known.get_column(USER_IDX).implode()))
+    history = _mapped(full, "history", to_model)
+    users = history.select(USER_IDX).unique().join(known, on=USER_IDX).sort(USER_IDX).with_row_index("__r")
     if users.is_empty():
         return pl.DataFrame(schema={USER_ID: pl.String, RANK: pl.Int32, ITEM_ID: pl.String, SCORE: pl.Float64})
     rows = users.select(USER_IDX, pl.col("__r").cast(pl.Int64))

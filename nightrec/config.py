@@ -328,6 +328,23 @@ class OrchestrationConfig(_Section):
         description="Prefect artifacts (report, figures, metrics, progress) of the last N runs of each flow on the "
         "server are kept; a run that publishes deletes those of older runs.",
     )
+    shards: int = Field(
+        1,
+        ge=1,
+        description="Parts the night's events are split into by a stable hash of user_id; validation rules, "
+        "scoring and the table's staging files run once per part (1: one process, no parts).",
+    )
+    executor: Literal["local", "dask"] = Field(
+        "local",
+        description="Where the per-shard tasks run: `local` (threads of the flow's process) or `dask` (a Dask "
+        "cluster through prefect-dask's DaskTaskRunner).",
+    )
+    dask_address: str | None = Field(
+        None,
+        description="Scheduler of an existing Dask cluster (e.g. tcp://dask-scheduler:8786); unset: a temporary "
+        "local cluster of `dask_workers` processes for the run.",
+    )
+    dask_workers: int = Field(2, ge=1, description="Worker processes of the temporary local Dask cluster.")
 
     @field_validator("timezone")
     @classmethod

@@ -58,6 +58,7 @@ SCORES_FILE = "scores.parquet"
 RECOMMENDATIONS_FILE = "recommendations.parquet"
 FALLBACK_FILE = "fallback.parquet"
 REFRESH_DIR = "refresh"  # runs/<date>/refresh/: the day's intra-day refreshes
+SHARDS_DIR = "shards"  # runs/<date>/shards/<stage>/part-NNNNN.parquet: per-user parts (orchestration.shards)
 REFRESH_STATE_FILE = "state.json"
 
 # runs/<date>/behavior/

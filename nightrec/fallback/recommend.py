@@ -174,7 +174,12 @@ def fallback_list(
     when the caller has it."""
     if global_ranked is None:
         global_ranked = popularity_scores(events, run_date, config.popularity)
-    ranked = global_ranked.head(config.k)
+    return new_user_list(global_ranked, run_date, config.k)
+
+
+def new_user_list(global_ranked: pl.DataFrame, run_date: date, k: int) -> pl.DataFrame:
+    """``fallback_list`` from the night's ``popularity_scores`` ranking."""
+    ranked = global_ranked.head(k)
     return ranked.select(
         pl.lit(run_date).alias(RUN_DATE),
         pl.int_range(1, pl.len() + 1).cast(pl.Int32).alias(RANK),

@@ -1,0 +1,217 @@
+"""The per-shard stages (``orchestration.shards`` > 1) as mapped Prefect tasks, and the executor
+they run on (``orchestration.executor``: threads of this process, or a Dask cluster).
+
+Each stage maps one task over the user shards, then one task reduces their parts:
+
+- validation: each shard computes the row rules' masks; the reduce puts them back in the night's
+  order, writes the clean and quarantine files and runs the one GX verdict over every row;
+- scoring and the table's staging files: each shard scores its users and assembles their rows
+  (the model's lists, popularity for the rest) from the global popularity ranking; the reduce
+  concatenates the parts into ``recommendations.parquet``, which publishing swaps in atomically.
+
+Sequences and training stay global (one vocabulary, one model). Workers exchange paths under
+the data directory, never data: on a cluster it must be storage every worker mounts.
+"""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+from prefect import get_client, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
+from prefect.logging import get_run_logger
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect.utilities.annotations import unmapped
+
+from nightrec.config import NightrecConfig
+from nightrec.layout import CLEAN_FILE, FALLBACK_FILE, RECOMMENDATIONS_FILE
+from nightrec.schema import EVENT_TYPE, ITEM_ID, TIMESTAMP, USER_ID
+from nightrec.shards import in_shard, part_file, shard_dir, split_by_user, write_atomic
+
+# A drill for the retry path: the first scoring task to start in a process with this variable set
+# creates the named file and kills its own process (a Dask worker), as a crashed machine would.
+KILL_DRILL = "NIGHTREC_DRILL_KILL_SCORE_WORKER"
+
+
+def sharded(config: NightrecConfig) -> bool:
+    return config.orchestration.shards > 1 or config.orchestration.executor == "dask"
+
+
+@contextmanager
+def shard_executor(config: NightrecConfig) -> Iterator[TaskRunner | None]:
+    """The task runner the night's shard tasks are mapped on, open for the whole night; None
+    with one shard on the local executor (the single-process stages run)."""
+    orch = config.orchestration
+    if not sharded(config):
+        yield None
+        return
+    if orch.executor == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if orch.dask_address:
+            runner = DaskTaskRunner(address=orch.dask_address)
+        else:  # the workers report their task runs to this run's Prefect server
+            api = str(get_client(sync_client=True).api_url)
+            cluster = {"n_workers": orch.dask_workers, "threads_per_worker": 1, "processes": True}
+            runner = DaskTaskRunner(cluster_kwargs={**cluster, "env": {"PREFECT_API_URL": api}})
+    else:
+        runner = ThreadPoolTaskRunner(max_workers=min(orch.shards, os.cpu_count() or 1))
+    with runner:
+        yield runner
+
+
+def _results(futures: list[PrefectFuture], stage: str) -> list:
+    """Every shard's result, or one error naming the shards that failed and why."""
+    for future in futures:
+        future.wait()
+    states = [f.state for f in futures]
+    failed = [(i, s) for i, s in enumerate(states) if not s.is_completed()]
+    if failed:
+        why = "; ".join(f"shard {i}: {s.name} ({s.message})" for i, s in failed)
+        raise RuntimeError(f"{stage}: {len(failed)} of {len(futures)} shards failed: {why}")
+    return [f.result() for f in futures]
+
+
+@task(name="shard-events", cache_policy=NO_CACHE, timeout_seconds=3600)
+def shard_events(events_path: Path, shards: int) -> list[Path]:
+    """``runs/<date>/shards/events/part-NNNNN.parquet``: the night's events by user shard."""
+    return split_by_user(events_path, shards)
+
+
+@task(name="validate-shard", cache_policy=NO_CACHE, timeout_seconds=3600)
+def validate_shard(part: Path, config: NightrecConfig, run_date: date) -> Path:
+    """The row rules' masks of one shard, beside its events part (``shards/flags/``)."""
+    from expectations.runner import shard_flags
+
+    shard = int(part.stem.split("-")[1])
+    return write_atomic(shard_flags(part, config, run_date), part_file(part.parents[2], "flags", shard))
+
+
+@task(name="validate", cache_policy=NO_CACHE, timeout_seconds=3600)
+def validate_merged(events_path: Path, flag_parts: list[Path], config: NightrecConfig, run_date: date):
+    from expectations.runner import validate_sharded
+
+    summary = validate_sharded(events_path, flag_parts, config, run_date)
+    return events_path.parent / CLEAN_FILE, summary
+
+
+def validate(runner: TaskRunner, events_path: Path, config: NightrecConfig, run_date: date) -> tuple[Path, dict]:
+    """The validation stage over ``orchestration.shards`` shards: same files and verdict as one process."""
+    parts = shard_events(events_path, config.orchestration.shards)
+    futures = runner.map(validate_shard, {"part": parts, "config": unmapped(config), "run_date": unmapped(run_date)})
+    return validate_merged(events_path, _results(futures, "validate"), config, run_date)
+
+
+@task(name="score-shard", cache_policy=NO_CACHE, timeout_seconds=3600, retries=2, retry_delay_seconds=1)
+def score_shard(model_dir: Path, sequences_dir: Path, k: int, accelerator: str, shard: int, shards: int) -> Path:
+    """One shard's top-K (``shards/scores/``)."""
+    from lightning_modules.scoring import score_users, scoring_device
+
+    drill = os.environ.get(KILL_DRILL)
+    if drill and not Path(drill).exists():
+        Path(drill).write_text(f"scoring shard {shard} killed its worker (pid {os.getpid()})\n")
+        os._exit(1)
+    scores = score_users(model_dir, sequences_dir, k, device=scoring_device(accelerator), shard=(shard, shards))
+    return write_atomic(scores, part_file(sequences_dir.parent, "scores", shard))
+
+
+@task(name="fallback-shard", cache_policy=NO_CACHE, timeout_seconds=3600, retries=2, retry_delay_seconds=1)
+def assemble_shard(
+    clean_path: Path,
+    scores_part: Path | None,
+    ranked_path: Path,
+    config: NightrecConfig,
+    model_version: str | None,
+    shard: int,
+    shards: int,
+) -> Path:
+    """One shard's rows of tonight's table (``shards/recommendations/``): the model's lists where
+    there are scores, popularity from the whole night's ranking for everyone else."""
+    from nightrec.fallback.history import read_user_table
+    from nightrec.fallback.recommend import build_recommendations
+
+    pop = config.popularity
+    everyone = pl.scan_parquet(clean_path).select(USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP)
+    events = in_shard(everyone.collect(), shard, shards)
+    scores = pl.read_parquet(scores_part) if scores_part is not None else None
+    users = read_user_table(pop.users_file, pop.segment_column) if pop.users_file is not None else None
+    segmented = users is not None and bool(pop.segment_column)
+    recs = build_recommendations(
+        events,
+        config.run_date,
+        config,
+        model_scores=scores,
+        model_version=model_version,
+        users=in_shard(users, shard, shards) if users is not None else None,
+        # segments are sized and ranked on the whole night, as one process would
+        popularity_events=everyone if segmented else None,
+        active_users=everyone.select(USER_ID).unique().collect().get_column(USER_ID) if segmented else None,
+        global_ranked=pl.read_parquet(ranked_path),
+    )
+    return write_atomic(recs, part_file(clean_path.parent, "recommendations", shard))
+
+
+@task(name="fallback", cache_policy=NO_CACHE, timeout_seconds=3600)
+def merge_recommendations(parts: list[Path], clean_path: Path, ranked_path: Path, config: NightrecConfig):
+    """``recommendations.parquet`` from the shards' parts, and the new-user list."""
+    from nightrec.fallback.recommend import new_user_list
+
+    recs = pl.concat([pl.read_parquet(p) for p in parts], how="vertical")
+    out = write_atomic(recs, clean_path.parent / RECOMMENDATIONS_FILE)
+    new_users = new_user_list(pl.read_parquet(ranked_path), config.run_date, config.k)
+    return out, write_atomic(new_users, clean_path.parent / FALLBACK_FILE)
+
+
+@task(name="popularity", cache_policy=NO_CACHE, timeout_seconds=3600)
+def rank_popularity(clean_path: Path, config: NightrecConfig) -> Path:
+    """The night's global popularity ranking, computed once for every shard."""
+    from nightrec.fallback.popularity import popularity_scores
+
+    events = pl.scan_parquet(clean_path).select(ITEM_ID, EVENT_TYPE, TIMESTAMP)
+    ranked = popularity_scores(events, config.run_date, config.popularity)
+    return write_atomic(ranked, shard_dir(clean_path.parent, "popularity") / "popularity.parquet")
+
+
+def serve(
+    runner: TaskRunner,
+    config: NightrecConfig,
+    seq_dir: Path,
+    clean_path: Path,
+    serving: Path | None,
+) -> tuple[Path, Path]:
+    """Scoring and the table's rows per shard, then tonight's ``recommendations.parquet``."""
+    n = config.orchestration.shards
+    shards = list(range(n))
+    scores: list[Path | None] = [None] * n
+    if serving is not None:
+        futures = runner.map(
+            score_shard,
+            {
+                "model_dir": unmapped(serving),
+                "sequences_dir": unmapped(seq_dir),
+                "k": unmapped(config.k),
+                "accelerator": unmapped(config.train.accelerator),
+                "shard": shards,
+                "shards": unmapped(n),
+            },
+        )
+        scores = _results(futures, "score")
+        get_run_logger().info(f"score: {n} shards scored by `{serving.name}`")
+    ranked = rank_popularity(clean_path, config)
+    futures = runner.map(
+        assemble_shard,
+        {
+            "clean_path": unmapped(clean_path),
+            "scores_part": scores,
+            "ranked_path": unmapped(ranked),
+            "config": unmapped(config),
+            "model_version": unmapped(serving.name if serving is not None else None),
+            "shard": shards,
+            "shards": unmapped(n),
+        },
+    )
+    return merge_recommendations(_results(futures, "fallback"), clean_path, ranked, config)
