@@ -13,6 +13,7 @@ import lightning as L
 import pytest
 from lightning.pytorch.strategies import DDPStrategy
 
+from flows.preflight import check_one_machine
 from lightning_modules.launch import is_rank_zero, node_strategy
 from lightning_modules.train import trainer_settings
 from nightrec.config import NightrecConfig, TrainConfig, load_config
@@ -86,6 +87,14 @@ def test_several_machines_without_a_launcher_is_a_config_error():
         node_strategy(TrainConfig(num_nodes=3), environ={})
     by_hand = {"MASTER_ADDR": "10.0.0.1", "NODE_RANK": "1"}  # Lightning's own launcher on each machine
     assert node_strategy(TrainConfig(num_nodes=3), by_hand) == "ddp"
+
+
+def test_a_flow_run_refuses_several_machines_before_any_stage(monkeypatch):
+    for name in LAUNCH_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    check_one_machine(_config())
+    with pytest.raises(ConfigError, match=re.escape("train.num_nodes=2: start the trainer with torchrun")):
+        check_one_machine(_config(num_nodes=2))
 
 
 def test_num_nodes_comes_from_the_environment_and_is_at_least_one():
