@@ -45,6 +45,15 @@ def check_accelerator(config: NightrecConfig) -> None:
     trainer_settings(config)  # raises ConfigError naming the setting when the machine has no GPU
 
 
+def check_one_machine(config: NightrecConfig) -> None:
+    """The flow trains in a subprocess on its own machine; ``train.num_nodes`` > 1 needs torchrun on
+    each machine (``infra/k8s-train-job.yaml``), so here it would fail every night's training."""
+    if config.train.num_nodes > 1:
+        from lightning_modules.launch import node_strategy  # imports no torch
+
+        node_strategy(config.train)  # raises ConfigError naming the setting unless torchrun started us
+
+
 def preflight(config: NightrecConfig) -> None:
     """Everything that can be known to fail before the first stage: input columns, the API, the GPU."""
     from nightrec.ingest.readers import check_source
@@ -54,4 +63,5 @@ def preflight(config: NightrecConfig) -> None:
     check_source(require_source(config), config.format)
     check_api_reachable(api_url())
     check_accelerator(config)
+    check_one_machine(config)
     ensure_free(config.data_dir)  # the flow holds the lock; this only makes a busy directory one line

@@ -33,6 +33,7 @@ import torch
 from lightning_modules.closed_form import STOPPED_BY as CLOSED_FORM
 from lightning_modules.data import SequenceDataModule
 from lightning_modules.families import build_network
+from lightning_modules.launch import is_rank_zero
 from lightning_modules.loggers import quiet_lightning
 from lightning_modules.model_io import load_model
 from lightning_modules.module import NextItemModule
@@ -124,8 +125,6 @@ def refit_model(
             return {"status": "skipped", "reason": why, "transitions_added": added}
         network, _ = load_model(out)
         done = fine_tune(network, config, data, settings, left)
-    from lightning_modules.train import is_rank_zero  # train runs the refit: imported when called
-
     if is_rank_zero():
         save_network(network, out / SERVED_CKPT)
     return {**done, "transitions_added": added, "seconds": round(time.perf_counter() - started, 2)}

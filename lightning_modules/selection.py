@@ -23,6 +23,7 @@ import polars as pl
 from lightning_modules.baselines import ItemKNNRecommender
 from lightning_modules.data import SequenceDataModule
 from lightning_modules.families import too_large
+from lightning_modules.launch import is_rank_zero
 from nightrec.config import NightrecConfig
 from nightrec.errors import ConfigError
 from nightrec.layout import BEST_CKPT, CURVE_FILE, ITEMS_FILE, LAST_CKPT, METRICS_FILE
@@ -52,7 +53,7 @@ def fit_auto(
     """Train ``config.model.candidates`` one after another, keep the best; returns its metrics plus a
     ``selection`` block (every candidate's validation and test numbers, seconds, epochs) and the
     last-item kNN baseline on the same validation users."""
-    from lightning_modules.train import fit, is_rank_zero
+    from lightning_modules.train import fit
 
     out = Path(out)
     n_items = pl.scan_parquet(Path(sequences_dir) / ITEMS_FILE).select(pl.len()).collect().item()

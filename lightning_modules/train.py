@@ -8,7 +8,6 @@ Exit code 0 on success, 2 on bad input or config, 1 on anything else.
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -25,6 +24,7 @@ from lightning_modules.budget import EpochBudget, training_budget
 from lightning_modules.closed_form import fit_closed_form
 from lightning_modules.data import SequenceDataModule
 from lightning_modules.families import build_network, normalise_arch
+from lightning_modules.launch import is_rank_zero, node_strategy
 from lightning_modules.lifeline import die_with_parent
 from lightning_modules.loggers import quiet_lightning, training_loggers
 from lightning_modules.model_io import check_compatible, read_checkpoint, warm_start
@@ -56,7 +56,7 @@ class EpochLog(Callback):
 
 
 def trainer_settings(config: NightrecConfig) -> dict[str, Any]:
-    """Lightning accelerator/devices/strategy/precision from the config, checked against the machine."""
+    """Lightning accelerator/devices/num_nodes/strategy/precision from the config, checked against the machine."""
     tc = config.train
     gpu_wanted = tc.accelerator in ("gpu", "cuda")
     if gpu_wanted and not torch.cuda.is_available():
@@ -76,7 +76,8 @@ def trainer_settings(config: NightrecConfig) -> dict[str, Any]:
     return {
         "accelerator": "gpu" if on_gpu else "cpu",
         "devices": devices,
-        "strategy": tc.strategy,
+        "num_nodes": tc.num_nodes,
+        "strategy": node_strategy(tc),
         "precision": precision,
     }
 
@@ -111,7 +112,7 @@ def fit(
     warm = warm_start(network, data.items, warm_start_dir) if warm_start_dir is not None and not resume else None
     counts = data.items.get_column("count").to_list() if "count" in data.items.columns else None
     module = NextItemModule(network, config.model, config.train, counts)
-    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+    if is_rank_zero():
         print(f"objective: {module.objective} ({module.objective_reason})", flush=True)
     checkpoint = ModelCheckpoint(
         dirpath=out,
@@ -263,10 +264,6 @@ def load_run_config(path: Path) -> NightrecConfig:
         raise ConfigError(
             f"{path}: invalid configuration: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
         ) from None
-
-
-def is_rank_zero() -> bool:
-    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -171,7 +171,7 @@ class SequenceConfig(_Section):
 
 
 class TrainConfig(_Section):
-    """Optimisation and hardware; accelerator/devices/strategy/precision are passed to Lightning.
+    """Optimisation and hardware; accelerator/devices/num_nodes/strategy/precision are passed to Lightning.
 
     ``precision="auto"`` means ``bf16-mixed`` on a GPU and ``32-true`` on CPU; ``devices="auto"``
     takes every visible GPU (with DDP when there are several) or one CPU process.
@@ -231,6 +231,12 @@ class TrainConfig(_Section):
     seed: int = 42
     accelerator: Literal["cpu", "gpu", "cuda", "auto"] = "auto"
     devices: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    num_nodes: int = Field(
+        1,
+        ge=1,
+        description="Machines training together (Lightning num_nodes); above 1 the trainer is launched by "
+        "torchrun on each of them (infra/k8s-train-job.yaml), with train.devices processes per machine.",
+    )
     strategy: str = "auto"
     precision: str = "auto"
     num_threads: int | None = Field(None, ge=1)

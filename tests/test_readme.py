@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from nightrec.config import NightrecConfig, load_config
+from nightrec.config import NightrecConfig, TrainConfig, load_config
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TEXT = README.read_text()
@@ -36,6 +37,20 @@ def test_config_example_is_valid(tmp_path):
     (tmp_path / "c.yaml").write_text(_blocks("yaml")[0])
     config = load_config(tmp_path / "c.yaml", environ={})
     assert config.k == 20 and config.model.family == "gru"
+
+
+def test_from_one_machine_to_a_cluster_shows_three_levels_with_their_settings():
+    section = TEXT.split("\n## From one machine to a cluster\n")[1].split("\n## ")[0]
+    levels = re.split(r"^### \d\. .*$", section, flags=re.M)[1:]
+    assert len(levels) == 3
+    snippets = [[yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", level, flags=re.S)] for level in levels]
+    assert all(snippets), "every level shows its settings"
+    executors = [s["orchestration"]["executor"] for level in snippets for s in level if "orchestration" in s]
+    assert executors[0] == "local" and set(executors[1:]) == {"dask"}
+    (train,) = (s["train"] for s in snippets[2] if "train" in s)
+    assert TrainConfig.model_validate(train).num_nodes > 1
+    for path in re.findall(r"`(infra/[\w.-]+)`", section):
+        assert (README.parent / path).is_file(), path
 
 
 @pytest.mark.integration
