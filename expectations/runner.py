@@ -18,7 +18,7 @@ from nightrec.config import NightrecConfig
 from nightrec.errors import InputError, NightrecError
 from nightrec.ingest.runs import write_json
 from nightrec.layout import CLEAN_FILE, QUARANTINE_FILE, VALIDATION_FILE
-from nightrec.schema import REQUIRED_COLUMNS
+from nightrec.schema import EVENT_SCHEMA, REQUIRED_COLUMNS
 from nightrec.shards import ROW, merge_parts
 
 OK = "ok"
@@ -148,13 +148,16 @@ def raise_on_error(report: dict) -> None:
         )
 
 
-def shard_flags(part: Path, config: NightrecConfig, run_date: date) -> pl.DataFrame:
+def shard_flags(part: Path, config: NightrecConfig, run_date: date) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The row rules' masks for one user shard (``nightrec.shards.split_by_user``), with each row's
-    position in the night's events. Every rule is per row or per user (an exact copy has the
-    copied row's user), so a shard's masks are the rows' masks in the whole night."""
+    position in the night's events, and the shard's clean rows. Every rule is per row or per user
+    (an exact copy has the copied row's user), so a shard's masks are its rows' masks in the
+    whole night and its clean rows are the night's clean rows of its users, in their order."""
     rows = pl.read_parquet(part, columns=[ROW])
     events = load_events(part).events
-    return pl.concat([rows, rule_flags(events, row_rules(config, run_date, events))], how="horizontal")
+    flags = rule_flags(events, row_rules(config, run_date, events))
+    clean = events.filter(~flags.select(pl.any_horizontal(pl.all())).to_series()) if flags.width else events
+    return pl.concat([rows, flags], how="horizontal"), clean.select(*EVENT_SCHEMA)
 
 
 def validate_sharded(events_path: Path, flag_parts: list[Path], config: NightrecConfig, run_date: date) -> dict:

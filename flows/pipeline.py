@@ -194,7 +194,10 @@ def _run_stages(
     models = models_dir(config.data_dir)
     retrain_reason = retrain_reason or requested_retrain(models)  # e.g. `nightrec forget`
     plan = plan_training(models, run_date, config.orchestration.retrain_every_days, retrain_reason)
-    seq_dir = _ensure(tasks.build_sequences, clean_path, config, plan.base)
+    if runner is None:
+        seq_dir = _ensure(tasks.build_sequences, clean_path, config, plan.base)
+    else:
+        seq_dir = shards.sequences(runner, clean_path, config, plan.base)
     progress.done("sequences", f"`{seq_dir}`")
     candidate, training_failed = train(seq_dir, config, plan, progress)
     metrics = training.evaluate(seq_dir, clean_path, config, run_date, candidate, plan.live)

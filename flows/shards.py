@@ -3,16 +3,21 @@ they run on (``orchestration.executor``: threads of this process, or a Dask clus
 
 Each stage maps one task over the user shards, then one task reduces their parts:
 
-- validation: each shard computes the row rules' masks; the reduce puts them back in the night's
-  order, writes the clean and quarantine files and runs the one GX verdict over every row;
+- validation: each shard computes the row rules' masks and keeps its clean rows; the reduce puts
+  the masks back in the night's order, writes the clean and quarantine files and runs the one
+  GX verdict over every row;
+- sequences: each shard codes, sorts and deduplicates its users' events; the reduce numbers
+  items and users once (summed counts, first events); each shard then builds its users' lists
+  with those numbers, and the reduce splits them and writes the one sequences folder;
 - scoring and the table's staging files: each shard scores its users and assembles their rows
   (the model's lists, popularity for the rest) from the global popularity ranking; the reduce
   concatenates the parts into ``recommendations.parquet``, which publishing swaps in atomically.
 
-Sequences and training stay global (one vocabulary, one model). Workers exchange paths under
+Training stays global (one model, in its own subprocess). Workers exchange paths under
 the data directory, never data: on a cluster it must be storage every worker mounts.
 """
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +34,7 @@ from prefect.utilities.annotations import unmapped
 
 from nightrec.config import NightrecConfig
 from nightrec.layout import CLEAN_FILE, FALLBACK_FILE, RECOMMENDATIONS_FILE
-from nightrec.schema import EVENT_TYPE, ITEM_ID, TIMESTAMP, USER_ID
+from nightrec.schema import EVENT_TYPE, ITEM_ID, TIMESTAMP, USER_ID, USER_IDX
 from nightrec.shards import in_shard, part_file, shard_dir, split_by_user, write_atomic
 
 # A drill for the retry path: the first scoring task to start in a process with this variable set
@@ -71,8 +76,11 @@ def _results(futures: list[PrefectFuture], stage: str) -> list:
     states = [f.state for f in futures]
     failed = [(i, s) for i, s in enumerate(states) if not s.is_completed()]
     if failed:
-        why = "; ".join(f"shard {i}: {s.name} ({s.message})" for i, s in failed)
-        raise RuntimeError(f"{stage}: {len(failed)} of {len(futures)} shards failed: {why}")
+        first, state = failed[0]
+        which = ", ".join(str(i) for i, _ in failed)
+        raise RuntimeError(
+            f"{stage}: shard(s) {which} of {len(futures)} failed; shard {first}: {state.name}: {state.message}"
+        )
     return [f.result() for f in futures]
 
 
@@ -84,11 +92,13 @@ def shard_events(events_path: Path, shards: int) -> list[Path]:
 
 @task(name="validate-shard", cache_policy=NO_CACHE, timeout_seconds=3600)
 def validate_shard(part: Path, config: NightrecConfig, run_date: date) -> Path:
-    """The row rules' masks of one shard, beside its events part (``shards/flags/``)."""
+    """The row rules' masks of one shard (``shards/flags/``) and its clean rows (``shards/clean/``)."""
     from expectations.runner import shard_flags
 
     shard = int(part.stem.split("-")[1])
-    return write_atomic(shard_flags(part, config, run_date), part_file(part.parents[2], "flags", shard))
+    flags, clean = shard_flags(part, config, run_date)
+    write_atomic(clean, part_file(part.parents[2], "clean", shard))
+    return write_atomic(flags, part_file(part.parents[2], "flags", shard))
 
 
 @task(name="validate", cache_policy=NO_CACHE, timeout_seconds=3600)
@@ -104,6 +114,64 @@ def validate(runner: TaskRunner, events_path: Path, config: NightrecConfig, run_
     parts = shard_events(events_path, config.orchestration.shards)
     futures = runner.map(validate_shard, {"part": parts, "config": unmapped(config), "run_date": unmapped(run_date)})
     return validate_merged(events_path, _results(futures, "validate"), config, run_date)
+
+
+@task(name="sequences-shard", cache_policy=NO_CACHE, timeout_seconds=3600, retries=2, retry_delay_seconds=1)
+def order_shard(run_dir: Path, config: NightrecConfig, shard: int) -> Path:
+    """Phase one of one shard's sequences: its clean events coded, sorted and deduplicated."""
+    from nightrec.sequences.build import order_events
+    from nightrec.sequences.parts import save_rows
+
+    rows = order_events(pl.scan_parquet(part_file(run_dir, "clean", shard)), config.sequences)
+    return save_rows(rows, shard_dir(run_dir, "sequences") / f"rows-{shard:05d}")
+
+
+@task(name="sequences-shard", cache_policy=NO_CACHE, timeout_seconds=3600, retries=2, retry_delay_seconds=1)
+def number_shard(rows_dir: Path, vocab_dir: Path, config: NightrecConfig) -> Path:
+    """Phase two of one shard's sequences: one row of lists per user, numbered by the vocabularies."""
+    from nightrec.sequences.build import user_sequences
+    from nightrec.sequences.parts import load_rows, load_vocab
+
+    seqs, dropped = user_sequences(load_rows(rows_dir), load_vocab(vocab_dir), config.sequences)
+    (rows_dir / "dropped.json").write_text(json.dumps(dropped))
+    return write_atomic(seqs, rows_dir / "sequences.parquet")
+
+
+@task(name="sequences-vocab", cache_policy=NO_CACHE, timeout_seconds=3600)
+def vocab_reduce(rows_dirs: list[Path], config: NightrecConfig, previous_vocab: Path | None):
+    """The vocabularies over every shard (summed counts, first events), for phase two."""
+    from nightrec.sequences.build import vocabularies
+    from nightrec.sequences.parts import save_vocab, shard_summaries
+
+    vocab = vocabularies(*shard_summaries(rows_dirs), config.sequences, previous_vocab)
+    return vocab, save_vocab(vocab, rows_dirs[0].parent / "vocab")
+
+
+@task(name="sequences", cache_policy=NO_CACHE, timeout_seconds=3600)
+def sequences_reduce(rows_dirs: list[Path], seq_parts: list[Path], vocab, config: NightrecConfig, run_dir: Path):
+    """``runs/<date>/sequences/`` from the shards' per-user sequences, as one process writes it."""
+    from nightrec.sequences.build import split_sequences, write_run_sequences
+
+    seqs = pl.concat([pl.read_parquet(p) for p in seq_parts], how="vertical_relaxed").sort(USER_IDX)
+    metas = [json.loads((d / "meta.json").read_text()) for d in rows_dirs]
+    dropped: dict[str, int] = {}
+    for d, meta in zip(rows_dirs, metas, strict=True):
+        for key, n in {**meta["dropped"], **json.loads((d / "dropped.json").read_text())}.items():
+            dropped[key] = dropped.get(key, 0) + n
+    events_in = sum(m["events_in"] for m in metas)
+    return write_run_sequences(split_sequences(seqs, vocab, config.sequences, events_in, dropped), run_dir)
+
+
+def sequences(runner: TaskRunner, clean_path: Path, config: NightrecConfig, previous_vocab: Path | None) -> Path:
+    """The sequences stage over the shards' clean parts: same folder as one process builds."""
+    run_dir, shards = clean_path.parent, list(range(config.orchestration.shards))
+    rows = _results(
+        runner.map(order_shard, {"run_dir": unmapped(run_dir), "config": unmapped(config), "shard": shards}),
+        "sequences",
+    )
+    vocab, vocab_dir = vocab_reduce(rows, config, previous_vocab)
+    futures = runner.map(number_shard, {"rows_dir": rows, "vocab_dir": unmapped(vocab_dir), "config": unmapped(config)})
+    return sequences_reduce(rows, _results(futures, "sequences"), vocab, config, run_dir)
 
 
 @task(name="score-shard", cache_policy=NO_CACHE, timeout_seconds=3600, retries=2, retry_delay_seconds=1)

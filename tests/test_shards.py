@@ -95,6 +95,7 @@ def _night_outputs(config: NightrecConfig) -> dict:
         "table": latest_table(config).select(TABLE),
         "quarantine": pl.read_parquet(run / "quarantine.parquet"),
         "clean": pl.read_parquet(run / "clean.parquet"),
+        "sequences": {f.name: pl.read_parquet(f).to_dicts() for f in sorted((run / "sequences").glob("*.parquet"))},
         "verdict": {
             k: validation[k] for k in ("status", "rows_in", "rows_clean", "rows_quarantined", "by_reason", "failed")
         },
@@ -107,6 +108,7 @@ def _assert_same_night(sharded: NightrecConfig, single: NightrecConfig) -> None:
     assert want["quarantine"].height > 400, "the noisy rows were quarantined"
     assert got["quarantine"].equals(want["quarantine"])
     assert got["clean"].equals(want["clean"])
+    assert got["sequences"] == want["sequences"], "the same sequences folder, file for file"
     assert got["table"].height == want["table"].height > 0
     assert got["table"].drop("score").equals(want["table"].drop("score"))
     assert got["table"]["score"].to_list() == pytest.approx(want["table"]["score"].to_list(), rel=1e-6)
@@ -122,7 +124,7 @@ def test_dask_night_with_four_shards_equals_the_single_process_night(single_nigh
     parts = sorted((config.run_dir(NIGHT1) / "shards" / "recommendations").glob("part-*.parquet"))
     assert len(parts) == 4, "each shard wrote its part of the table"
     states = task_states(state)
-    for stage in ("validate-shard", "score-shard", "fallback-shard", "validate", "fallback", "publish"):
+    for stage in ("validate-shard", "sequences-shard", "score-shard", "fallback-shard", "sequences", "publish"):
         assert states[stage] == "Completed", (stage, states)
 
 

@@ -16,6 +16,7 @@ List columns are Int32, so the DataModule reads them without looping over users 
 
 import json
 import shutil
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from nightrec.layout import ITEMS_FILE, SEQUENCE_STATS_FILE, SEQUENCES_DIR, SPLI
 from nightrec.schema import EVENT_TYPE, ITEM_ID, USER_ID
 from nightrec.sequences.ordering import (
     CODE,
+    LAST,
     SESSION,
     TS,
     UCODE,
@@ -66,55 +68,104 @@ from nightrec.sequences.vocab import (
 )
 
 
-def build_sequences(
-    events: pl.DataFrame | pl.LazyFrame, config: SequenceConfig, previous_vocab_dir: Path | None = None
-) -> SequenceSet:
-    """Build the vocabularies and the configured split from clean events in the event contract.
+@dataclass
+class OrderedRows:
+    """The first phase, for all events or one user shard's: coded, sorted per user by time and
+    deduplicated. Everything in it is per user except the item counts, which shards sum."""
 
-    ``previous_vocab_dir`` (last night's sequences or model folder) keeps every known item and
-    user id unchanged and appends new ones. Raises ``InputError`` for null keys. Strings are
-    coded to integers once; everything after (sorting, duplicates, counts, sessions, lists)
-    runs on integer columns.
-    """
+    ordered: pl.DataFrame  # UCODE, CODE, TS, ROW and the optional SESSION_ID, WEIGHTS
+    item_codes: pl.DataFrame  # CODE, ITEM_ID
+    user_codes: pl.DataFrame  # UCODE, USER_ID
+    events_in: int
+    dropped: dict[str, int]  # event_type, duplicate
+
+    def item_counts(self) -> pl.DataFrame:
+        """(item_id, count, LAST): events per item after duplicates, and the item's last event."""
+        per_code = self.ordered.group_by(CODE).agg(pl.len().cast(pl.Int64).alias(COUNT), pl.col(TS).max().alias(LAST))
+        return per_code.join(self.item_codes, on=CODE).select(ITEM_ID, COUNT, LAST)
+
+    def first_seen(self) -> pl.DataFrame:
+        """(user_id, first_seen): each user's first event (a duplicate never moves it)."""
+        per_code = self.ordered.group_by(UCODE).agg(pl.col(TS).min().alias(FIRST_SEEN))
+        return per_code.join(self.user_codes, on=UCODE).select(USER_ID, FIRST_SEEN)
+
+
+@dataclass
+class Vocabularies:
+    """The global reduce: one item and one user numbering, and the temporal split's cut-offs."""
+
+    items: pl.DataFrame
+    users: pl.DataFrame
+    cutoffs: tuple[int, int] | None
+    previous: tuple[pl.DataFrame | None, pl.DataFrame | None]
+
+
+def order_events(events: pl.DataFrame | pl.LazyFrame, config: SequenceConfig) -> OrderedRows:
+    """Phase one: load, code the ids once, sort per user by time, drop exact duplicates.
+    Raises ``InputError`` for null keys."""
     df, filtered = load(events, config)
-    prev_items, prev_users = read_previous_vocab(previous_vocab_dir) if previous_vocab_dir else (None, None)
-    user_codes = id_codes(df, USER_ID, UCODE)
-    first_seen = df.group_by(USER_ID).agg(pl.col(TS).min().alias(FIRST_SEEN))
-    users = build_user_vocab(first_seen.with_columns(pl.col(USER_ID).cast(pl.String)), prev_users)
-    item_codes = id_codes(df, ITEM_ID, CODE)
     ordered = sorted_codes(df)
     dropped = {"event_type": filtered, "duplicate": 0}
     if config.dedupe:
         ordered, dropped["duplicate"] = drop_duplicates(ordered, df.get_column(EVENT_TYPE))
+    return OrderedRows(
+        ordered=ordered,
+        item_codes=id_codes(df, ITEM_ID, CODE),
+        user_codes=id_codes(df, USER_ID, UCODE),
+        events_in=df.height + filtered,
+        dropped=dropped,
+    )
 
-    counts = ordered.group_by(CODE).agg(pl.len().cast(pl.Int64).alias(COUNT))
-    counts = counts.join(item_codes, on=CODE).select(ITEM_ID, COUNT)
-    items = build_item_vocab(counts, config.min_item_count, prev_items)
-    lookup = item_codes.join(items.select(ITEM_ID, ITEM_IDX), on=ITEM_ID, how="left")
+
+def vocabularies(
+    counts: pl.DataFrame, first_seen: pl.DataFrame, config: SequenceConfig, previous_vocab_dir: Path | None = None
+) -> Vocabularies:
+    """The reduce over every shard's ``item_counts`` and ``first_seen`` (summed and concatenated):
+    ``previous_vocab_dir`` (last night's sequences or model folder) keeps every known item and
+    user id unchanged and appends new ones."""
+    prev_items, prev_users = read_previous_vocab(previous_vocab_dir) if previous_vocab_dir else (None, None)
+    counts = counts.group_by(ITEM_ID).agg(pl.col(COUNT).sum(), pl.col(LAST).max())
+    items = build_item_vocab(counts.select(ITEM_ID, COUNT), config.min_item_count, prev_items)
+    users = build_user_vocab(first_seen.with_columns(pl.col(USER_ID).cast(pl.String)), prev_users)
+    kept = counts.join(items.select(ITEM_ID), on=ITEM_ID, how="semi").get_column(LAST)
+    cutoffs = temporal_cutoffs(int(kept.max()) if kept.len() else None, config)
+    return Vocabularies(items=items, users=users, cutoffs=cutoffs, previous=(prev_items, prev_users))
+
+
+def user_sequences(rows: OrderedRows, vocab: Vocabularies, config: SequenceConfig) -> tuple[pl.DataFrame, dict]:
+    """Phase two, per user: items numbered by ``vocab``, sessions, repeats collapsed, one row of
+    lists per user by ``user_idx``; and the rows it dropped (``min_item_count``, ``repeat``)."""
+    ordered = rows.ordered
+    lookup = rows.item_codes.join(vocab.items.select(ITEM_ID, ITEM_IDX), on=ITEM_ID, how="left")
     mapped = ordered.with_columns(code_to_idx(ordered.get_column(CODE), lookup, CODE, ITEM_IDX))
     mapped = mapped.filter(pl.col(ITEM_IDX) > 0)
-    dropped["min_item_count"] = ordered.height - mapped.height
-    cutoffs = temporal_cutoffs(mapped, config)
+    dropped = {"min_item_count": ordered.height - mapped.height}
     ordered, dropped["repeat"] = sessions_and_repeats(mapped, config)
 
     aggs = [pl.col(ITEM_IDX).alias(ITEMS), pl.col(SESSION).alias(SESSIONS)]
     if WEIGHTS in ordered.columns:
         aggs.append(pl.col(WEIGHTS))
-    if cutoffs is not None:
+    if vocab.cutoffs is not None:
         aggs += [
-            (pl.col(TS) < cutoffs[0]).sum().cast(pl.Int64).alias(N_BEFORE_VALID),
-            (pl.col(TS) < cutoffs[1]).sum().cast(pl.Int64).alias(N_BEFORE_TEST),
+            (pl.col(TS) < vocab.cutoffs[0]).sum().cast(pl.Int64).alias(N_BEFORE_VALID),
+            (pl.col(TS) < vocab.cutoffs[1]).sum().cast(pl.Int64).alias(N_BEFORE_TEST),
         ]
     seqs = ordered.group_by(UCODE, maintain_order=True).agg(aggs)
-    user_idx = user_codes.join(users, on=USER_ID).select(UCODE, USER_IDX)
-    seqs = seqs.join(user_idx, on=UCODE).drop(UCODE).sort(USER_IDX)
-    full = full_histories(seqs, config.max_len)
-    splitter = temporal if cutoffs is not None else leave_last_out
-    train, valid, test = splitter(seqs, config.max_len)
+    user_idx = rows.user_codes.join(vocab.users, on=USER_ID).select(UCODE, USER_IDX)
+    return seqs.join(user_idx, on=UCODE).drop(UCODE).sort(USER_IDX), dropped
 
+
+def split_sequences(
+    seqs: pl.DataFrame, vocab: Vocabularies, config: SequenceConfig, events_in: int, dropped: dict[str, int]
+) -> SequenceSet:
+    """Every user's sequence (``user_sequences`` of all shards, by ``user_idx``) into the
+    configured split, the scoring histories and the statistics."""
+    full = full_histories(seqs, config.max_len)
+    splitter = temporal if vocab.cutoffs is not None else leave_last_out
+    train, valid, test = splitter(seqs, config.max_len)
     result = SequenceSet(
-        items=items,
-        users=users,
+        items=vocab.items,
+        users=vocab.users,
         train=_conform(train, TRAIN_SCHEMA),
         valid=_conform(valid, EVAL_SCHEMA),
         test=_conform(test, EVAL_SCHEMA),
@@ -124,12 +175,27 @@ def build_sequences(
         result,
         seqs,
         config,
-        events_in=df.height + filtered,
+        events_in=events_in,
         dropped=dropped,
-        cutoffs=[_iso(c) for c in cutoffs] if cutoffs else None,
-        previous=(prev_items, prev_users),
+        cutoffs=[_iso(c) for c in vocab.cutoffs] if vocab.cutoffs else None,
+        previous=vocab.previous,
     )
     return result
+
+
+def build_sequences(
+    events: pl.DataFrame | pl.LazyFrame, config: SequenceConfig, previous_vocab_dir: Path | None = None
+) -> SequenceSet:
+    """Build the vocabularies and the configured split from clean events in the event contract.
+
+    The phases a sharded night runs per shard and reduces (``flows.shards``), here on all events
+    at once. Strings are coded to integers once; everything after (sorting, duplicates, counts,
+    sessions, lists) runs on integer columns. Raises ``InputError`` for null keys.
+    """
+    rows = order_events(events, config)
+    vocab = vocabularies(rows.item_counts(), rows.first_seen(), config, previous_vocab_dir)
+    seqs, dropped = user_sequences(rows, vocab, config)
+    return split_sequences(seqs, vocab, config, rows.events_in, {**rows.dropped, **dropped})
 
 
 def _iso(epoch_us: int) -> str:

@@ -16,6 +16,7 @@ from nightrec.sequences.splits import WEIGHTS
 from nightrec.sequences.vocab import IDX_DTYPE, ITEM_IDX
 
 ROW, TS, SESSION, UCODE, CODE, FIRST = "__row", "__ts_us", "__session", "__ucode", "__code", "__first"
+LAST = "__last_us"  # an item's last event, for the temporal cut-offs
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -124,16 +125,17 @@ def drop_duplicates(ordered: pl.DataFrame, event_types: pl.Series) -> tuple[pl.D
     return ordered.filter(pl.Series(keep)), positions.len()
 
 
-def temporal_cutoffs(df: pl.DataFrame, config: SequenceConfig) -> tuple[int, int] | None:
-    """The temporal split's (validation, test) cut-offs as epoch microseconds."""
-    if config.split != "temporal" or df.height == 0:
+def temporal_cutoffs(latest: int | None, config: SequenceConfig) -> tuple[int, int] | None:
+    """The temporal split's (validation, test) cut-offs as epoch microseconds; ``latest`` is the
+    last kept event's time (None: no event)."""
+    if config.split != "temporal" or latest is None:
         return None
     # round(), not int(): 13 minutes in days times 86,400e6 is 779,999,999.99 us in floating point.
     window = round(config.temporal_window_days * 86_400_000_000)
     if config.temporal_cutoff is not None:
         test_cut = (config.temporal_cutoff - EPOCH) // timedelta(microseconds=1)
     else:
-        test_cut = int(df.get_column(TS).max()) - window
+        test_cut = latest - window
     return test_cut - window, test_cut
 
 
