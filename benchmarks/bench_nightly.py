@@ -22,6 +22,11 @@ Then intra-day refreshes of the last night (``flows.refresh``): one with nothing
 5% and 25% of the log's users active in one hour, five views each, dropped as a new file in the
 log's folder, printed with the seconds of each refresh stage and the ratio of the last to the
 first (the work should follow the active users). ``--nights 0 --workdir DIR`` runs only the refreshes on a workdir an earlier run left.
+
+``--executor dask --workers 2`` runs the first night again on a temporary local Dask cluster of
+that many worker processes (``orchestration.shards``: ``--shards``, default twice the workers) and
+prints both nights' stages side by side: on one machine that is the engine's overhead, not a
+speed-up.
 """
 
 import os
@@ -91,8 +96,21 @@ class RssSampler(threading.Thread):
         return max(inside, default=0.0)
 
 
+# The sharded path's tasks (flows.shards), counted in the stage they belong to.
+STAGE_OF = {
+    "shard-events": "validate",
+    "validate-shard": "validate",
+    "sequences-shard": "sequences",
+    "sequences-vocab": "sequences",
+    "score-shard": "score",
+    "popularity": "fallback",
+    "fallback-shard": "fallback",
+}
+
+
 def task_runs(flow_run_id) -> dict[str, tuple[float, float]]:
-    """Stage name -> (start, end) as UNIX times, summed over a stage's task runs."""
+    """Stage name -> (start, end) as UNIX times, from the first of a stage's task runs to the
+    last (a sharded stage's shard tasks and reduce included)."""
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -103,6 +121,7 @@ def task_runs(flow_run_id) -> dict[str, tuple[float, float]]:
         if run.start_time is None or run.end_time is None:
             continue
         name = run.name.rsplit("-", 1)[0]
+        name = STAGE_OF.get(name, name)
         start, end = run.start_time.timestamp(), run.end_time.timestamp()
         if name in out:
             start, end = min(start, out[name][0]), max(end, out[name][1])
@@ -362,6 +381,30 @@ def print_night(label: str, night: dict, refs: dict) -> None:
         print(f"served {night['family']} as validated: {refit.get('reason')}")
 
 
+def print_comparison(local: dict, dask: dict, orchestration: dict) -> None:
+    """The same night on both executors, stage by stage: the engine's overhead on this machine."""
+    print(
+        f"\nthe same night on a temporary local Dask cluster ({orchestration['dask_workers']} worker processes, "
+        f"{orchestration['shards']} user shards) beside the local executor"
+    )
+    print(f"{'stage':<17}{'local s':>9}{'dask s':>9}{'ratio':>8}")
+    names = sorted(set(local["stages"]) | set(dask["stages"]), key=lambda n: -local["stages"].get(n, {"s": 0})["s"])
+    sharded = ("validate", "sequences", "score", "fallback")
+    totals = [0.0, 0.0]
+    for name in names:
+        a, b = (night["stages"].get(name, {"s": 0.0})["s"] for night in (local, dask))
+        if name in sharded:
+            totals = [totals[0] + a, totals[1] + b]
+        print(f"{name:<17}{a:>9.1f}{b:>9.1f}{(b / a if a else float('nan')):>7.2f}x")
+    print(f"{'sharded stages':<17}{totals[0]:>9.1f}{totals[1]:>9.1f}{totals[1] / totals[0]:>7.2f}x")
+    wall = (local["wall_s"], dask["wall_s"])
+    print(
+        f"{'end to end':<17}{wall[0]:>9.1f}{wall[1]:>9.1f}{wall[1] / wall[0]:>7.2f}x  "
+        f"(overhead {wall[1] / wall[0] - 1:+.1%}; peak RSS {local['peak_rss_mb']:.0f} / {dask['peak_rss_mb']:.0f} MB, "
+        "this process tree, the Dask workers included)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=("synthetic", "amazon"), default="synthetic")
@@ -376,7 +419,17 @@ def main() -> None:
         action="store_true",
         help="amazon, first night: hold out each user's last item and rank it in the published table",
     )
+    parser.add_argument(
+        "--executor",
+        choices=("local", "dask"),
+        default="local",
+        help="dask: after the first night, the same night again on a temporary local Dask cluster, side by side",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="--executor dask: worker processes")
+    parser.add_argument("--shards", type=int, default=None, help="--executor dask: user shards (default 2 x workers)")
     args = parser.parse_args()
+    if args.executor == "dask":
+        args.nights = 1
     if args.holdout and args.data != "amazon":
         raise SystemExit("--holdout: only with --data amazon")
     users, items = SIZES[args.size]
@@ -424,8 +477,19 @@ def main() -> None:
         print_night(f"night {night + 1} ({'first' if night == 0 else 'warm-started'})", nights[-1], refs)
         if args.holdout and night == 0:
             nights[-1]["holdout"] = holdout_report(config, night_end + timedelta(days=1), kept, held)
+        if args.executor == "dask":
+            orchestration = {
+                "executor": "dask",
+                "dask_workers": args.workers,
+                "shards": args.shards or 2 * args.workers,
+            }
+            sharded = {**overrides, "orchestration": {**overrides.get("orchestration", {}), **orchestration}}
+            config = load_config(overrides={**sharded, "data_dir": str(workdir / "data-dask"), "events": str(events)})
+            nights.append(run_one_night(config, night_end + timedelta(days=1), sampler))
+            print_comparison(nights[0], nights[-1], orchestration)
+            break
     refreshes = []
-    if args.data == "synthetic":
+    if args.data == "synthetic" and args.executor == "local":
         last = max(workdir.glob("events-night*"), default=None)
         if last is None:
             raise SystemExit(f"{workdir}: no events-night* folder to refresh from")

@@ -11,6 +11,7 @@ from prefect.states import Cancelled, Completed
 
 from flows.pipeline import run_pipeline, stale_run_reason
 from flows.secrets import restore_secrets
+from flows.shards import with_worker_executor
 from nightrec.config import NightrecConfig, load_config
 
 DEGRADED_STATE = "Degraded"
@@ -25,8 +26,9 @@ def run_name(flow_name: str) -> str:
 
 
 def with_run_date(config: NightrecConfig | None, run_date: date | None) -> NightrecConfig:
-    # no config parameter: the process's own (NIGHTREC_* variables, NIGHTREC_CONFIG file)
-    config = restore_secrets(config if config is not None else load_config())
+    # no config parameter: the process's own (NIGHTREC_* variables, NIGHTREC_CONFIG file); with
+    # one, the process still decides where the shards run
+    config = restore_secrets(with_worker_executor(config) if config is not None else load_config())
     return config.model_copy(update={"run_date": run_date}) if run_date else config
 
 

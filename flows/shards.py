@@ -31,8 +31,10 @@ from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
+from pydantic import ValidationError
 
-from nightrec.config import NightrecConfig
+from nightrec.config import NightrecConfig, env_overrides
+from nightrec.errors import ConfigError
 from nightrec.layout import CLEAN_FILE, FALLBACK_FILE, RECOMMENDATIONS_FILE
 from nightrec.schema import EVENT_TYPE, ITEM_ID, TIMESTAMP, USER_ID, USER_IDX
 from nightrec.shards import in_shard, part_file, shard_dir, split_by_user, write_atomic
@@ -40,6 +42,27 @@ from nightrec.shards import in_shard, part_file, shard_dir, split_by_user, write
 # A drill for the retry path: the first scoring task to start in a process with this variable set
 # creates the named file and kills its own process (a Dask worker), as a crashed machine would.
 KILL_DRILL = "NIGHTREC_DRILL_KILL_SCORE_WORKER"
+
+
+# Where a run executes belongs to the process that runs it (a worker's environment), not to the
+# deployment's stored parameters, which name the data.
+WORKER_KEYS = ("executor", "dask_address", "dask_workers", "shards")
+
+
+def with_worker_executor(config: NightrecConfig, environ: dict[str, str] | None = None) -> NightrecConfig:
+    """``config`` with the ``orchestration`` keys of ``WORKER_KEYS`` that it does not set taken from
+    this process's ``NIGHTREC_ORCHESTRATION__*`` variables: a deployment's ``config`` parameter
+    names the data, the worker (``infra/docker-compose.yml``) says where the shards run."""
+    orch = config.orchestration
+    from_env = env_overrides(environ).get("orchestration", {})
+    update = {k: from_env[k] for k in WORKER_KEYS if k in from_env and k not in orch.model_fields_set}
+    if not update:
+        return config
+    try:
+        merged = type(orch).model_validate({**orch.model_dump(), **update})
+    except ValidationError as exc:
+        raise ConfigError(f"NIGHTREC_ORCHESTRATION__*: {exc.errors()[0]['msg']}") from None
+    return config.model_copy(update={"orchestration": merged})
 
 
 def sharded(config: NightrecConfig) -> bool:

@@ -138,3 +138,15 @@ def test_a_worker_killed_while_scoring_costs_a_retry_not_the_night(single_night,
     assert drill.is_file(), "a worker died during scoring"
     assert state.is_completed(), state.message
     _assert_same_night(config, single_night)
+
+
+def test_the_worker_environment_says_where_shards_run_unless_the_parameter_does():
+    from flows.shards import with_worker_executor
+    from nightrec.errors import ConfigError
+
+    worker = {"NIGHTREC_ORCHESTRATION__EXECUTOR": "dask", "NIGHTREC_ORCHESTRATION__SHARDS": "8"}
+    stored = NightrecConfig.model_validate({"data_dir": "/d", "events": "/e", "orchestration": {"shards": 2}})
+    merged = with_worker_executor(stored, worker).orchestration
+    assert (merged.executor, merged.shards) == ("dask", 2), "the deployment's own setting wins"
+    with pytest.raises(ConfigError, match="NIGHTREC_ORCHESTRATION"):
+        with_worker_executor(stored, {"NIGHTREC_ORCHESTRATION__EXECUTOR": "spark"})
