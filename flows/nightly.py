@@ -9,9 +9,9 @@ from prefect import flow
 from prefect.runtime import deployment, flow_run
 from prefect.states import Cancelled, Completed
 
+from flows.executor import with_worker_executor
 from flows.pipeline import run_pipeline, stale_run_reason
 from flows.secrets import restore_secrets
-from flows.shards import with_worker_executor
 from nightrec.config import NightrecConfig, load_config
 
 DEGRADED_STATE = "Degraded"

@@ -19,7 +19,7 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner
 
-from flows import shards, tasks, training
+from flows import executor, shards, tasks, training
 from flows.concurrency import NIGHT_WAIT_SECONDS, REFRESH_HOLDER, data_dir_slot
 from flows.report import prune_artifacts, publish_artifacts, read_stats, recommendation_summary
 from nightrec.behavior.trends import previous_report
@@ -81,6 +81,20 @@ def _rename_run(flow_name: str, run_date: date) -> None:
     if run_id and flow_run.name != name and not flow_run.name.startswith(name):
         with get_client(sync_client=True) as client:
             client.update_flow_run(run_id, name=name)
+
+
+def validate(runner: TaskRunner | None, events_path: Path, config: NightrecConfig, run_date: date):
+    """The clean file and the verdict: in one task, or per shard on ``runner``."""
+    if runner is None:
+        return _ensure(tasks.validate_events, events_path, config, run_date)
+    return shards.validate(runner, events_path, config, run_date)
+
+
+def sequences(runner: TaskRunner | None, clean_path: Path, config: NightrecConfig, base: Path | None) -> Path:
+    """The sequences folder: in one task, or per shard on ``runner``."""
+    if runner is None:
+        return _ensure(tasks.build_sequences, clean_path, config, base)
+    return shards.sequences(runner, clean_path, config, base)
 
 
 def train(
@@ -167,7 +181,7 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
     with (
         run_lock(config.data_dir, what, wait_for=REFRESH_HOLDER, wait_seconds=NIGHT_WAIT_SECONDS),
         data_dir_slot(config.data_dir),
-        shards.shard_executor(config) as runner,
+        executor.shard_executor(config) as runner,
     ):
         return _run_stages(config, flow_name, retrain_reason, runner)
 
@@ -183,10 +197,7 @@ def _run_stages(
     progress = StageProgress(flow_name)
     forget_log = forget_log_path(config.data_dir)
     events_path = _ensure(tasks.ingest_events, config, run_date, tasks.locate_input(config), forget_log)
-    if runner is None:
-        clean_path, validation = _ensure(tasks.validate_events, events_path, config, run_date)
-    else:
-        clean_path, validation = shards.validate(runner, events_path, config, run_date)
+    clean_path, validation = validate(runner, events_path, config, run_date)
     progress.done("validate", f"{validation['rows_clean']} clean of {validation['rows_in']} rows")
     behavior = tasks.behavior_report(clean_path, config, previous_report(runs_dir(config.data_dir), run_date))
     progress.done("behavior", behavior["drift_message"])
@@ -194,10 +205,7 @@ def _run_stages(
     models = models_dir(config.data_dir)
     retrain_reason = retrain_reason or requested_retrain(models)  # e.g. `nightrec forget`
     plan = plan_training(models, run_date, config.orchestration.retrain_every_days, retrain_reason)
-    if runner is None:
-        seq_dir = _ensure(tasks.build_sequences, clean_path, config, plan.base)
-    else:
-        seq_dir = shards.sequences(runner, clean_path, config, plan.base)
+    seq_dir = sequences(runner, clean_path, config, plan.base)
     progress.done("sequences", f"`{seq_dir}`")
     candidate, training_failed = train(seq_dir, config, plan, progress)
     metrics = training.evaluate(seq_dir, clean_path, config, run_date, candidate, plan.live)

@@ -19,22 +19,18 @@ the data directory, never data: on a cluster it must be storage every worker mou
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 import polars as pl
-from prefect import get_client, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner
 from prefect.utilities.annotations import unmapped
-from pydantic import ValidationError
 
-from nightrec.config import NightrecConfig, env_overrides
-from nightrec.errors import ConfigError
+from flows.executor import shard_results
+from nightrec.config import NightrecConfig
 from nightrec.layout import CLEAN_FILE, FALLBACK_FILE, RECOMMENDATIONS_FILE
 from nightrec.schema import EVENT_TYPE, ITEM_ID, TIMESTAMP, USER_ID, USER_IDX
 from nightrec.shards import in_shard, part_file, shard_dir, split_by_user, write_atomic
@@ -44,76 +40,13 @@ from nightrec.shards import in_shard, part_file, shard_dir, split_by_user, write
 KILL_DRILL = "NIGHTREC_DRILL_KILL_SCORE_WORKER"
 
 
-# Where a run executes belongs to the process that runs it (a worker's environment), not to the
-# deployment's stored parameters, which name the data.
-WORKER_KEYS = ("executor", "dask_address", "dask_workers", "shards")
-
-
-def with_worker_executor(config: NightrecConfig, environ: dict[str, str] | None = None) -> NightrecConfig:
-    """``config`` with the ``orchestration`` keys of ``WORKER_KEYS`` that it does not set taken from
-    this process's ``NIGHTREC_ORCHESTRATION__*`` variables: a deployment's ``config`` parameter
-    names the data, the worker (``infra/docker-compose.yml``) says where the shards run."""
-    orch = config.orchestration
-    from_env = env_overrides(environ).get("orchestration", {})
-    update = {k: from_env[k] for k in WORKER_KEYS if k in from_env and k not in orch.model_fields_set}
-    if not update:
-        return config
-    try:
-        merged = type(orch).model_validate({**orch.model_dump(), **update})
-    except ValidationError as exc:
-        raise ConfigError(f"NIGHTREC_ORCHESTRATION__*: {exc.errors()[0]['msg']}") from None
-    return config.model_copy(update={"orchestration": merged})
-
-
-def sharded(config: NightrecConfig) -> bool:
-    return config.orchestration.shards > 1 or config.orchestration.executor == "dask"
-
-
-@contextmanager
-def shard_executor(config: NightrecConfig) -> Iterator[TaskRunner | None]:
-    """The task runner the night's shard tasks are mapped on, open for the whole night; None
-    with one shard on the local executor (the single-process stages run)."""
-    orch = config.orchestration
-    if not sharded(config):
-        yield None
-        return
-    if orch.executor == "dask":
-        from prefect_dask import DaskTaskRunner
-
-        if orch.dask_address:
-            runner = DaskTaskRunner(address=orch.dask_address)
-        else:  # the workers report their task runs to this run's Prefect server
-            api = str(get_client(sync_client=True).api_url)
-            cluster = {"n_workers": orch.dask_workers, "threads_per_worker": 1, "processes": True}
-            runner = DaskTaskRunner(cluster_kwargs={**cluster, "env": {"PREFECT_API_URL": api}})
-    else:
-        runner = ThreadPoolTaskRunner(max_workers=min(orch.shards, os.cpu_count() or 1))
-    with runner:
-        yield runner
-
-
-def _results(futures: list[PrefectFuture], stage: str) -> list:
-    """Every shard's result, or one error naming the shards that failed and why."""
-    for future in futures:
-        future.wait()
-    states = [f.state for f in futures]
-    failed = [(i, s) for i, s in enumerate(states) if not s.is_completed()]
-    if failed:
-        first, state = failed[0]
-        which = ", ".join(str(i) for i, _ in failed)
-        raise RuntimeError(
-            f"{stage}: shard(s) {which} of {len(futures)} failed; shard {first}: {state.name}: {state.message}"
-        )
-    return [f.result() for f in futures]
-
-
 @task(name="shard-events", cache_policy=NO_CACHE, timeout_seconds=3600)
 def shard_events(events_path: Path, shards: int) -> list[Path]:
     """``runs/<date>/shards/events/part-NNNNN.parquet``: the night's events by user shard."""
     return split_by_user(events_path, shards)
 
 
-@task(name="validate-shard", cache_policy=NO_CACHE, timeout_seconds=3600)
+@task(name="validate-shard", cache_policy=NO_CACHE, timeout_seconds=3600, retries=2, retry_delay_seconds=1)
 def validate_shard(part: Path, config: NightrecConfig, run_date: date) -> Path:
     """The row rules' masks of one shard (``shards/flags/``) and its clean rows (``shards/clean/``)."""
     from expectations.runner import shard_flags
@@ -136,7 +69,7 @@ def validate(runner: TaskRunner, events_path: Path, config: NightrecConfig, run_
     """The validation stage over ``orchestration.shards`` shards: same files and verdict as one process."""
     parts = shard_events(events_path, config.orchestration.shards)
     futures = runner.map(validate_shard, {"part": parts, "config": unmapped(config), "run_date": unmapped(run_date)})
-    return validate_merged(events_path, _results(futures, "validate"), config, run_date)
+    return validate_merged(events_path, shard_results(futures, "validate"), config, run_date)
 
 
 @task(name="sequences-shard", cache_policy=NO_CACHE, timeout_seconds=3600, retries=2, retry_delay_seconds=1)
@@ -188,13 +121,13 @@ def sequences_reduce(rows_dirs: list[Path], seq_parts: list[Path], vocab, config
 def sequences(runner: TaskRunner, clean_path: Path, config: NightrecConfig, previous_vocab: Path | None) -> Path:
     """The sequences stage over the shards' clean parts: same folder as one process builds."""
     run_dir, shards = clean_path.parent, list(range(config.orchestration.shards))
-    rows = _results(
+    rows = shard_results(
         runner.map(order_shard, {"run_dir": unmapped(run_dir), "config": unmapped(config), "shard": shards}),
         "sequences",
     )
     vocab, vocab_dir = vocab_reduce(rows, config, previous_vocab)
     futures = runner.map(number_shard, {"rows_dir": rows, "vocab_dir": unmapped(vocab_dir), "config": unmapped(config)})
-    return sequences_reduce(rows, _results(futures, "sequences"), vocab, config, run_dir)
+    return sequences_reduce(rows, shard_results(futures, "sequences"), vocab, config, run_dir)
 
 
 @task(name="score-shard", cache_policy=NO_CACHE, timeout_seconds=3600, retries=2, retry_delay_seconds=1)
@@ -290,7 +223,7 @@ def serve(
                 "shards": unmapped(n),
             },
         )
-        scores = _results(futures, "score")
+        scores = shard_results(futures, "score")
         get_run_logger().info(f"score: {n} shards scored by `{serving.name}`")
     ranked = rank_popularity(clean_path, config)
     futures = runner.map(
@@ -305,4 +238,4 @@ def serve(
             "shards": unmapped(n),
         },
     )
-    return merge_recommendations(_results(futures, "fallback"), clean_path, ranked, config)
+    return merge_recommendations(shard_results(futures, "fallback"), clean_path, ranked, config)

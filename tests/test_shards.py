@@ -141,7 +141,7 @@ def test_a_worker_killed_while_scoring_costs_a_retry_not_the_night(single_night,
 
 
 def test_the_worker_environment_says_where_shards_run_unless_the_parameter_does():
-    from flows.shards import with_worker_executor
+    from flows.executor import with_worker_executor
     from nightrec.errors import ConfigError
 
     worker = {"NIGHTREC_ORCHESTRATION__EXECUTOR": "dask", "NIGHTREC_ORCHESTRATION__SHARDS": "8"}
