@@ -98,7 +98,7 @@ class RssSampler(threading.Thread):
 
 # The sharded path's tasks (flows.shards), counted in the stage they belong to.
 STAGE_OF = {
-    "shard-events": "validate",
+    "ingest-shards": "ingest",
     "validate-shard": "validate",
     "sequences-shard": "sequences",
     "sequences-vocab": "sequences",

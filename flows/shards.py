@@ -40,7 +40,7 @@ from nightrec.shards import in_shard, part_file, shard_dir, split_by_user, write
 KILL_DRILL = "NIGHTREC_DRILL_KILL_SCORE_WORKER"
 
 
-@task(name="shard-events", cache_policy=NO_CACHE, timeout_seconds=3600)
+@task(name="ingest-shards", cache_policy=NO_CACHE, timeout_seconds=3600)
 def shard_events(events_path: Path, shards: int) -> list[Path]:
     """``runs/<date>/shards/events/part-NNNNN.parquet``: the night's events by user shard."""
     return split_by_user(events_path, shards)
