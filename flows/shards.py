@@ -33,7 +33,7 @@ from flows.executor import shard_results
 from nightrec.config import NightrecConfig
 from nightrec.layout import CLEAN_FILE, FALLBACK_FILE, RECOMMENDATIONS_FILE
 from nightrec.schema import EVENT_TYPE, ITEM_ID, TIMESTAMP, USER_ID, USER_IDX
-from nightrec.shards import in_shard, part_file, shard_dir, split_by_user, write_atomic
+from nightrec.shards import in_shard, part_file, remove_parts, shard_dir, split_by_user, write_atomic
 
 # A drill for the retry path: the first scoring task to start in a process with this variable set
 # creates the named file and kills its own process (a Dask worker), as a crashed machine would.
@@ -238,4 +238,6 @@ def serve(
             "shards": unmapped(n),
         },
     )
-    return merge_recommendations(shard_results(futures, "fallback"), clean_path, ranked, config)
+    paths = merge_recommendations(shard_results(futures, "fallback"), clean_path, ranked, config)
+    remove_parts(clean_path.parent)  # copies of the night's events: none outlives the night
+    return paths

@@ -7,6 +7,7 @@ row's position in the night's events (``ROW``), so a reduce restores the single-
 exactly and every later stage sees the same rows in the same order as with one shard.
 """
 
+import shutil
 import uuid
 import zlib
 from pathlib import Path
@@ -65,6 +66,15 @@ def merge_parts(parts: list[Path]) -> pl.DataFrame:
     """The parts as one frame in the order of the night's events (by ``ROW``, which is kept)."""
     frames = [pl.read_parquet(p) for p in parts]
     return pl.concat(frames, how="vertical").sort(ROW)
+
+
+def remove_parts(run_dir: Path) -> bool:
+    """Delete ``runs/<date>/shards/`` once the reduces have read it: its parts are copies of the
+    night's events (and derived rows) that nothing reads later. Returns whether it existed."""
+    parts = Path(run_dir) / SHARDS_DIR
+    existed = parts.is_dir()
+    shutil.rmtree(parts, ignore_errors=True)
+    return existed
 
 
 def write_atomic(frame: pl.DataFrame, out: Path) -> Path:

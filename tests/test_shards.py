@@ -121,8 +121,7 @@ def test_dask_night_with_four_shards_equals_the_single_process_night(single_nigh
     state = run_night(config, NIGHT1)
     assert state.is_completed(), state.message
     _assert_same_night(config, single_night)
-    parts = sorted((config.run_dir(NIGHT1) / "shards" / "recommendations").glob("part-*.parquet"))
-    assert len(parts) == 4, "each shard wrote its part of the table"
+    assert not (config.run_dir(NIGHT1) / "shards").exists(), "no copy of the night's events outlives the night"
     states = task_states(state)
     for stage in ("validate-shard", "sequences-shard", "score-shard", "fallback-shard", "sequences", "publish"):
         assert states[stage] == "Completed", (stage, states)
@@ -150,3 +149,14 @@ def test_the_worker_environment_says_where_shards_run_unless_the_parameter_does(
     assert (merged.executor, merged.shards) == ("dask", 2), "the deployment's own setting wins"
     with pytest.raises(ConfigError, match="NIGHTREC_ORCHESTRATION"):
         with_worker_executor(stored, {"NIGHTREC_ORCHESTRATION__EXECUTOR": "spark"})
+
+
+def test_raw_retention_removes_a_failed_nights_shard_parts(tmp_path):
+    from nightrec.privacy.retention import apply_raw_retention
+
+    parts = tmp_path / "runs" / "2026-03-01" / "shards" / "events"
+    parts.mkdir(parents=True)
+    (parts / "part-00000.parquet").write_bytes(b"rows")
+    removed = apply_raw_retention(tmp_path, NIGHT1, keep_days=3)
+    assert removed == ["runs/2026-03-01/shards"]
+    assert not parts.exists()

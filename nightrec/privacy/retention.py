@@ -4,7 +4,8 @@ an event too old to be real (``validation.retention_days``)."""
 from datetime import date, timedelta
 from pathlib import Path
 
-from nightrec.layout import CLEAN_FILE, EVENTS_FILE, QUARANTINE_FILE, runs_dir
+from nightrec.layout import CLEAN_FILE, EVENTS_FILE, QUARANTINE_FILE, SHARDS_DIR, runs_dir
+from nightrec.shards import remove_parts
 
 # The files of runs/<date>/ that hold event rows as they came in; derived files stay.
 RAW_COPIES = (EVENTS_FILE, CLEAN_FILE, QUARANTINE_FILE)
@@ -28,4 +29,6 @@ def apply_raw_retention(data_dir: Path, run_date: date, keep_days: int) -> list[
             if path.is_file():
                 path.unlink()
                 removed.append(path.relative_to(data_dir).as_posix())
+        if remove_parts(night):  # a sharded night that failed before its reduces removed them
+            removed.append((night / SHARDS_DIR).relative_to(data_dir).as_posix())
     return removed
