@@ -154,27 +154,22 @@ def assemble_shard(
     shards: int,
 ) -> Path:
     """One shard's rows of tonight's table (``shards/recommendations/``): the model's lists where
-    there are scores, popularity from the whole night's ranking for everyone else."""
+    there are scores, popularity from the whole night's segments and lists for everyone else."""
     from nightrec.fallback.history import read_user_table
-    from nightrec.fallback.recommend import build_recommendations
+    from nightrec.fallback.recommend import NightRankings, build_recommendations
 
     pop = config.popularity
-    everyone = pl.scan_parquet(clean_path).select(USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP)
-    events = in_shard(everyone.collect(), shard, shards)
-    scores = pl.read_parquet(scores_part) if scores_part is not None else None
+    events = in_shard(pl.read_parquet(clean_path, columns=[USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP]), shard, shards)
     users = read_user_table(pop.users_file, pop.segment_column) if pop.users_file is not None else None
-    segmented = users is not None and bool(pop.segment_column)
+    night = ranked_path.parent
     recs = build_recommendations(
         events,
         config.run_date,
         config,
-        model_scores=scores,
+        model_scores=pl.read_parquet(scores_part) if scores_part is not None else None,
         model_version=model_version,
         users=in_shard(users, shard, shards) if users is not None else None,
-        # segments are sized and ranked on the whole night, as one process would
-        popularity_events=everyone if segmented else None,
-        active_users=everyone.select(USER_ID).unique().collect().get_column(USER_ID) if segmented else None,
-        global_ranked=pl.read_parquet(ranked_path),
+        rankings=NightRankings(pl.read_parquet(night / "groups.parquet"), pl.read_parquet(night / "ranked.parquet")),
     )
     return write_atomic(recs, part_file(clean_path.parent, "recommendations", shard))
 
@@ -192,12 +187,18 @@ def merge_recommendations(parts: list[Path], clean_path: Path, ranked_path: Path
 
 @task(name="popularity", cache_policy=NO_CACHE, timeout_seconds=3600)
 def rank_popularity(clean_path: Path, config: NightrecConfig) -> Path:
-    """The night's global popularity ranking, computed once for every shard."""
+    """The night's popularity, once for every shard: the global ranking (``popularity.parquet``,
+    also the new-user list), every user's segment group and each group's list."""
     from nightrec.fallback.popularity import popularity_scores
+    from nightrec.fallback.recommend import night_rankings
 
-    events = pl.scan_parquet(clean_path).select(ITEM_ID, EVENT_TYPE, TIMESTAMP)
+    events = pl.read_parquet(clean_path, columns=[USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP])
     ranked = popularity_scores(events, config.run_date, config.popularity)
-    return write_atomic(ranked, shard_dir(clean_path.parent, "popularity") / "popularity.parquet")
+    rankings = night_rankings(events, config.run_date, config, global_ranked=ranked)
+    out = shard_dir(clean_path.parent, "popularity")
+    write_atomic(rankings.groups, out / "groups.parquet")
+    write_atomic(rankings.ranked, out / "ranked.parquet")
+    return write_atomic(ranked, out / "popularity.parquet")
 
 
 def serve(

@@ -160,3 +160,29 @@ def test_raw_retention_removes_a_failed_nights_shard_parts(tmp_path):
     removed = apply_raw_retention(tmp_path, NIGHT1, keep_days=3)
     assert removed == ["runs/2026-03-01/shards"]
     assert not parts.exists()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_threads_with_segments_and_users_without_events_equal_the_single_process_night(
+    prefect_harness, noisy_events, tmp_path
+):
+    """``executor: local`` with 3 shards: the segments are sized and ranked on the whole night and
+    a user of the user table with no event tonight still gets exactly one list, in one shard."""
+    log = pl.read_parquet(noisy_events / "events.parquet")
+    ids = [*log.get_column("user_id").drop_nulls().unique().sort().to_list(), "table-only-1", "table-only-2"]
+    users = tmp_path / "users.csv"
+    pl.DataFrame({"user_id": ids, "segment": [f"s{i % 2}" for i in range(len(ids))]}).write_csv(users)
+    popularity = {"users_file": str(users), "segment_column": "segment", "min_segment_users": 20}
+
+    def night(name: str, **orchestration) -> NightrecConfig:
+        config = _config(tmp_path / name, noisy_events, **orchestration)
+        config = config.model_copy(update={"popularity": config.popularity.model_validate(popularity)})
+        state = run_night(config, NIGHT1)
+        assert state.is_completed(), state.message
+        return config
+
+    single, threads = night("single"), night("threads", shards=3)
+    _assert_same_night(threads, single)
+    table = latest_table(threads)
+    assert table.filter(pl.col("user_id") == "table-only-1").height == 10, "one list for a user without events"

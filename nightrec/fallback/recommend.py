@@ -7,6 +7,7 @@ or in the user table gets the popularity fallback (``popularity``). Every user g
 rows, or every eligible item when fewer exist; ranks run 1..K with no repeats and no seen item.
 """
 
+from dataclasses import dataclass
 from datetime import date
 
 import polars as pl
@@ -75,6 +76,45 @@ def _model_rows(model_scores: pl.DataFrame, eligible: pl.Series, seen: pl.LazyFr
     )
 
 
+@dataclass(frozen=True)
+class NightRankings:
+    """The night's popularity for every user: ``groups`` (user_id, GROUP) for the night's users
+    and the user table, and ``ranked`` (GROUP, item_id, score), each group's list best first."""
+
+    groups: pl.DataFrame
+    ranked: pl.DataFrame
+
+
+def night_rankings(
+    events: pl.DataFrame | pl.LazyFrame,
+    run_date: date,
+    config: NightrecConfig,
+    users: pl.DataFrame | None = None,
+    global_ranked: pl.DataFrame | None = None,
+) -> NightRankings:
+    """The segments and lists ``build_recommendations`` ranks from, over the whole night, for the
+    callers that list a part of its users at a time (user shards)."""
+    users = _user_table(users, config)
+    counts = event_counts(events)
+    groups = _user_groups(_everyone(counts, users), users, config, counts.get_column(USER_ID))
+    return NightRankings(groups, grouped_rankings(events, run_date, config.popularity, groups, global_ranked))
+
+
+def _user_table(users: pl.DataFrame | None, config: NightrecConfig) -> pl.DataFrame | None:
+    """``users`` with text ids, or ``popularity.users_file`` read when it is None."""
+    if users is None and config.popularity.users_file is not None:
+        return read_user_table(config.popularity.users_file, config.popularity.segment_column)
+    return as_id_column(users, USER_ID, "user table") if users is not None else None
+
+
+def _everyone(counts: pl.DataFrame, users: pl.DataFrame | None) -> pl.Series:
+    """Every user who gets a list, sorted: the night's users and the user table's."""
+    everyone = counts.get_column(USER_ID)
+    if users is not None:
+        everyone = pl.concat([everyone, users.get_column(USER_ID)]).unique(maintain_order=True)
+    return everyone.sort()
+
+
 def build_recommendations(
     events: pl.DataFrame,
     run_date: date,
@@ -85,6 +125,7 @@ def build_recommendations(
     popularity_events: pl.DataFrame | pl.LazyFrame | None = None,
     active_users: pl.Series | None = None,
     global_ranked: pl.DataFrame | None = None,
+    rankings: NightRankings | None = None,
 ) -> pl.DataFrame:
     """Tonight's table in the published schema.
 
@@ -95,19 +136,14 @@ def build_recommendations(
     histories of a few users as ``events`` and the whole day's log and users here, so their lists
     are the ones the night would have given them. ``global_ranked`` is ``popularity_scores`` of
     those events when the caller has it already (the night also publishes its head as the
-    new-user list).
+    new-user list). ``rankings`` (``night_rankings`` of the whole night) replaces all three: a
+    user shard lists its own users from the segments and lists of every user.
     """
     k = config.k
-    if users is None and config.popularity.users_file is not None:
-        users = read_user_table(config.popularity.users_file, config.popularity.segment_column)
-    elif users is not None:
-        users = as_id_column(users, USER_ID, "user table")
+    users = _user_table(users, config)
     counts = event_counts(events)
     seen = seen_pairs(events)
-    everyone = counts.get_column(USER_ID)
-    if users is not None:
-        everyone = pl.concat([everyone, users.get_column(USER_ID)]).unique(maintain_order=True)
-    everyone = everyone.sort()
+    everyone = _everyone(counts, users)
 
     model = pl.DataFrame(schema={USER_ID: pl.String, ITEM_ID: pl.String, SCORE: pl.Float64})
     if model_scores is not None and model_version is None:
@@ -117,10 +153,14 @@ def build_recommendations(
         model = _model_rows(model_scores, enough, seen, k)
     model = model.with_columns(pl.int_range(1, pl.len() + 1).over(USER_ID).cast(pl.Int32).alias(RANK))
 
-    active = counts.get_column(USER_ID) if active_users is None else active_users
-    groups = _user_groups(everyone, users, config, active)
-    popular = events if popularity_events is None else popularity_events
-    ranked = grouped_rankings(popular, run_date, config.popularity, groups, global_ranked)
+    if rankings is None:
+        active = counts.get_column(USER_ID) if active_users is None else active_users
+        groups = _user_groups(everyone, users, config, active)
+        popular = events if popularity_events is None else popularity_events
+        ranked = grouped_rankings(popular, run_date, config.popularity, groups, global_ranked)
+    else:
+        groups = rankings.groups.join(pl.DataFrame({USER_ID: everyone}), on=USER_ID, how="semi", maintain_order="left")
+        ranked = rankings.ranked
     # Only users whose model list is short (or missing) are filled: on a night where the model
     # serves nearly everyone, the fallback touches a few users, not users x candidates.
     n_model = model.group_by(USER_ID).agg(pl.len().cast(pl.Int32).alias("__n"))
