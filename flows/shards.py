@@ -1,5 +1,5 @@
-"""The per-shard stages (``orchestration.shards`` > 1) as mapped Prefect tasks, and the executor
-they run on (``orchestration.executor``: threads of this process, or a Dask cluster).
+"""The per-shard stages (``orchestration.shards`` > 1, or ``executor: dask``) as mapped Prefect
+tasks, on the task runner ``flows.executor`` opens for the night.
 
 Each stage maps one task over the user shards, then one task reduces their parts:
 
@@ -10,7 +10,8 @@ Each stage maps one task over the user shards, then one task reduces their parts
   items and users once (summed counts, first events); each shard then builds its users' lists
   with those numbers, and the reduce splits them and writes the one sequences folder;
 - scoring and the table's staging files: each shard scores its users and assembles their rows
-  (the model's lists, popularity for the rest) from the global popularity ranking; the reduce
+  (the model's lists, popularity for the rest) from the night's segments and lists, ranked once
+  over every user (the ``popularity`` task); the reduce
   concatenates the parts into ``recommendations.parquet``, which publishing swaps in atomically.
 
 Training stays global (one model, in its own subprocess). Workers exchange paths under
