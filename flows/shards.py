@@ -32,9 +32,10 @@ from prefect.utilities.annotations import unmapped
 
 from flows.executor import shard_results
 from nightrec.config import NightrecConfig
+from nightrec.ingest.runs import write_parquet_atomic
 from nightrec.layout import CLEAN_FILE, FALLBACK_FILE, RECOMMENDATIONS_FILE
 from nightrec.schema import EVENT_TYPE, ITEM_ID, TIMESTAMP, USER_ID, USER_IDX
-from nightrec.shards import in_shard, part_file, remove_parts, shard_dir, split_by_user, write_atomic
+from nightrec.shards import in_shard, part_file, remove_parts, shard_dir, split_by_user
 
 # A drill for the retry path: the first scoring task to start in a process with this variable set
 # creates the named file and kills its own process (a Dask worker), as a crashed machine would.
@@ -54,8 +55,8 @@ def validate_shard(part: Path, config: NightrecConfig, run_date: date) -> Path:
 
     shard = int(part.stem.split("-")[1])
     flags, clean = shard_flags(part, config, run_date)
-    write_atomic(clean, part_file(part.parents[2], "clean", shard))
-    return write_atomic(flags, part_file(part.parents[2], "flags", shard))
+    write_parquet_atomic(clean, part_file(part.parents[2], "clean", shard))
+    return write_parquet_atomic(flags, part_file(part.parents[2], "flags", shard))
 
 
 @task(name="validate", cache_policy=NO_CACHE, timeout_seconds=3600)
@@ -91,7 +92,7 @@ def number_shard(rows_dir: Path, vocab_dir: Path, config: NightrecConfig) -> Pat
 
     seqs, dropped = user_sequences(load_rows(rows_dir), load_vocab(vocab_dir), config.sequences)
     (rows_dir / "dropped.json").write_text(json.dumps(dropped))
-    return write_atomic(seqs, rows_dir / "sequences.parquet")
+    return write_parquet_atomic(seqs, rows_dir / "sequences.parquet")
 
 
 @task(name="sequences-vocab", cache_policy=NO_CACHE, timeout_seconds=3600)
@@ -141,7 +142,7 @@ def score_shard(model_dir: Path, sequences_dir: Path, k: int, accelerator: str, 
         Path(drill).write_text(f"scoring shard {shard} killed its worker (pid {os.getpid()})\n")
         os._exit(1)
     scores = score_users(model_dir, sequences_dir, k, device=scoring_device(accelerator), shard=(shard, shards))
-    return write_atomic(scores, part_file(sequences_dir.parent, "scores", shard))
+    return write_parquet_atomic(scores, part_file(sequences_dir.parent, "scores", shard))
 
 
 @task(name="fallback-shard", cache_policy=NO_CACHE, timeout_seconds=3600, retries=2, retry_delay_seconds=1)
@@ -172,7 +173,7 @@ def assemble_shard(
         users=in_shard(users, shard, shards) if users is not None else None,
         rankings=NightRankings(pl.read_parquet(night / "groups.parquet"), pl.read_parquet(night / "ranked.parquet")),
     )
-    return write_atomic(recs, part_file(clean_path.parent, "recommendations", shard))
+    return write_parquet_atomic(recs, part_file(clean_path.parent, "recommendations", shard))
 
 
 @task(name="fallback", cache_policy=NO_CACHE, timeout_seconds=3600)
@@ -181,9 +182,9 @@ def merge_recommendations(parts: list[Path], clean_path: Path, ranked_path: Path
     from nightrec.fallback.recommend import new_user_list
 
     recs = pl.concat([pl.read_parquet(p) for p in parts], how="vertical")
-    out = write_atomic(recs, clean_path.parent / RECOMMENDATIONS_FILE)
+    out = write_parquet_atomic(recs, clean_path.parent / RECOMMENDATIONS_FILE)
     new_users = new_user_list(pl.read_parquet(ranked_path), config.run_date, config.k)
-    return out, write_atomic(new_users, clean_path.parent / FALLBACK_FILE)
+    return out, write_parquet_atomic(new_users, clean_path.parent / FALLBACK_FILE)
 
 
 @task(name="popularity", cache_policy=NO_CACHE, timeout_seconds=3600)
@@ -197,9 +198,9 @@ def rank_popularity(clean_path: Path, config: NightrecConfig) -> Path:
     ranked = popularity_scores(events, config.run_date, config.popularity)
     rankings = night_rankings(events, config.run_date, config, global_ranked=ranked)
     out = shard_dir(clean_path.parent, "popularity")
-    write_atomic(rankings.groups, out / "groups.parquet")
-    write_atomic(rankings.ranked, out / "ranked.parquet")
-    return write_atomic(ranked, out / "popularity.parquet")
+    write_parquet_atomic(rankings.groups, out / "groups.parquet")
+    write_parquet_atomic(rankings.ranked, out / "ranked.parquet")
+    return write_parquet_atomic(ranked, out / "popularity.parquet")
 
 
 def serve(

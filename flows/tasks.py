@@ -8,8 +8,6 @@ completed night skips them; publishing is never cached (it is idempotent and che
 happen when the table was removed).
 """
 
-import os
-import uuid
 from datetime import date
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from flows.caching import CONTENT
 from nightrec.config import NightrecConfig
 from nightrec.errors import NightrecError, is_setup_error
 from nightrec.ingest.input_files import resolve_files
-from nightrec.ingest.runs import default_run_date, require_source
+from nightrec.ingest.runs import default_run_date, require_source, write_parquet_atomic
 from nightrec.layout import BEHAVIOR_DIR, CLEAN_FILE, EVENTS_FILE, FALLBACK_FILE, RECOMMENDATIONS_FILE
 from nightrec.publish.rollback import publish_night
 from nightrec.schema import EVENT_TYPE, ITEM_ID, TIMESTAMP, USER_ID
@@ -125,15 +123,9 @@ def assemble_recommendations(
     )
     out = clean_path.parent / RECOMMENDATIONS_FILE
     new_users = clean_path.parent / FALLBACK_FILE
-    _write_atomic(recs, out)
-    _write_atomic(fallback_list(events, run_date, config, ranked), new_users)
+    write_parquet_atomic(recs, out)
+    write_parquet_atomic(fallback_list(events, run_date, config, ranked), new_users)
     return out, new_users
-
-
-def _write_atomic(frame: pl.DataFrame, out: Path) -> None:
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}")
-    frame.write_parquet(tmp)
-    os.replace(tmp, out)
 
 
 @task(name="publish", cache_policy=NO_CACHE, timeout_seconds=3600, **IO_RETRIES)

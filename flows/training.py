@@ -33,6 +33,7 @@ from nightrec import layout
 from nightrec.config import SECRETS, NightrecConfig
 from nightrec.errors import NightrecError
 from nightrec.evaluation.gate import served_popularity_metrics
+from nightrec.ingest.runs import write_parquet_atomic
 from nightrec.layout import (
     BEST_CKPT,
     ITEMS_FILE,
@@ -285,8 +286,4 @@ def score(model_dir: Path, sequences_dir: Path, k: int, accelerator: str = "cpu"
     from lightning_modules.scoring import score_users, scoring_device
 
     scores = score_users(model_dir, sequences_dir, k, device=scoring_device(accelerator))
-    out = sequences_dir.parent / SCORES_FILE
-    tmp = out.with_name(f".{out.name}.tmp")
-    scores.write_parquet(tmp)
-    os.replace(tmp, out)
-    return out
+    return write_parquet_atomic(scores, sequences_dir.parent / SCORES_FILE)

@@ -8,12 +8,12 @@ exactly and every later stage sees the same rows in the same order as with one s
 """
 
 import shutil
-import uuid
 import zlib
 from pathlib import Path
 
 import polars as pl
 
+from nightrec.ingest.runs import write_parquet_atomic
 from nightrec.layout import SHARDS_DIR
 from nightrec.schema import USER_ID
 
@@ -52,12 +52,10 @@ def split_by_user(events_path: Path, n: int, stage: str = "events") -> list[Path
     events_path = Path(events_path)
     events = pl.read_parquet(events_path).with_row_index(ROW)
     shards = shard_of(events.get_column(USER_ID), n)
-    out = shard_dir(events_path.parent, stage)
-    out.mkdir(parents=True, exist_ok=True)
     parts = []
     for shard in range(n):
         path = part_file(events_path.parent, stage, shard)
-        write_atomic(events.filter(shards == shard), path)
+        write_parquet_atomic(events.filter(shards == shard), path)
         parts.append(path)
     return parts
 
@@ -75,13 +73,3 @@ def remove_parts(run_dir: Path) -> bool:
     existed = parts.is_dir()
     shutil.rmtree(parts, ignore_errors=True)
     return existed
-
-
-def write_atomic(frame: pl.DataFrame, out: Path) -> Path:
-    """Write ``frame`` to ``out`` through a temporary name, so a reader never sees half a part."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}")  # a retried task may overlap a lost one
-    frame.write_parquet(tmp)
-    tmp.replace(out)
-    return out

@@ -2,6 +2,7 @@
 night's events are ingested by ``expectations.load.ingest``, leniently)."""
 
 import json
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,17 @@ def run_date_after(events: pl.DataFrame | pl.LazyFrame, source: str, now: dateti
             f"{source}: no event has a usable '{TIMESTAMP}' at or before {now:%Y-%m-%d %H:%M} UTC; pass --run-date"
         )
     return latest.date() + timedelta(days=1)
+
+
+def write_parquet_atomic(frame: pl.DataFrame, out: Path) -> Path:
+    """Write ``frame`` to ``out`` through a temporary name in the same folder, so a reader never
+    sees half a file; the name is unique, so a retried task that overlaps a lost one cannot clash."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}")
+    frame.write_parquet(tmp)
+    tmp.replace(out)
+    return out
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> Path:
