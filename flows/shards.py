@@ -18,7 +18,6 @@ Training stays global (one model, in its own subprocess). Workers exchange paths
 the data directory, never data: on a cluster it must be storage every worker mounts.
 """
 
-import json
 import os
 from datetime import date
 from pathlib import Path
@@ -49,14 +48,14 @@ def shard_events(events_path: Path, shards: int) -> list[Path]:
 
 
 @task(name="validate-shard", cache_policy=NO_CACHE, timeout_seconds=3600, retries=2, retry_delay_seconds=1)
-def validate_shard(part: Path, config: NightrecConfig, run_date: date) -> Path:
-    """The row rules' masks of one shard (``shards/flags/``) and its clean rows (``shards/clean/``)."""
+def validate_shard(run_dir: Path, config: NightrecConfig, run_date: date, shard: int) -> Path:
+    """The row rules' masks of one shard (``shards/flags/``) and its clean rows (``shards/clean/``),
+    which the later shard tasks read instead of the whole night."""
     from expectations.runner import shard_flags
 
-    shard = int(part.stem.split("-")[1])
-    flags, clean = shard_flags(part, config, run_date)
-    write_parquet_atomic(clean, part_file(part.parents[2], "clean", shard))
-    return write_parquet_atomic(flags, part_file(part.parents[2], "flags", shard))
+    flags, clean = shard_flags(part_file(run_dir, "events", shard), config, run_date)
+    write_parquet_atomic(clean, part_file(run_dir, "clean", shard))
+    return write_parquet_atomic(flags, part_file(run_dir, "flags", shard))
 
 
 @task(name="validate", cache_policy=NO_CACHE, timeout_seconds=3600)
@@ -69,8 +68,10 @@ def validate_merged(events_path: Path, flag_parts: list[Path], config: NightrecC
 
 def validate(runner: TaskRunner, events_path: Path, config: NightrecConfig, run_date: date) -> tuple[Path, dict]:
     """The validation stage over ``orchestration.shards`` shards: same files and verdict as one process."""
-    parts = shard_events(events_path, config.orchestration.shards)
-    futures = runner.map(validate_shard, {"part": parts, "config": unmapped(config), "run_date": unmapped(run_date)})
+    shards = list(range(config.orchestration.shards))
+    shard_events(events_path, len(shards))
+    parameters = {"run_dir": unmapped(events_path.parent), "config": unmapped(config), "run_date": unmapped(run_date)}
+    futures = runner.map(validate_shard, {**parameters, "shard": shards})
     return validate_merged(events_path, shard_results(futures, "validate"), config, run_date)
 
 
@@ -88,11 +89,10 @@ def order_shard(run_dir: Path, config: NightrecConfig, shard: int) -> Path:
 def number_shard(rows_dir: Path, vocab_dir: Path, config: NightrecConfig) -> Path:
     """Phase two of one shard's sequences: one row of lists per user, numbered by the vocabularies."""
     from nightrec.sequences.build import user_sequences
-    from nightrec.sequences.parts import load_rows, load_vocab
+    from nightrec.sequences.parts import load_rows, load_vocab, save_sequences
 
     seqs, dropped = user_sequences(load_rows(rows_dir), load_vocab(vocab_dir), config.sequences)
-    (rows_dir / "dropped.json").write_text(json.dumps(dropped))
-    return write_parquet_atomic(seqs, rows_dir / "sequences.parquet")
+    return save_sequences(seqs, dropped, rows_dir)
 
 
 @task(name="sequences-vocab", cache_policy=NO_CACHE, timeout_seconds=3600)
@@ -109,14 +109,10 @@ def vocab_reduce(rows_dirs: list[Path], config: NightrecConfig, previous_vocab: 
 def sequences_reduce(rows_dirs: list[Path], seq_parts: list[Path], vocab, config: NightrecConfig, run_dir: Path):
     """``runs/<date>/sequences/`` from the shards' per-user sequences, as one process writes it."""
     from nightrec.sequences.build import split_sequences, write_run_sequences
+    from nightrec.sequences.parts import shard_totals
 
     seqs = pl.concat([pl.read_parquet(p) for p in seq_parts], how="vertical_relaxed").sort(USER_IDX)
-    metas = [json.loads((d / "meta.json").read_text()) for d in rows_dirs]
-    dropped: dict[str, int] = {}
-    for d, meta in zip(rows_dirs, metas, strict=True):
-        for key, n in {**meta["dropped"], **json.loads((d / "dropped.json").read_text())}.items():
-            dropped[key] = dropped.get(key, 0) + n
-    events_in = sum(m["events_in"] for m in metas)
+    events_in, dropped = shard_totals(rows_dirs)
     return write_run_sequences(split_sequences(seqs, vocab, config.sequences, events_in, dropped), run_dir)
 
 
@@ -161,7 +157,10 @@ def assemble_shard(
     from nightrec.fallback.recommend import NightRankings, build_recommendations
 
     pop = config.popularity
-    events = in_shard(pl.read_parquet(clean_path, columns=[USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP]), shard, shards)
+    # the shard's clean rows, as validation kept them: the night's clean rows of its users, in order
+    events = pl.read_parquet(
+        part_file(clean_path.parent, "clean", shard), columns=[USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP]
+    )
     users = read_user_table(pop.users_file, pop.segment_column) if pop.users_file is not None else None
     night = ranked_path.parent
     recs = build_recommendations(

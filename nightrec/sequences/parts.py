@@ -7,12 +7,14 @@ from pathlib import Path
 
 import polars as pl
 
+from nightrec.ingest.runs import write_parquet_atomic
 from nightrec.layout import ITEMS_FILE, USERS_FILE
 from nightrec.sequences.build import OrderedRows, Vocabularies
 from nightrec.sequences.vocab import ITEMS_SCHEMA, USERS_SCHEMA
 
 _FRAMES = ("ordered", "item_codes", "user_codes")
 _META = "meta.json"
+_DROPPED = "dropped.json"
 
 
 def save_rows(rows: OrderedRows, out: Path) -> Path:
@@ -31,6 +33,23 @@ def load_rows(folder: Path) -> OrderedRows:
     meta = json.loads((Path(folder) / _META).read_text())
     frames = {name: pl.read_parquet(Path(folder) / f"{name}.parquet") for name in _FRAMES}
     return OrderedRows(**frames, events_in=meta["events_in"], dropped=meta["dropped"])
+
+
+def save_sequences(seqs: pl.DataFrame, dropped: dict[str, int], folder: Path) -> Path:
+    """Phase two's output beside the shard's rows: its users' sequences and the rows it dropped."""
+    (Path(folder) / _DROPPED).write_text(json.dumps(dropped))
+    return write_parquet_atomic(seqs, Path(folder) / "sequences.parquet")
+
+
+def shard_totals(folders: list[Path]) -> tuple[int, dict[str, int]]:
+    """Events read and rows dropped (by reason) over every shard, both phases."""
+    events_in, dropped = 0, {}
+    for folder in map(Path, folders):
+        meta = json.loads((folder / _META).read_text())
+        events_in += meta["events_in"]
+        for key, n in {**meta["dropped"], **json.loads((folder / _DROPPED).read_text())}.items():
+            dropped[key] = dropped.get(key, 0) + n
+    return events_in, dropped
 
 
 def shard_summaries(folders: list[Path]) -> tuple[pl.DataFrame, pl.DataFrame]:
