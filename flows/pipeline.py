@@ -32,6 +32,7 @@ from nightrec.privacy.retention import apply_raw_retention
 from nightrec.registry import TrainPlan, clear_retrain_request, plan_training, requested_retrain
 
 DEGRADED_EVENT = "nightrec.quality.degraded"
+NO_SCORING = "skipped: no serving model"
 STAGES = ("validate", "behavior", "sequences", "train", "evaluate", "promote", "score", "fallback", "publish", "report")
 
 
@@ -140,7 +141,7 @@ def serve(
     if runner is not None:
         paths = shards.serve(runner, config, seq_dir, clean_path, serving)
         what = f"{config.orchestration.shards} shards on {config.orchestration.executor}"
-        progress.done("score", f"model `{serving.name}` scored every known user ({what})" if serving else "skipped")
+        progress.done("score", f"model `{serving.name}` scored every known user ({what})" if serving else NO_SCORING)
         progress.done("fallback", f"popularity for users without a model list ({what})")
         return version, *paths
     scores_path = None
@@ -148,7 +149,7 @@ def serve(
         scores_path = _ensure(training.score, serving, seq_dir, config.k, config.train.accelerator)
         progress.done("score", f"model `{serving.name}` scored every known user")
     else:
-        progress.done("score", "skipped: no serving model")
+        progress.done("score", NO_SCORING)
     version = serving.name if scores_path is not None else None
     paths = _ensure(tasks.assemble_recommendations, clean_path, config, config.run_date, scores_path, version)
     progress.done("fallback", "popularity for users without a model list")
