@@ -80,14 +80,19 @@ ui: $(VENV)/.installed
 	$(BIN)/python -m flows.local_server --port $(UI_PORT) --data-dir $(DATA_DIR) \
 		$(if $(wildcard $(DATA_DIR)/events),--events $(DATA_DIR)/events)
 
-# MovieLens-100k as RecBole ships it; recbole itself is never installed.
-bench-data/ml-100k/ml-100k.inter:
+# MovieLens-100k as RecBole ships it (interactions, item and user attributes); recbole itself is never installed.
+ML100K := bench-data/ml-100k/ml-100k
+$(ML100K).inter:
 	mkdir -p bench-data/wheel bench-data/ml-100k
 	$(PYTHON) -m pip download --no-deps --dest bench-data/wheel recbole==1.2.1
-	$(PYTHON) -c "import sys, zipfile; open(sys.argv[2], 'wb').write(zipfile.ZipFile(sys.argv[1]).read('recbole/dataset_example/ml-100k/ml-100k.inter'))" bench-data/wheel/recbole-1.2.1-py3-none-any.whl $@
+	$(PYTHON) -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); [open(f'{sys.argv[2]}.{x}', 'wb').write(z.read(f'recbole/dataset_example/ml-100k/ml-100k.{x}')) for x in ('item', 'user', 'inter')]" bench-data/wheel/recbole-1.2.1-py3-none-any.whl $(ML100K)
 	rm -rf bench-data/wheel
 
-bench-data: bench-data/ml-100k/ml-100k.inter
+# A checkout whose bench-data predates the attribute files gets them once.
+$(ML100K).item: | $(ML100K).inter
+	rm -f $(ML100K).inter && $(MAKE) $(ML100K).inter
+
+bench-data: $(ML100K).inter $(ML100K).item
 
 clean:
 	rm -rf $(DATA_DIR) .pytest_cache .ruff_cache

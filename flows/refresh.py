@@ -33,7 +33,7 @@ from nightrec.layout import CLEAN_FILE, QUARANTINE_FILE, RECOMMENDATIONS_FILE, S
 from nightrec.lock import run_lock
 from nightrec.refresh.events import ACCEPTED_FILE, accepted_files, advanced, day_events, select_new, touched_events
 from nightrec.refresh.state import read_state, refresh_work_dir, write_state
-from nightrec.schema import SOURCE_POPULARITY, USER_ID
+from nightrec.schema import USER_ID, is_model_version
 
 REFRESH = "refresh"
 REPORT_KEY = "refresh-report"
@@ -73,7 +73,7 @@ def serving_night(data_dir: Path) -> tuple[date, str | None]:
         raise NightrecError(f"{data_dir}: no published night to refresh; run `nightrec run` first")
     manifest = json.loads((partition_dir(data_dir, dates[-1]) / MANIFEST_FILE).read_text())
     version = manifest.get("model_version")
-    return dates[-1], None if not version or version.startswith(f"{SOURCE_POPULARITY}@") else version
+    return dates[-1], version if is_model_version(version) else None
 
 
 def run_refresh(config: NightrecConfig, events: str | None) -> dict[str, Any]:

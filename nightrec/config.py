@@ -261,6 +261,44 @@ class PopularityConfig(_Section):
     min_segment_users: int = Field(20, ge=1, description="Segments with fewer users fall back to the global list.")
 
 
+class MetadataConfig(_Section):
+    """Optional item attributes (``nightrec.metadata``): content-based lists, new items, hybrid embeddings.
+
+    The item table is Parquet, CSV or a RecBole ``.item`` file with ``item_id`` and attribute
+    columns. Numeric columns become quantile buckets, list columns (Parquet lists, RecBole
+    ``token_seq``, or CSV text split on ``list_separator``) one token per element, text columns
+    words; every other column is categorical. The user table is ``popularity.users_file``.
+    """
+
+    items_file: Path | None = Field(
+        None, description="Item table (Parquet, CSV or RecBole .item) with item_id and attribute columns."
+    )
+    item_columns: CsvList | None = Field(None, description="Attribute columns used; None: every column but item_id.")
+    text_columns: CsvList = Field(default_factory=list, description="Columns of free text, split into words.")
+    list_columns: CsvList = Field(
+        default_factory=list, description="CSV/Parquet text columns holding lists, split on list_separator."
+    )
+    list_separator: str = Field("|", min_length=1)
+    numeric_bins: int = Field(10, ge=2, description="Quantile buckets a numeric attribute is cut into.")
+    recency_decay: float = Field(
+        0.8, gt=0, le=1, description="Content profile: a history item k steps before the last weighs decay**k."
+    )
+
+
+class RecommendConfig(_Section):
+    """What tonight's lists mix in beyond the model: new items (the exploration knob)."""
+
+    new_item_slots: int = Field(
+        0,
+        ge=0,
+        description="Reserve up to N positions at the end of each list for items first seen in the last "
+        "new_item_days days, chosen by the content score for the user (needs metadata.items_file); 0: off.",
+    )
+    new_item_days: float = Field(
+        7.0, gt=0, description="An item whose first event is this recent (or that has none yet) is new."
+    )
+
+
 class ValidationConfig(_Section):
     """The checks applied before anything trains on the events (``expectations/``).
 
@@ -404,6 +442,8 @@ class NightrecConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     popularity: PopularityConfig = Field(default_factory=PopularityConfig)
+    metadata: MetadataConfig = Field(default_factory=MetadataConfig)
+    recommend: RecommendConfig = Field(default_factory=RecommendConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)

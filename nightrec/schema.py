@@ -69,6 +69,19 @@ FALLBACK_SCHEMA: dict[str, pl.DataType] = {
 SOURCE_MODEL = "model"
 SOURCE_POPULARITY = "popularity"
 SOURCE_MODEL_POPULARITY = "model+popularity"
+# Cold start (nightrec.fallback.cold): a content-based list from the user's few items, filled from
+# popularity when short; a user segment's popularity; an item first seen in the last days.
+SOURCE_CONTENT = "content"
+SOURCE_CONTENT_POPULARITY = "content+popularity"
+SOURCE_SEGMENT_POPULARITY = "segment_popularity"
+SOURCE_NEW_ITEM = "new_item"
+# model_version of rows no trained model ranked: "<prefix>@<run date>".
+NON_MODEL_VERSIONS = (SOURCE_POPULARITY, SOURCE_CONTENT)
+
+
+def is_model_version(version: str | None) -> bool:
+    """Whether a ``model_version`` names a trained model (not ``popularity@...``/``content@...``)."""
+    return bool(version) and not any(version.startswith(f"{prefix}@") for prefix in NON_MODEL_VERSIONS)
 
 
 def conform(recs: pl.DataFrame) -> pl.DataFrame:

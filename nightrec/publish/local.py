@@ -42,10 +42,10 @@ from nightrec.schema import (
     RECOMMENDATION_SCHEMA,
     RUN_DATE,
     SOURCE,
-    SOURCE_POPULARITY,
     TIMESTAMP_DTYPE,
     USER_ID,
     conform,
+    is_model_version,
 )
 
 TABLE = "recommendations"
@@ -92,7 +92,7 @@ def file_sha256(path: Path) -> str:
 def run_manifest(recs: pl.DataFrame, run_date: date, part_file: Path) -> dict:
     """What one run published: rows, users, rows per source, model version and a checksum."""
     versions = recs.get_column(MODEL_VERSION).unique().sort().to_list()
-    model = [v for v in versions if v and not v.startswith(f"{SOURCE_POPULARITY}@")]
+    model = [v for v in versions if is_model_version(v)]
     counts = recs.group_by(SOURCE).len().sort(SOURCE)
     return {
         "run_date": run_date.isoformat(),
