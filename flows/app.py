@@ -41,6 +41,16 @@ EventsOpt = Annotated[str | None, typer.Option("--events", help="Events: file, f
 # The positional events path `validate` and `sequences` took before `--events`: still accepted, not shown.
 EventsArg = Annotated[str | None, typer.Argument(hidden=True, show_default=False)]
 FormatOpt = Annotated[str | None, typer.Option("--format", help=f"Input format: {', '.join(FORMATS)}.")]
+ItemsFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--items-file", help="Item attribute table: Parquet, CSV or RecBole .item (NIGHTREC_METADATA__ITEMS_FILE)."
+    ),
+]
+UsersFileOpt = Annotated[
+    Path | None,
+    typer.Option("--users-file", help="User table: Parquet, CSV or RecBole .user (NIGHTREC_POPULARITY__USERS_FILE)."),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables (for scripts).")]
 
 
@@ -66,9 +76,16 @@ def _main(
     """nightrec: nightly batch recommendations from user-behaviour events."""
 
 
-def build_config(config_file: Path | None, **overrides) -> NightrecConfig:
+def build_config(
+    config_file: Path | None, items_file: Path | None = None, users_file: Path | None = None, **overrides
+) -> NightrecConfig:
+    """The run config from a file, the environment and the flags (``None``: flag not given)."""
     from nightrec.config import load_config
 
+    if items_file is not None:
+        overrides["metadata"] = {"items_file": items_file}
+    if users_file is not None:
+        overrides["popularity"] = {"users_file": users_file}
     return load_config(config_file, overrides)
 
 

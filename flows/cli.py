@@ -18,8 +18,10 @@ from flows.app import (
     DataDirOpt,
     EventsOpt,
     FormatOpt,
+    ItemsFileOpt,
     JsonOpt,
     RunDateOpt,
+    UsersFileOpt,
     app,
     build_config,
     console,
@@ -44,12 +46,16 @@ def run(
     config_file: ConfigOpt = None,
     k: Annotated[int | None, typer.Option("--k", help="List length (NIGHTREC_K, default 20).")] = None,
     fmt: FormatOpt = None,
+    items_file: ItemsFileOpt = None,
+    users_file: UsersFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the nightly flow once on this machine (ephemeral Prefect unless PREFECT_API_URL is set)."""
     from flows.preflight import preflight
 
-    config = build_config(config_file, events=events, run_date=run_date, data_dir=data_dir, k=k, format=fmt)
+    config = build_config(
+        config_file, items_file, users_file, events=events, run_date=run_date, data_dir=data_dir, k=k, format=fmt
+    )
     preflight(config)
     from flows.ephemeral import tied_server
     from flows.nightly import nightly

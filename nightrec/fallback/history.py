@@ -52,14 +52,19 @@ def as_id_column(frame: pl.DataFrame, column: str, where: str) -> pl.DataFrame:
 def read_user_table(path: Path, segment_column: str | None = None) -> pl.DataFrame:
     """The user table: ``user_id`` plus the optional segment column, one row per user.
 
-    A Parquet file or a CSV read with every column as text; integer ids are carried as text.
-    Rows without a user id are dropped; a duplicated id keeps its first row.
+    A Parquet file, a CSV read with every column as text, or a RecBole ``.user`` file; integer
+    ids are carried as text. Rows without a user id are dropped; a duplicated id keeps its first row.
     """
+    from nightrec.metadata.tables import RECBOLE_SUFFIXES, read_recbole
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: user table not found")
     try:
-        frame = pl.read_csv(path, infer_schema=False) if path.suffix == ".csv" else pl.read_parquet(path)
+        if path.suffix in RECBOLE_SUFFIXES:
+            frame = read_recbole(path)[0]
+        else:
+            frame = pl.read_csv(path, infer_schema=False) if path.suffix == ".csv" else pl.read_parquet(path)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputError(f"{path}: cannot read the user table: {exc}") from None
     frame = as_id_column(frame, USER_ID, str(path))

@@ -40,7 +40,7 @@ class AttributeTable:
         return self.frame.get_column(self.id_column)
 
 
-def _read_recbole(path: Path) -> tuple[pl.DataFrame, dict[str, str]]:
+def read_recbole(path: Path) -> tuple[pl.DataFrame, dict[str, str]]:
     """A RecBole atomic file: tab-separated, each header cell ``name:type``; ``*_seq`` split on spaces."""
     header = path.open(encoding="utf-8").readline().rstrip("\n").split("\t")
     names, kinds = [], {}
@@ -65,7 +65,7 @@ def _read_frame(path: Path) -> tuple[pl.DataFrame, dict[str, str]]:
         raise InputError(f"{path}: attribute table not found")
     try:
         if path.suffix in RECBOLE_SUFFIXES:
-            return _read_recbole(path)
+            return read_recbole(path)
         if path.suffix == ".csv":
             return pl.read_csv(path, infer_schema_length=10_000), {}
         return pl.read_parquet(path), {}
