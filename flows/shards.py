@@ -170,7 +170,11 @@ def assemble_shard(
         model_scores=pl.read_parquet(scores_part) if scores_part is not None else None,
         model_version=model_version,
         users=in_shard(users, shard, shards) if users is not None else None,
-        rankings=NightRankings(pl.read_parquet(night / "groups.parquet"), pl.read_parquet(night / "ranked.parquet")),
+        rankings=NightRankings(
+            pl.read_parquet(night / "groups.parquet"),
+            pl.read_parquet(night / "ranked.parquet"),
+            pl.read_parquet(night / "new_items.parquet").get_column(ITEM_ID).to_list(),
+        ),
     )
     return write_parquet_atomic(recs, part_file(clean_path.parent, "recommendations", shard))
 
@@ -189,7 +193,7 @@ def merge_recommendations(parts: list[Path], clean_path: Path, ranked_path: Path
 @task(name="popularity", cache_policy=NO_CACHE, timeout_seconds=3600)
 def rank_popularity(clean_path: Path, config: NightrecConfig) -> Path:
     """The night's popularity, once for every shard: the global ranking (``popularity.parquet``,
-    also the new-user list), every user's segment group and each group's list."""
+    also the new-user list), every user's segment group, each group's list and the new items."""
     from nightrec.fallback.popularity import popularity_scores
     from nightrec.fallback.recommend import night_rankings
 
@@ -199,6 +203,10 @@ def rank_popularity(clean_path: Path, config: NightrecConfig) -> Path:
     out = shard_dir(clean_path.parent, "popularity")
     write_parquet_atomic(rankings.groups, out / "groups.parquet")
     write_parquet_atomic(rankings.ranked, out / "ranked.parquet")
+    # first-seen dates need every user's events: the shards take tonight's new items from here
+    write_parquet_atomic(
+        pl.DataFrame({ITEM_ID: rankings.new_items or []}, schema={ITEM_ID: pl.String}), out / "new_items.parquet"
+    )
     return write_parquet_atomic(ranked, out / "popularity.parquet")
 
 

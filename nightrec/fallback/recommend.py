@@ -13,6 +13,7 @@ from datetime import date
 import polars as pl
 
 from nightrec.config import NightrecConfig
+from nightrec.fallback.cold import ColdStart, cold_start, content_rows, content_version, with_new_items
 from nightrec.fallback.history import N_EVENTS, as_id_column, event_counts, read_user_table, seen_pairs
 from nightrec.fallback.popularity import (
     GLOBAL_GROUP,
@@ -30,9 +31,10 @@ from nightrec.schema import (
     RUN_DATE,
     SCORE,
     SOURCE,
+    SOURCE_CONTENT,
     SOURCE_MODEL,
-    SOURCE_MODEL_POPULARITY,
     SOURCE_POPULARITY,
+    SOURCE_SEGMENT_POPULARITY,
     USER_ID,
     conform,
 )
@@ -91,6 +93,7 @@ class NightRankings:
 
     groups: pl.DataFrame
     ranked: pl.DataFrame
+    new_items: list[str] | None = None
 
 
 def night_rankings(
@@ -105,7 +108,12 @@ def night_rankings(
     users = _user_table(users, config)
     counts = event_counts(events)
     groups = _user_groups(_everyone(counts, users), users, config, counts.get_column(USER_ID))
-    return NightRankings(groups, grouped_rankings(events, run_date, config.popularity, groups, global_ranked))
+    cold = cold_start(config, events, run_date)
+    return NightRankings(
+        groups,
+        grouped_rankings(events, run_date, config.popularity, groups, global_ranked),
+        cold.new_items if cold is not None else None,
+    )
 
 
 def _user_table(users: pl.DataFrame | None, config: NightrecConfig) -> pl.DataFrame | None:
@@ -134,6 +142,7 @@ def build_recommendations(
     active_users: pl.Series | None = None,
     global_ranked: pl.DataFrame | None = None,
     rankings: NightRankings | None = None,
+    cold: ColdStart | None = None,
 ) -> pl.DataFrame:
     """Tonight's table in the published schema.
 
@@ -145,7 +154,9 @@ def build_recommendations(
     are the ones the night would have given them. ``global_ranked`` is ``popularity_scores`` of
     those events when the caller has it already (the night also publishes its head as the
     new-user list). ``rankings`` (``night_rankings`` of the whole night) replaces all three: a
-    user shard lists its own users from the segments and lists of every user.
+    user shard lists its own users from the segments and lists of every user. ``cold``
+    (``nightrec.fallback.cold``; built from ``metadata.items_file`` when None) adds the
+    content-based lists of users the model does not serve and the new items.
     """
     k = config.k
     users = _user_table(users, config)
@@ -169,44 +180,89 @@ def build_recommendations(
     else:
         groups = rankings.groups.join(pl.DataFrame({USER_ID: everyone}), on=USER_ID, how="semi", maintain_order="left")
         ranked = rankings.ranked
-    # Only users whose model list is short (or missing) are filled: on a night where the model
+    cold = _cold_start(config, cold, rankings, popularity_events if popularity_events is not None else events, run_date)
+    primary = _primary_rows(model, model_version, events, counts, cold, run_date, k, (groups, ranked))
+    # Only users whose first list is short (or missing) are filled: on a night where the model
     # serves nearly everyone, the fallback touches a few users, not users x candidates.
-    n_model = model.group_by(USER_ID).agg(pl.len().cast(pl.Int32).alias("__n"))
-    short = groups.join(n_model, on=USER_ID, how="left").filter(pl.col("__n").fill_null(0) < k)
-    # The fallback never repeats an item the model already placed in the same list.
+    n_first = primary.group_by(USER_ID, maintain_order=True).agg(
+        pl.len().cast(pl.Int32).alias("__n"),
+        pl.first(SOURCE).alias("__source"),
+        pl.first(MODEL_VERSION).alias("__version"),
+    )
+    short = groups.join(n_first, on=USER_ID, how="left").filter(pl.col("__n").fill_null(0) < k)
+    # The fallback never repeats an item already placed in the same list.
     short_users = short.select(USER_ID)
     exclude = pl.concat(
         [
             seen.join(short_users.lazy(), on=USER_ID, how="semi").collect(),
-            model.select(USER_ID, ITEM_ID).join(short_users, on=USER_ID, how="semi"),
+            primary.select(USER_ID, ITEM_ID).join(short_users, on=USER_ID, how="semi"),
         ]
     )
     fallback = top_k_unseen(short.select(USER_ID, GROUP), ranked, exclude, k)
     fill = (
-        fallback.join(n_model, on=USER_ID, how="left")
+        fallback.join(short.select(USER_ID, GROUP, "__n", "__source", "__version"), on=USER_ID, how="left")
         .with_columns(pl.col("__n").fill_null(0))
         .filter(pl.col(RANK) <= k - pl.col("__n"))
         .with_columns(
             (pl.col(RANK) + pl.col("__n")).alias(RANK),
             pl.when(pl.col("__n") > 0)
-            .then(pl.lit(SOURCE_MODEL_POPULARITY))
+            .then(pl.col("__source") + "+" + SOURCE_POPULARITY)
+            .when(pl.col(GROUP) != GLOBAL_GROUP)
+            .then(pl.lit(SOURCE_SEGMENT_POPULARITY))
             .otherwise(pl.lit(SOURCE_POPULARITY))
             .alias(SOURCE),
+            pl.when(pl.col("__n") > 0)
+            .then(pl.col("__version"))
+            .otherwise(pl.lit(popularity_version(run_date)))
+            .alias(MODEL_VERSION),
         )
     )
-    pop_version = popularity_version(run_date)
-    fill = fill.with_columns(
-        pl.when(pl.col(SOURCE) == SOURCE_POPULARITY)
-        .then(pl.lit(pop_version))
-        .otherwise(pl.lit(model_version, pl.String))
-        .alias(MODEL_VERSION)
-    )
+    columns = [USER_ID, RANK, ITEM_ID, SCORE, SOURCE, MODEL_VERSION]
+    recs = pl.concat([primary.select(columns), fill.select(columns)]).sort(USER_ID, RANK)
+    if cold is not None:
+        recs = with_new_items(recs, events, cold, config.recommend.new_item_slots, run_date, k)
+    return conform(recs.with_columns(pl.lit(run_date).alias(RUN_DATE)))
+
+
+def _cold_start(
+    config: NightrecConfig,
+    cold: ColdStart | None,
+    rankings: NightRankings | None,
+    night: pl.DataFrame | pl.LazyFrame,
+    run_date: date,
+) -> ColdStart | None:
+    """``cold`` as given, or built from ``metadata.items_file`` (None when unset); a user shard
+    takes the new items its rankings computed over the whole night."""
+    if cold is not None or config.metadata.items_file is None:
+        return cold
+    if rankings is not None:
+        built = cold_start(config, None, run_date)
+        return built if built is None else ColdStart(built.content, rankings.new_items or [], built.weight)
+    return cold_start(config, night, run_date)
+
+
+def _primary_rows(
+    model: pl.DataFrame,
+    model_version: str | None,
+    events: pl.DataFrame,
+    counts: pl.DataFrame,
+    cold: ColdStart | None,
+    run_date: date,
+    k: int,
+    popularity: tuple[pl.DataFrame, pl.DataFrame],
+) -> pl.DataFrame:
+    """The lists before any popularity: the model's, then (with item attributes) the content-based
+    lists of users with events whom the model does not serve."""
     model = model.with_columns(
         pl.lit(SOURCE_MODEL).alias(SOURCE), pl.lit(model_version, pl.String).alias(MODEL_VERSION)
     )
-    columns = [USER_ID, RANK, ITEM_ID, SCORE, SOURCE, MODEL_VERSION]
-    recs = pl.concat([model.select(columns), fill.select(columns)])
-    return conform(recs.with_columns(pl.lit(run_date).alias(RUN_DATE)))
+    if cold is None:
+        return model
+    unserved = counts.select(USER_ID).join(model.select(USER_ID).unique(), on=USER_ID, how="anti")
+    content = content_rows(events, unserved, cold, k, *popularity).with_columns(
+        _ranks_in_blocks(), pl.lit(SOURCE_CONTENT).alias(SOURCE), pl.lit(content_version(run_date)).alias(MODEL_VERSION)
+    )
+    return pl.concat([model, content.select(model.columns)])
 
 
 def popularity_recommendations(events: pl.DataFrame, run_date: date, config: NightrecConfig) -> pl.DataFrame:

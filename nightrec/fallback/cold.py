@@ -1,0 +1,119 @@
+"""Cold start from item attributes: content-based lists for users the model does not serve, and
+new items in every list (``recommend.new_item_slots``).
+
+Both need ``metadata.items_file``; without it nothing here runs and the table is what it was.
+A user without a model list gets, in order of availability: the content-based list from the
+items of their few events (``content``, filled from popularity as ``content+popularity``), their
+segment's popularity (``segment_popularity``), then the global popularity (``popularity``).
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import polars as pl
+
+from nightrec.config import NightrecConfig
+from nightrec.fallback.popularity import GLOBAL_GROUP
+from nightrec.metadata.content import ContentRecommender, Prior, history_weights
+from nightrec.metadata.features import tfidf_vectors
+from nightrec.metadata.tables import read_item_table
+from nightrec.schema import (
+    ITEM_ID,
+    MODEL_VERSION,
+    RANK,
+    SCORE,
+    SOURCE,
+    SOURCE_CONTENT,
+    SOURCE_NEW_ITEM,
+    TIMESTAMP,
+    USER_ID,
+)
+
+
+def content_version(run_date: date) -> str:
+    return f"{SOURCE_CONTENT}@{run_date.isoformat()}"
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """The night's content recommender and its new items (first seen in the last days, or never)."""
+
+    content: ContentRecommender
+    new_items: list[str]
+    weight: float = 0.3
+
+
+def new_item_ids(events: pl.DataFrame | pl.LazyFrame, catalogue: pl.Series, run_date: date, days: float) -> list[str]:
+    """Items of the catalogue whose first event is within ``days`` before the run date, or that
+    have no event yet (added to the catalogue, never seen), in catalogue order."""
+    lf = events.lazy() if isinstance(events, pl.DataFrame) else events
+    since = datetime.combine(run_date, datetime.min.time(), tzinfo=UTC) - timedelta(days=days)
+    first = lf.group_by(ITEM_ID).agg(pl.col(TIMESTAMP).min().alias("__first")).collect()
+    table = pl.DataFrame({ITEM_ID: catalogue}).join(first, on=ITEM_ID, how="left", maintain_order="left")
+    fresh = table.filter(pl.col("__first").is_null() | (pl.col("__first") >= since))
+    return fresh.get_column(ITEM_ID).to_list()
+
+
+def cold_start(config: NightrecConfig, events: pl.DataFrame | pl.LazyFrame | None, run_date: date) -> ColdStart | None:
+    """The content recommender over ``metadata.items_file`` (None when unset), and the new items
+    of ``events`` (the whole night's: first-seen dates need every user's events) when slots are on."""
+    table = read_item_table(config.metadata)
+    if table is None:
+        return None
+    vectors = tfidf_vectors(table, config.metadata.numeric_bins)
+    new = []
+    if config.recommend.new_item_slots and events is not None:
+        new = new_item_ids(events, table.ids, run_date, config.recommend.new_item_days)
+    return ColdStart(ContentRecommender(vectors, config.metadata.recency_decay), new, config.metadata.content_weight)
+
+
+def content_rows(
+    events: pl.DataFrame, users: pl.DataFrame, cold: ColdStart, k: int, groups: pl.DataFrame, ranked: pl.DataFrame
+) -> pl.DataFrame:
+    """(user_id, item_id, score) of the content lists of ``users`` (a user_id frame), from their
+    events: their popularity group's list (``groups``, ``ranked``) re-ranked by content."""
+    pairs = history_weights(events.join(users, on=USER_ID, how="semi"), cold.content.decay, TIMESTAMP)
+    prior = Prior(ranked, groups, GLOBAL_GROUP, cold.weight)
+    return cold.content.rank(pairs, k, prior=prior).sort(USER_ID, RANK).select(USER_ID, ITEM_ID, SCORE)
+
+
+def with_new_items(
+    recs: pl.DataFrame, events: pl.DataFrame, cold: ColdStart, slots: int, run_date: date, k: int
+) -> pl.DataFrame:
+    """Up to ``slots`` new items at the end of each list (appended to a list shorter than ``k``,
+    else in place of its last rows), best by the content score of the user's history, unseen and
+    not already listed; users without a history keep their list."""
+    if not slots or not cold.new_items:
+        return recs
+    chooser = ContentRecommender(cold.content.vectors, cold.content.decay, candidates=cold.new_items)
+    pairs = history_weights(events, chooser.decay, TIMESTAMP)
+    listed = recs.select(USER_ID, ITEM_ID)
+    chosen = (
+        chooser.rank(pairs, slots + len(cold.new_items))
+        .join(listed, on=[USER_ID, ITEM_ID], how="anti")
+        .sort(USER_ID, RANK)
+        .group_by(USER_ID, maintain_order=True)
+        .head(slots)
+    )
+    n_new = chosen.group_by(USER_ID).agg(pl.len().cast(pl.Int32).alias("__m"))
+    sizes = recs.group_by(USER_ID).agg(pl.len().cast(pl.Int32).alias("__size"))
+    kept = (
+        recs.join(n_new, on=USER_ID, how="left")
+        .join(sizes, on=USER_ID, how="left")
+        .filter(pl.col(RANK) <= pl.min_horizontal("__size", k - pl.col("__m").fill_null(0)))
+        .drop("__m", "__size")
+    )
+    placed = (
+        chosen.join(sizes, on=USER_ID, how="inner")
+        .join(n_new, on=USER_ID, how="inner")
+        .with_columns(
+            (pl.min_horizontal("__size", k - pl.col("__m")) + pl.int_range(1, pl.len() + 1).over(USER_ID))
+            .cast(pl.Int32)
+            .alias(RANK),
+            pl.lit(SOURCE_NEW_ITEM).alias(SOURCE),
+            pl.lit(content_version(run_date)).alias(MODEL_VERSION),
+        )
+    )
+    columns = recs.columns
+    placed = placed.with_columns(pl.lit(None).cast(recs.schema[c]).alias(c) for c in columns if c not in placed.columns)
+    return pl.concat([kept, placed.select(columns).cast(recs.schema)]).sort(USER_ID, RANK)
