@@ -112,7 +112,7 @@ def main() -> None:
     if args.tune:
         before, after, cut = split_at(events, args.valid_quantile)
         scores = {}
-        for w in (0.0, 0.1, 0.3, 0.5, 1.0):
+        for w in (0.0, 0.1, 0.3, 0.5, 1.0, 2.0):
             runs = [cold_users(before, after, cut, 20, w, args.segment_column, n) for n in (1, 2)]
             scores[w] = sum(r["content (cold path)"]["ndcg@10"] for r in runs) / 2
             print(f"valid content_weight={w}: cold-user NDCG@10 {scores[w]:.4f}")

@@ -54,6 +54,19 @@ def check_one_machine(config: NightrecConfig) -> None:
         node_strategy(config.train)  # raises ConfigError naming the setting unless torchrun started us
 
 
+def check_metadata(config: NightrecConfig) -> None:
+    """The item and user tables are read after training: a bad one fails here, in one line."""
+    from nightrec.fallback.history import read_user_table
+    from nightrec.metadata.features import item_tokens
+    from nightrec.metadata.tables import read_item_table
+
+    items = read_item_table(config.metadata)
+    if items is not None and not any(item_tokens(items, config.metadata.numeric_bins)):
+        raise ConfigError(f"{config.metadata.items_file}: no item has an attribute value (metadata.items_file)")
+    if config.popularity.users_file is not None:
+        read_user_table(config.popularity.users_file, config.popularity.segment_column)
+
+
 def preflight(config: NightrecConfig) -> None:
     """Everything that can be known to fail before the first stage: input columns, the API, the GPU."""
     from nightrec.ingest.readers import check_source
@@ -64,4 +77,5 @@ def preflight(config: NightrecConfig) -> None:
     check_api_reachable(api_url())
     check_accelerator(config)
     check_one_machine(config)
+    check_metadata(config)
     ensure_free(config.data_dir)  # the flow holds the lock; this only makes a busy directory one line

@@ -456,6 +456,14 @@ class NightrecConfig(_Section):
     behavior: BehaviorConfig = Field(default_factory=BehaviorConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
+    @model_validator(mode="after")
+    def _new_items_need_attributes(self) -> "NightrecConfig":
+        if self.recommend.new_item_slots and self.metadata.items_file is None:
+            raise ValueError("recommend.new_item_slots chooses new items by their attributes: set metadata.items_file")
+        if self.recommend.new_item_slots >= self.k:
+            raise ValueError(f"recommend.new_item_slots ({self.recommend.new_item_slots}) must be below k ({self.k})")
+        return self
+
     @field_validator("run_date")
     @classmethod
     def _run_date_in_range(cls, value: date | None) -> date | None:
@@ -525,6 +533,9 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 def _describe(error: ValidationError) -> str:
     lines = []
     for err in error.errors():
+        if not err["loc"]:  # a rule across settings names them in its message
+            lines.append(err["msg"].removeprefix("Value error, "))
+            continue
         key = ".".join(str(part) for part in err["loc"])
         env = ENV_PREFIX + "__".join(str(part) for part in err["loc"]).upper()
         secret = tuple(str(part) for part in err["loc"][:2]) in SECRET_KEYS

@@ -44,9 +44,9 @@ def history_weights(events: pl.DataFrame | pl.LazyFrame, decay: float, order: st
 class Prior:
     """A popularity prior per group: ``ranked`` (GROUP, item_id, score), each group's list best
     first, and each user's group in ``groups`` (user_id, GROUP; a user absent from it takes
-    ``default``). The item at 0-based position p of its group's list gets 1 / log2(p + 2): the
-    order, not the scores, which are not comparable down a segment's list (its own items, then
-    the global ones it lacks, by global score)."""
+    ``default``). An item's prior is log(1 + score) / log(1 + the group's best score), with each
+    score capped by the one above it: a segment's list is its own items, then the global items it
+    lacks by their global scores, which must not outrank the segment's own."""
 
     ranked: pl.DataFrame
     groups: pl.DataFrame
@@ -58,7 +58,8 @@ class Prior:
         names = self.ranked.get_column(GROUP).unique().sort()
         position = pl.DataFrame({GROUP: names, "__g": np.arange(names.len())})
         cells = (
-            self.ranked.with_columns((1.0 / (pl.int_range(pl.len()).over(GROUP) + 2.0).log(2)).alias("__v"))
+            self.ranked.with_columns(pl.col(SCORE).cum_min().over(GROUP).log1p().alias("__v"))
+            .with_columns(pl.col("__v") / pl.col("__v").max().over(GROUP))
             .join(position, on=GROUP)
             .join(candidates, on=ITEM_ID)
         )
@@ -110,12 +111,14 @@ class ContentRecommender:
     def rank(self, pairs: pl.DataFrame, k: int, exclude_seen: bool = True, prior: Prior | None = None) -> pl.DataFrame:
         """Top-``k`` candidates with a positive score for every user of ``pairs`` (user_id,
         item_id, weight), as (user_id, rank, item_id, score); a user's own items are skipped.
-        With a ``prior``, the score is the user's prior plus ``prior.weight`` x the cosine."""
+        With a ``prior``, the score is the user's prior plus ``prior.weight`` x the cosine. A user
+        none of whose items has attributes gets no rows: there is nothing to rank by."""
         users = pairs.get_column(USER_ID).unique(maintain_order=True)
         rows_prior = prior.per_user(users, self.candidate_index) if prior is not None else None
         codes = pairs.select(pl.col(USER_ID).replace_strict(users, range(users.len()), return_dtype=pl.Int64))
         codes = codes.to_series().to_numpy()
         profile = self.profiles(codes, pairs, users.len())
+        signal = np.diff(profile.indptr) > 0
         seen = pairs.with_columns(pl.Series("__code", codes)).join(self.candidate_index, on=ITEM_ID, how="inner")
         seen_rows, seen_cols = seen.get_column("__code").to_numpy(), seen.get_column(_COL).to_numpy()
         frames = []
@@ -125,6 +128,7 @@ class ContentRecommender:
             if rows_prior is not None:
                 values, group = rows_prior
                 scores = values[group[start:stop]] + prior.weight * scores
+            scores[~signal[start:stop]] = 0.0
             if exclude_seen:
                 mine = (seen_rows >= start) & (seen_rows < stop)
                 scores[seen_rows[mine] - start, seen_cols[mine]] = 0.0

@@ -36,7 +36,9 @@ def item_tokens(table: AttributeTable, bins: int = 10) -> list[list[str]]:
     """Each row's tokens; nulls and empty values give none (a row may have no token)."""
     if not table.kinds:
         return [[] for _ in range(table.frame.height)]
-    parts = [_column_tokens(c, k, bins) for c, k in table.kinds.items()]
+    # a null list (a missing text or list value) would make the whole row's concatenation null
+    empty = pl.lit([], dtype=pl.List(pl.String))
+    parts = [_column_tokens(c, k, bins).fill_null(empty) for c, k in table.kinds.items()]
     tokens = (
         table.frame.select(pl.concat_list(parts).alias(TOKENS))
         .get_column(TOKENS)
@@ -69,14 +71,24 @@ class ItemVectors:
 
 
 def tfidf_vectors(table: AttributeTable, bins: int = 10) -> ItemVectors:
-    """TF-IDF over the tokens (sublinear term counts, smoothed idf, L2 rows)."""
+    """TF-IDF per attribute (sublinear term counts, smoothed idf, each attribute's block L2-normalised),
+    the blocks side by side and the row L2-normalised: every attribute an item has weighs the same,
+    so a title's many rare words do not drown its one category."""
     from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
 
     tokens = item_tokens(table, bins)
     if not any(tokens):
         raise ValueError(f"{table.path}: no attribute values to build item vectors from")
-    vectorizer = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, dtype=np.float32)
-    matrix = vectorizer.fit_transform(tokens).tocsr()
+    blocks = []
+    for column in table.kinds:
+        mine = [
+            [t for t in row if t[len(column) : len(column) + 1] in "=:#" and t.startswith(column)] for row in tokens
+        ]
+        if any(mine):
+            vectorizer = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, dtype=np.float32)
+            blocks.append(vectorizer.fit_transform(mine))
+    matrix = normalize(sparse.hstack(blocks).tocsr()).astype(np.float32)
     return ItemVectors(table.ids.to_list(), matrix)
 
 
