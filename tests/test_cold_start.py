@@ -137,3 +137,39 @@ def test_content_recommender_answers_the_ranked_list_contract(tmp_path):
     first = set(lists.filter(pl.col("user") == 0)[ITEM_ID])
     assert first <= {f"i{n:02d}" for n in CATEGORIES["shoe"]} - {"i01", "i02"}
     assert lists.filter(pl.col("user") == 2).is_empty()  # no history, no signal
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_nightly_flow_publishes_content_lists_and_new_items(prefect_harness, demo_events, tmp_path):
+    from nightrec.ingest.readers import read_events
+    from tests.flow_fixtures import latest_table, run_night, small_config
+
+    events_dir, _ = demo_events
+    log = read_events(events_dir)
+    catalogue = [*log.get_column(ITEM_ID).unique().sort().to_list(), "added-today-1", "added-today-2"]
+    items = tmp_path / "catalogue.parquet"
+    pl.DataFrame({ITEM_ID: catalogue, "category": [f"c{hash(i) % 7}" for i in catalogue]}).write_parquet(items)
+    config = small_config(tmp_path / "data", events_dir, min_history=12).model_copy(deep=True)
+    config = config.model_validate(
+        {
+            **config.model_dump(),
+            "model": {"family": "item_cf"},
+            "metadata": {"items_file": str(items)},
+            "recommend": {"new_item_slots": 2, "new_item_days": 1},
+        }
+    )
+    state = run_night(config)
+    assert state.is_completed(), state.message
+    table = latest_table(config)
+    counts = dict(table.group_by("source").len().iter_rows())
+    assert {"model", "content", "new_item"} <= set(counts), counts
+    assert set(table.group_by("user_id").len()["len"]) == {config.k}
+    seen = log.select("user_id", ITEM_ID).unique()
+    assert table.join(seen, on=["user_id", ITEM_ID], how="semi").is_empty()
+    # every user with fewer than popularity.min_history events and an item with attributes: content
+    few = log.group_by("user_id").len().filter(pl.col("len") < 12)["user_id"]
+    first = table.filter(pl.col(RANK) == 1 & pl.col("user_id").is_in(few.implode()))
+    assert set(first["source"]) == {"content"}
+    new = table.filter(pl.col(SOURCE) == "new_item")
+    assert {"added-today-1", "added-today-2"} & set(new[ITEM_ID]), "catalogue-only items can be recommended"

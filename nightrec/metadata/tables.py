@@ -13,7 +13,7 @@ import polars as pl
 
 from nightrec.config import MetadataConfig
 from nightrec.errors import InputError
-from nightrec.fallback.history import as_id_column
+from nightrec.ids import as_id_column
 from nightrec.schema import ITEM_ID
 
 CATEGORICAL, NUMERIC, LIST, TEXT = "categorical", "numeric", "list", "text"
