@@ -72,6 +72,12 @@ def _session_categories(rng: np.random.Generator, spec: SyntheticSpec, catalogue
     return preferred[session_user, rng.integers(0, spec.preferred_categories, size=session_user.size)]
 
 
+def _before_launch(spec: SyntheticSpec, catalogue: Catalogue, items: np.ndarray, session_start: np.ndarray):
+    """Sessions that start before the new items' launch show an older item of the same category instead."""
+    launch_ms = max(spec.days - spec.new_item_days, 0) * 86_400_000
+    return np.where((items >= 0) & (session_start < launch_ms)[:, None], catalogue.stand_in[items], items)
+
+
 def generate_events(spec: SyntheticSpec) -> pl.DataFrame:
     """Clean events in the contract, sorted by time, with no exact duplicates."""
     rng = np.random.default_rng(spec.seed)
@@ -85,10 +91,9 @@ def generate_events(spec: SyntheticSpec) -> pl.DataFrame:
 
     catalogue = build_catalogue(spec)
     session_category = _session_categories(rng, spec, catalogue, session_user)
-    items = _session_items(rng, spec, catalogue, session_category, lengths)
-    # sessions before the new items' launch showed an older item of the same category instead
-    launch_ms = max(spec.days - spec.new_item_days, 0) * 86_400_000
-    items = np.where((items >= 0) & (session_start < launch_ms)[:, None], catalogue.stand_in[items], items)
+    items = _before_launch(
+        spec, catalogue, _session_items(rng, spec, catalogue, session_category, lengths), session_start
+    )
     gaps = (5.0 + rng.exponential(spec.mean_dwell_seconds, size=items.shape)) * 1000
     offsets = np.cumsum(gaps, axis=1) - gaps[:, :1]
     sess_idx, pos = np.nonzero(items >= 0)
