@@ -29,7 +29,7 @@ $(VENV)/.installed: $(LOCK) pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.installed
 	$(BIN)/nightrec demo-data --out $(DATA_DIR)/events
-	$(BIN)/nightrec run --events $(DATA_DIR)/events --data-dir $(DATA_DIR)
+	$(BIN)/nightrec run --events $(DATA_DIR)/events --data-dir $(DATA_DIR) --items-file $(DATA_DIR)/items.parquet
 	@echo "Published table: $(DATA_DIR)/nightrec.duckdb (view recommendations_latest) and $(DATA_DIR)/recommendations/"
 	$(BIN)/nightrec recommend --sample 3 --data-dir $(DATA_DIR)
 	@echo "See the run in the Prefect UI: make ui (http://127.0.0.1:$(UI_PORT)); more in README.md, 'Next steps'."

@@ -87,18 +87,22 @@ def demo_data(
     end_date: Annotated[
         str | None, typer.Option("--end-date", help="Last day of data (default yesterday, UTC).")
     ] = None,
+    items_out: Annotated[
+        Path | None, typer.Option("--items-out", help="Item table (Parquet; default <out>/../items.parquet).")
+    ] = None,
 ) -> None:
-    """Write a synthetic event log (Parquet, one file per day) and its manifest."""
+    """Write a synthetic event log (Parquet, one file per day), its manifest and the item table."""
     from nightrec.ingest.synthetic import FaultSpec, SyntheticSpec, write_demo_data
 
     spec = SyntheticSpec(users=users, items=items, days=days, seed=seed)
     if end_date:
         spec = SyntheticSpec(users=users, items=items, days=days, seed=seed, end_date=date.fromisoformat(end_date))
-    manifest = write_demo_data(out, spec, FaultSpec() if faults else None)
+    manifest = write_demo_data(out, spec, FaultSpec() if faults else None, items_out)
     console.print(
         f"wrote {manifest['rows']} events for {users} users, {items} items, {manifest['first_date']}.."
         f"{manifest['end_date']} to {out}" + (f" with faults {manifest['faults']}" if faults else "")
     )
+    console.print(f"wrote the item table to {manifest['items_file']}")
 
 
 def _published_readers(config: NightrecConfig):

@@ -12,9 +12,11 @@ from nightrec.sequences.build import read_sequences
 from tests.sequence_fixtures import events
 
 
-def test_default_output_is_the_runs_folder(demo_events, tmp_path):
+def test_default_output_is_the_runs_folder(demo_events, tmp_path, monkeypatch):
     source, manifest = demo_events
     data_dir = tmp_path / "data"
+    # every row kept: collapsing repeats drops a one-item session that reopens the user's last item
+    monkeypatch.setenv("NIGHTREC_SEQUENCES__COLLAPSE_REPEATS", "false")
     result = CliRunner().invoke(
         app, ["sequences", str(source), "--data-dir", str(data_dir), "--run-date", "2026-03-11"]
     )

@@ -2,17 +2,21 @@
 
 Users browse in sessions (exponential dwell gaps between views); items follow a power-law
 popularity; within a session the next item is usually one of the current item's few successors
-(a Markov structure a sequence model can learn); some views become clicks, carts and purchases.
+(a Markov structure a sequence model can learn), and mostly shares its category; each user leans
+towards a few categories. Some views become clicks, carts and purchases. New items appear only in
+the last days' sessions; the item table (``synthetic_items``) also lists items with no events yet.
 """
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from nightrec.ingest.synthetic_items import Catalogue, build_catalogue, generate_items, item_id
+from nightrec.ingest.synthetic_spec import FaultSpec, SyntheticSpec
 from nightrec.schema import (
     ADD_TO_CART,
     CLICK,
@@ -30,60 +34,48 @@ from nightrec.schema import (
 UNKNOWN_EVENT_TYPE = "hover"
 BOT_USER = "bot-0001"
 MANIFEST = "manifest.json"
+ITEMS_FILE = "items.parquet"
 
 
-@dataclass(frozen=True)
-class FaultSpec:
-    """How many rows of each fault to inject; every count is exact in the output."""
-
-    null_user_id: int = 25
-    null_item_id: int = 25
-    null_event_type: int = 25
-    null_timestamp: int = 25
-    unknown_event_type: int = 40
-    future_timestamp: int = 30
-    duplicate: int = 50
-    bot_burst: int = 300
+def _pick(rng: np.random.Generator, catalogue: Catalogue, category: np.ndarray, lean: np.ndarray) -> np.ndarray:
+    """One item per row: from ``category`` where ``lean``, else from the whole catalogue by popularity."""
+    picks = catalogue.sampler.anywhere(rng, category.size)
+    picks[lean] = catalogue.sampler.within(rng, category[lean])
+    return picks
 
 
-@dataclass(frozen=True)
-class SyntheticSpec:
-    users: int = 1000
-    items: int = 500
-    days: int = 7
-    seed: int = 0
-    end_date: date = field(default_factory=lambda: datetime.now(UTC).date() - timedelta(days=1))
-    zipf_exponent: float = 1.1
-    successors: int = 3
-    follow_probability: float = 0.75
-    mean_session_length: float = 5.0
-    mean_dwell_seconds: float = 45.0
-    click_rate: float = 0.3
-    cart_rate: float = 0.25
-    purchase_rate: float = 0.4
-
-
-def _popularity(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
-    weights = 1.0 / np.arange(1, n + 1) ** exponent
-    return rng.permutation(weights / weights.sum())
-
-
-def _session_items(rng: np.random.Generator, spec: SyntheticSpec, lengths: np.ndarray) -> np.ndarray:
+def _session_items(
+    rng: np.random.Generator, spec: SyntheticSpec, catalogue: Catalogue, session_category: np.ndarray, lengths
+) -> np.ndarray:
     """Item index per (session, position), -1 past each session's end; one step per position."""
-    popularity = _popularity(rng, spec.items, spec.zipf_exponent)
-    successors = rng.choice(spec.items, size=(spec.items, spec.successors), p=popularity)
     successor_weights = np.array([0.6, 0.25, 0.15][: spec.successors])
     successor_weights = successor_weights / successor_weights.sum()
     items = np.full((lengths.size, lengths.max()), -1, dtype=np.int64)
-    items[:, 0] = rng.choice(spec.items, size=lengths.size, p=popularity)
+    lean = rng.random(lengths.size) < spec.category_preference
+    items[:, 0] = _pick(rng, catalogue, session_category, lean)
     for pos in range(1, lengths.max()):
         active = np.flatnonzero(lengths > pos)
         prev = items[active, pos - 1]
         follow = rng.random(active.size) < spec.follow_probability
         which = rng.choice(spec.successors, size=active.size, p=successor_weights)
-        random_next = rng.choice(spec.items, size=active.size, p=popularity)
-        items[active, pos] = np.where(follow, successors[prev, which], random_next)
+        lean = rng.random(active.size) < spec.category_preference
+        random_next = _pick(rng, catalogue, session_category[active], lean)
+        items[active, pos] = np.where(follow, catalogue.successors[prev, which], random_next)
     return items
+
+
+def _session_categories(rng: np.random.Generator, spec: SyntheticSpec, catalogue: Catalogue, session_user):
+    """Each session's category: one of its user's few preferred ones. Users prefer categories by their
+    popularity, so items keep their power-law share of views; repeats let a user lean on fewer."""
+    share = catalogue.sampler.category_share
+    preferred = rng.choice(share.size, size=(spec.users, spec.preferred_categories), p=share)
+    return preferred[session_user, rng.integers(0, spec.preferred_categories, size=session_user.size)]
+
+
+def _before_launch(spec: SyntheticSpec, catalogue: Catalogue, items: np.ndarray, session_start: np.ndarray):
+    """Sessions that start before the new items' launch show an older item of the same category instead."""
+    launch_ms = max(spec.days - spec.new_item_days, 0) * 86_400_000
+    return np.where((items >= 0) & (session_start < launch_ms)[:, None], catalogue.stand_in[items], items)
 
 
 def generate_events(spec: SyntheticSpec) -> pl.DataFrame:
@@ -97,7 +89,11 @@ def generate_events(spec: SyntheticSpec) -> pl.DataFrame:
     start_day = datetime.combine(spec.end_date - timedelta(days=spec.days - 1), datetime.min.time(), tzinfo=UTC)
     session_start = rng.integers(0, spec.days * 86_400 - 3_600, size=n_sessions) * 1000
 
-    items = _session_items(rng, spec, lengths)
+    catalogue = build_catalogue(spec)
+    session_category = _session_categories(rng, spec, catalogue, session_user)
+    items = _before_launch(
+        spec, catalogue, _session_items(rng, spec, catalogue, session_category, lengths), session_start
+    )
     gaps = (5.0 + rng.exponential(spec.mean_dwell_seconds, size=items.shape)) * 1000
     offsets = np.cumsum(gaps, axis=1) - gaps[:, :1]
     sess_idx, pos = np.nonzero(items >= 0)
@@ -130,7 +126,7 @@ def generate_events(spec: SyntheticSpec) -> pl.DataFrame:
     base = int(start_day.timestamp() * 1000)
     events = pl.concat(parts).select(
         pl.format("u{}", pl.col("u").cast(pl.String).str.zfill(6)).alias(USER_ID),
-        pl.format("i{}", pl.col("i").cast(pl.String).str.zfill(5)).alias(ITEM_ID),
+        item_id(pl.col("i")).alias(ITEM_ID),
         pl.col(EVENT_TYPE),
         pl.from_epoch(pl.col("ms") + base, time_unit="ms")
         .dt.replace_time_zone("UTC")
@@ -202,9 +198,21 @@ def inject_faults(events: pl.DataFrame, faults: FaultSpec, run_date: date, seed:
     return pl.concat([corrupted, duplicates, bot])
 
 
-def write_demo_data(out: str | Path, spec: SyntheticSpec, faults: FaultSpec | None = None) -> dict:
-    """Write one Parquet file per day under ``out`` and a ``manifest.json`` with the fault counts."""
+def _items_path(out: Path, items_out: str | Path | None) -> Path:
+    items_out = out.parent / ITEMS_FILE if items_out is None else Path(items_out)
+    # the event reader takes every Parquet file of the events folder for events
+    if items_out.resolve().parent == out.resolve():
+        raise ValueError(f"the item table {items_out} must not be written inside the events folder {out}")
+    return items_out
+
+
+def write_demo_data(
+    out: str | Path, spec: SyntheticSpec, faults: FaultSpec | None = None, items_out: str | Path | None = None
+) -> dict:
+    """Write one Parquet file per day under ``out``, a ``manifest.json`` with the fault counts, and the
+    item table at ``items_out`` (default ``items.parquet`` beside ``out``)."""
     out = Path(out)
+    items_out = _items_path(out, items_out)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("events-*.parquet"):
         old.unlink()
@@ -218,6 +226,8 @@ def write_demo_data(out: str | Path, spec: SyntheticSpec, faults: FaultSpec | No
     events = events.with_columns(file_day.alias("__day"))
     for (day_value,), part in events.partition_by("__day", as_dict=True, maintain_order=True).items():
         part.drop("__day").write_parquet(out / f"events-{day_value.isoformat()}.parquet")
+    items_out.parent.mkdir(parents=True, exist_ok=True)
+    generate_items(spec).write_parquet(items_out)
     manifest = {
         "rows": events.height,
         "users": spec.users,
@@ -228,6 +238,9 @@ def write_demo_data(out: str | Path, spec: SyntheticSpec, faults: FaultSpec | No
         "end_date": spec.end_date.isoformat(),
         "run_date": run_date.isoformat(),
         "faults": asdict(faults) if faults is not None else {},
+        "items_file": str(items_out.resolve()),
+        "new_items": spec.new_item_count,
+        "catalogue_only_items": spec.catalogue_only_count,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest
