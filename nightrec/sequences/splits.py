@@ -85,8 +85,9 @@ def _split(
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Train on each user's first ``train_len`` events; targets at ``valid_at`` and ``test_at``.
 
-    A target is cold when no user has its item among their first ``train_len`` events, also a
-    user whose one training event gives no training sequence: the item was seen before the cut-off.
+    A target is cold when its item is among no user's first ``train_len`` events. Those include
+    the one event of a user too short for a training sequence: that item was seen before the
+    cut-off, even though no training window holds it.
     """
     trained = seqs.select(pl.col(ITEMS).list.head(train_len)).get_column(ITEMS).explode().drop_nulls().unique()
     cold = (~pl.col(TARGET).is_in(trained.cast(IDX_DTYPE).implode())).alias(COLD_TARGET)
