@@ -4,8 +4,10 @@
         [--families rnn lstm gru lru sasrec item_cf user_cf ease] [--seeds 3] [--set SECTION.KEY=VALUE ...]
 
 Leave-one-out per user, full ranking over every item, every user evaluated; each metric unmasked
-and with seen items masked (m:). Each run is the real training entry point in its own subprocess
-with the default config except the family, the seed and ``--set``, trained to early stopping
+and with seen items masked (m:), then the cold-start slices (cu: NDCG@10 of users with one or
+two training events, ci: Recall@20 of targets whose item is in no training sequence; "-" when
+the data set has none). Each run is the real training entry point in its own subprocess with
+the default config except the family, the seed and ``--set``, trained to early stopping
 (no nightly time budget unless ``--max-minutes``), the best epoch chosen on validation only. The
 closed-form families (item_cf, user_cf, ease) are deterministic: one run stands for every seed.
 Rows per run, then per family the mean and the standard deviation over seeds, epochs, seconds to
@@ -52,6 +54,11 @@ DATASETS = {
 CLOSED_FORM = {"item_cf", "user_cf", "ease"}
 RECURRENT = {"rnn", "lstm", "gru", "lru"}
 COLUMNS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr@10")
+# The cold-start slices (unmasked) and the key of each one's size; "-" when the slice is empty.
+COLD = {
+    "cu:n@10": ("cold_users/ndcg@10", "cold_users/users"),
+    "ci:r@20": ("cold_items/recall@20", "cold_items/targets"),
+}
 # Published full-ranking NDCG@10 on the same preprocessing (the targets).
 TARGETS = {"amazon": {"best": 0.033, "recurrent": 0.0314}, "ml-100k": {"best": 0.1151}}
 
@@ -123,6 +130,7 @@ def fmt(name: str, test: dict, spread: dict | None = None, cost: dict | None = N
             if spread is not None and c == "ndcg@10":
                 value += f"±{spread[prefix + c]:.4f}"
             cells.append(f"{value:>{15 if c == 'ndcg@10' else 7}}")
+    cells += [f"{f'{test[key]:.4f}' if test.get(size) else '-':>7}" for key, size in COLD.values()]
     cost = cost or {}
     tail = [
         f"{cost['epochs']:.0f}" if "epochs" in cost else "-",
@@ -163,8 +171,10 @@ def run_dataset(name: str, args: argparse.Namespace, workdir: Path) -> dict[str,
         if args.refit and family in CLOSED_FORM:
             means[f"{family} (refit)"] = refit_test(config, seq_dir)
 
-    header = [*COLUMNS, *(f"m:{c}" for c in COLUMNS), "epochs", "s→best", "RSS MB"]
+    header = [*COLUMNS, *(f"m:{c}" for c in COLUMNS), *COLD, "epochs", "s→best", "RSS MB"]
+    sizes = ", ".join(f"{h} over {rows[0]['test'].get(size, 0):.0f}" for h, (_, size) in COLD.items())
     print(f"\n{name}: test split, full ranking, every user; m: = seen items masked; ndcg@10 mean±std over seeds")
+    print(f"cold slices: cu: users with 1-2 training events, ci: targets first seen in a held-out position ({sizes})")
     print(f"{'':<24}" + " ".join(f"{h:>{15 if h.endswith('ndcg@10') else 7}}" for h in header))
     for r in rows:
         print(fmt(r["name"], r["test"]))

@@ -20,6 +20,7 @@ from nightrec.errors import InputError
 from nightrec.evaluation.sample import eval_sample
 from nightrec.layout import ITEMS_FILE, SPLIT_FILES, TRAIN_FILE
 from nightrec.schema import ITEM_IDX, USER_IDX
+from nightrec.sequences.splits import slice_columns
 
 
 def _flat_lists(frame: pl.DataFrame, column: str, path: Path, n_items: int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,12 +107,24 @@ class TrainWindows:
         return batch
 
 
-class EvalRows:
-    """Validation or test rows: padded history, target, activity and the CSR of seen items."""
+def slice_tensors(frame: pl.DataFrame, train_lengths: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(activity, cold)`` of a validation or test frame: the user's training events and whether
+    the target is a cold item (``nightrec.sequences.splits.slice_columns``). A folder written
+    before those columns gives ``train_lengths`` (the training sequence's) and no cold targets."""
+    activity, cold = slice_columns(frame)
+    activity = train_lengths if activity is None else activity
+    cold = np.zeros(frame.height) if cold is None else cold
+    return torch.from_numpy(activity.astype(np.int64)), torch.from_numpy(cold.astype(bool))
 
-    def __init__(self, history, lengths, target, activity, seen_crow, seen_col):
+
+class EvalRows:
+    """Validation or test rows: padded history, target, activity (the user's training events),
+    whether the target is a cold item, and the CSR of seen items."""
+
+    def __init__(self, history, lengths, target, activity, seen_crow, seen_col, cold=None):
         self.history, self.lengths, self.target, self.activity = history, lengths, target, activity
         self.seen_crow, self.seen_col = seen_crow, seen_col
+        self.cold = torch.zeros(len(target), dtype=torch.bool) if cold is None else cold
 
     def __len__(self) -> int:
         return len(self.target)
@@ -124,6 +137,7 @@ class EvalRows:
             "lengths": self.lengths[idx],
             "target": self.target[idx],
             "activity": self.activity[idx],
+            "cold": self.cold[idx],
             "seen_rows": seen_rows,
             "seen_cols": seen_cols,
         }
@@ -236,13 +250,15 @@ class SequenceDataModule(L.LightningDataModule):
         seen = np.unique(user_of_seen * (self.n_items + 1) + np.concatenate([tr_flat[seen_pos], flat]))
         rows, cols = seen // (self.n_items + 1), seen % (self.n_items + 1)
         crow = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(targets)))])
+        activity, cold = slice_tensors(frame, seen_len)
         return EvalRows(
             history,
             hist_len,
             torch.from_numpy(targets),
-            torch.from_numpy(seen_len),
+            activity,
             torch.from_numpy(crow.astype(np.int64)),
             torch.from_numpy(cols.astype(np.int64)),
+            cold,
         )
 
     def setup(self, stage: str | None = None) -> None:

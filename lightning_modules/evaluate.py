@@ -6,6 +6,8 @@ trainer validates with, on the same ``train.eval_users`` sample of users. Items 
 external id, so a model trained on an older vocabulary is judged fairly: an item it has never
 seen is dropped from histories and counts as a miss as a target, and so does a user left with
 an empty history. Rows are scored in order of history length, each batch cut to its longest.
+Of the slices, the cold users' and cold items' are kept (tonight's definitions, from the
+sequences folder, so the champion's slices cut the same targets as the candidate's).
 """
 
 from pathlib import Path
@@ -14,7 +16,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from lightning_modules.data import pad_tails
+from lightning_modules.data import pad_tails, slice_tensors
 from lightning_modules.metrics import RankingAccumulator
 from lightning_modules.model_io import load_model
 from nightrec.evaluation.gate import read_split
@@ -22,6 +24,8 @@ from nightrec.evaluation.sample import eval_sample
 from nightrec.layout import ITEMS_FILE, VALID_FILE
 from nightrec.schema import ITEM_ID, ITEM_IDX, USER_IDX
 from nightrec.sequences.splits import HISTORY, TARGET
+
+REPORTED_SLICES = ("cold_users/", "cold_items/")
 
 
 def _night_to_model(sequences_dir: Path, model_items: pl.DataFrame) -> np.ndarray:
@@ -46,21 +50,26 @@ def _model_histories(histories: pl.Series, lookup: np.ndarray) -> tuple[torch.Te
 def model_valid_metrics(
     model_dir: Path, sequences_dir: Path, eval_users: int | None = None, batch_size: int = 1024
 ) -> dict[str, float]:
-    """Recall/NDCG/MRR/coverage@10/20 of the model in ``model_dir`` on ``valid.parquet``."""
+    """Recall/NDCG/MRR/coverage@10/20 of the model in ``model_dir`` on ``valid.parquet``, and the
+    ``cold_users/`` and ``cold_items/`` slices."""
     network, model_items = load_model(Path(model_dir))
     lookup = _night_to_model(sequences_dir, model_items)
     valid = read_split(sequences_dir, VALID_FILE)
     valid = valid[eval_sample(valid.get_column(USER_IDX).to_numpy(), eval_users)]
     history, lengths = _model_histories(valid.get_column(HISTORY), lookup)
     targets = torch.from_numpy(lookup[valid.get_column(TARGET).to_numpy().astype(np.int64)])
-    usable = torch.nonzero((lengths > 0) & (targets > 0)).squeeze(1)
+    activity, cold = slice_tensors(valid, np.zeros(valid.height, dtype=np.int64))
+    ok = (lengths > 0) & (targets > 0)
+    usable = torch.nonzero(ok).squeeze(1)
     usable = usable[torch.argsort(lengths[usable], stable=True)]
     metric = RankingAccumulator(network.n_items)
-    metric.add_misses(valid.height - len(usable))  # nothing to score them from: never a hit
+    metric.add_misses(activity[~ok], cold[~ok])  # nothing to score them from: never a hit
     for start in range(0, len(usable), batch_size):
         rows = usable[start : start + batch_size]
         width = int(lengths[rows].max())
         scores = network.scores(history[rows, :width], lengths[rows]).float()
         scores[:, 0] = float("-inf")
-        metric.update(scores, targets[rows])
-    return {name: value for name, value in metric.compute().items() if "/" not in name}
+        metric.update(scores, targets[rows], activity[rows], cold[rows])
+    return {
+        name: value for name, value in metric.compute().items() if "/" not in name or name.startswith(REPORTED_SLICES)
+    }

@@ -4,19 +4,18 @@ Ties count against the target: its rank is the number of *other* items scoring a
 so a constant scorer never looks good. Masked items (padding, seen items) score ``-inf``; a masked
 target therefore misses, as it would in the published list.
 
-Everything is accumulated as integer counts (targets at each rank below max K, per activity slice,
-items shown per K) in torchmetrics sum states, so sharded evaluation summed across DDP ranks equals
-one process exactly; ``nightrec.evaluation.metrics.ranking_metrics`` turns the counts into metrics.
+Everything is accumulated as integer counts (targets at each rank below max K, per slice, items
+shown per K) in torchmetrics sum states, so sharded evaluation summed across DDP ranks equals one
+process exactly; ``nightrec.evaluation.metrics.ranking_metrics`` turns the counts into metrics. The
+slices (activity, cold users, cold items) are ``nightrec.evaluation.metrics.slice_masks``'.
 """
 
 import torch
 from torchmetrics import Metric
 
-from nightrec.evaluation.metrics import KS, coverage, ranking_metrics
+from nightrec.evaluation.metrics import KS, SLICES, coverage, ranking_metrics, slice_masks, slice_metrics, slice_names
 
 MISS = 2**62
-# Activity slices by the number of the user's earlier interactions: [0, 20), [20, 100), [100, inf).
-SLICES = (("short", 0, 20), ("medium", 20, 100), ("long", 100, None))
 
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor, top_values: torch.Tensor) -> torch.Tensor:
@@ -52,47 +51,54 @@ class RankingAccumulator(Metric):
         self.ks = tuple(sorted(ks))
         self.max_k = self.ks[-1]
         self.slices = slices
-        # row 0 of hits: all users; row s + 1: slice s. Last column: users counted.
-        self.add_state("hits", torch.zeros(len(slices) + 1, self.max_k + 1, dtype=torch.long), dist_reduce_fx="sum")
+        self.names = slice_names(slices)
+        # row 0 of hits: all users; row s + 1: slice s of ``names``. Last column: users counted.
+        self.add_state("hits", torch.zeros(len(self.names) + 1, self.max_k + 1, dtype=torch.long), dist_reduce_fx="sum")
         # how many lists showed each item at each K (read as shown / not shown)
         self.add_state("shown", torch.zeros(len(self.ks), n_items + 1, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, scores: torch.Tensor, targets: torch.Tensor, activity: torch.Tensor | None = None) -> None:
-        """Add a batch: ``scores [B, n_items + 1]`` (masked entries -inf), ``targets [B]``, ``activity [B]``."""
+    def update(
+        self,
+        scores: torch.Tensor,
+        targets: torch.Tensor,
+        activity: torch.Tensor | None = None,
+        cold: torch.Tensor | None = None,
+    ) -> None:
+        """Add a batch: ``scores [B, n_items + 1]`` (masked entries -inf), ``targets [B]``, the
+        users' training events ``activity [B]`` and whether each target is a ``cold`` item ``[B]``."""
         scores = scores.detach().float()
         top = torch.topk(scores, min(self.max_k + 1, scores.shape[1]), dim=1)
         ranks = target_ranks(scores, targets.to(scores.device), top.values).cpu()
-        groups = [torch.ones_like(ranks, dtype=torch.bool)]
-        activity = torch.zeros_like(ranks) if activity is None else activity.cpu()
-        for _, low, high in self.slices:
-            groups.append((activity >= low) & (activity < high if high is not None else True))
         in_top = ranks < self.max_k
-        for row, members in enumerate(groups):
+        for row, members in enumerate(self._groups(len(ranks), activity, cold)):
             self.hits[row, : self.max_k] += torch.bincount(ranks[members & in_top], minlength=self.max_k)
             self.hits[row, self.max_k] += int(members.sum())
         indices, shown = top.indices[:, : self.max_k].cpu(), (top.values[:, : self.max_k] > float("-inf")).cpu()
         for i, k in enumerate(self.ks):
             self.shown[i].index_fill_(0, indices[:, :k][shown[:, :k]], 1)
 
-    def add_misses(self, n: int, activity: int = 0) -> None:
-        """Count ``n`` users whose target cannot be ranked (nothing to score them from): never a hit."""
-        self.hits[0, self.max_k] += n
-        for s, (_, low, high) in enumerate(self.slices):
-            if activity >= low and (high is None or activity < high):
-                self.hits[s + 1, self.max_k] += n
+    def add_misses(self, activity: torch.Tensor, cold: torch.Tensor | None = None) -> None:
+        """Count users whose target cannot be ranked (nothing to score them from): never a hit.
+        One per entry of ``activity`` (their training events), in their slices."""
+        for row, members in enumerate(self._groups(len(activity), activity, cold)):
+            self.hits[row, self.max_k] += int(members.sum())
+        self._computed = None  # states changed outside ``update``: compute() must not answer from its cache
+
+    def _groups(self, n: int, activity: torch.Tensor | None, cold: torch.Tensor | None) -> list[torch.Tensor]:
+        """Row masks: everyone, then each slice of ``names``."""
+        events = torch.zeros(n, dtype=torch.long) if activity is None else activity.cpu()
+        masks = slice_masks(events.numpy(), None if cold is None else cold.cpu().numpy(), self.slices)
+        return [torch.ones(n, dtype=torch.bool)] + [torch.from_numpy(masks[name]) for name in self.names]
 
     def compute(self) -> dict[str, float]:
-        """``recall@K, ndcg@K, mrr@K, coverage@K`` plus ``<slice>/...`` and ``users`` counts."""
-        out = self._compute_row(0, "")
+        """``recall@K, ndcg@K, mrr@K, coverage@K`` and ``users``, plus ``<slice>/...`` per slice
+        (``cold_items/targets`` counts that slice's targets)."""
+        out = ranking_metrics(self.hits[0, : self.max_k].tolist(), int(self.hits[0, self.max_k]), self.ks)
         for i, k in enumerate(self.ks):
             out[f"coverage@{k}"] = coverage(int((self.shown[i, 1:] > 0).sum()), self.n_items)
-        for s, (name, _, _) in enumerate(self.slices):
-            out.update(self._compute_row(s + 1, f"{name}/"))
+        for s, name in enumerate(self.names, start=1):
+            out.update(slice_metrics(self.hits[s, : self.max_k].tolist(), int(self.hits[s, self.max_k]), self.ks, name))
         return out
-
-    def _compute_row(self, row: int, prefix: str) -> dict[str, float]:
-        counts = self.hits[row, : self.max_k].tolist()
-        return ranking_metrics(counts, int(self.hits[row, self.max_k]), self.ks, prefix)
 
 
 class SplitMetrics:
@@ -109,9 +115,10 @@ class SplitMetrics:
     def update(self, scores: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
         """Rank ``batch['target']`` in ``scores`` both ways; ``scores`` is modified in place."""
         scores[:, 0] = float("-inf")
-        self.unmasked.update(scores, batch["target"], batch["activity"])
+        cold = batch.get("cold")  # absent from sequences folders written before the cold slices
+        self.unmasked.update(scores, batch["target"], batch["activity"], cold)
         mask_items(scores, batch["seen_rows"].to(scores.device), batch["seen_cols"].to(scores.device))
-        self.masked.update(scores, batch["target"], batch["activity"])
+        self.masked.update(scores, batch["target"], batch["activity"], cold)
 
     def compute(self) -> dict[str, float]:
         """Unmasked metrics under their plain names, masked ones prefixed ``masked/``."""

@@ -46,12 +46,15 @@ def write_sequences_of(out: Path, seqs: list[list[int]], items: int, max_len: in
     pl.DataFrame([user_idx, lists("items", [s[:-2] for s in seqs], dtype=pl.List(pl.Int32))]).write_parquet(
         out / "train.parquet"
     )
+    trained = {item for s in seqs for item in s[:-2]}
     for name, cut in (("valid", 2), ("test", 1)):
         pl.DataFrame(
             [
                 user_idx,
                 lists("history", [s[:-cut][-max_len:] for s in seqs], dtype=pl.List(pl.Int32)),
                 lists("target", [s[-cut] for s in seqs], dtype=pl.Int32),
+                lists("train_events", [len(s) - 2 for s in seqs], dtype=pl.Int32),
+                lists("cold_target", [s[-cut] not in trained for s in seqs], dtype=pl.Boolean),
             ]
         ).write_parquet(out / f"{name}.parquet")
     pl.DataFrame([user_idx, lists("history", [s[-max_len:] for s in seqs], dtype=pl.List(pl.Int32))]).write_parquet(

@@ -46,7 +46,13 @@ def test_contract_dtypes_and_padding(tmp_path):
     assert dict(zip(seqs.items["item_id"], seqs.items["count"], strict=True)) == {"a": 2, "b": 1, "c": 2}
     assert seqs.train.schema["items"] == LIST_I32 and seqs.train.schema["user_idx"] == pl.Int32
     for frame in (seqs.valid, seqs.test):
-        assert frame.schema == {"user_idx": pl.Int32, "history": LIST_I32, "target": pl.Int32}
+        assert frame.schema == {
+            "user_idx": pl.Int32,
+            "history": LIST_I32,
+            "target": pl.Int32,
+            "train_events": pl.Int32,
+            "cold_target": pl.Boolean,
+        }
     assert seqs.full.schema == {"user_idx": pl.Int32, "history": LIST_I32}
 
     back = read_sequences(write_sequences(seqs, tmp_path / "sequences"))

@@ -24,7 +24,7 @@ def _reference(rows, cfg: SequenceConfig, cutoffs=None):
             continue
         seen.add((user, item, minute))
         per_user.setdefault(user, []).append((minute, f"i{item}"))
-    train, valid, test, full = {}, {}, {}, {}
+    train, valid, test, full, cut_of = {}, {}, {}, {}, {}
     for user, evs in per_user.items():
         evs = sorted(evs, key=lambda e: e[0])
         if cfg.collapse_repeats:
@@ -41,12 +41,18 @@ def _reference(rows, cfg: SequenceConfig, cutoffs=None):
                 "valid": cut if before_test > cut else None,
                 "test": before_test if before_test < len(seq) else None,
             }
+        cut_of[user] = (cut, seq[:cut])
         if cut >= 2:
             train[user] = seq[:cut]
         for name, out in (("valid", valid), ("test", test)):
             pos = targets[name]
             if pos is not None and pos >= 1:
                 out[user] = (seq[:pos][-cfg.max_len :], seq[pos])
+    # The slices: training events per user, and targets whose item no user had before the cut-off.
+    trained = {item for _, before in cut_of.values() for item in before}
+    for out in (valid, test):
+        for user, (history, target) in out.items():
+            out[user] = (history, target, cut_of[user][0], target not in trained)
     return train, valid, test, full
 
 
@@ -55,7 +61,11 @@ def _as_rows(rows):
 
 
 def _pairs(seqs, frame):
-    return {u: (decode(seqs, frame, "history")[u], t) for u, t in decode(seqs, frame, "target").items()}
+    """``user -> (history, target, train_events, cold_target)`` in external ids."""
+    history, users = decode(seqs, frame, "history"), decode(seqs, frame, "target")
+    ids = seqs.users.join(frame, on="user_idx").select("user_id", "train_events", "cold_target").rows()
+    slices = {user: (n, cold) for user, n, cold in ids}
+    return {u: (history[u], t, *slices[u]) for u, t in users.items()}
 
 
 @SETTINGS

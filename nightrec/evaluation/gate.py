@@ -23,7 +23,7 @@ from nightrec.fallback.popularity import ServedPopularity
 from nightrec.layout import ITEMS_FILE, TEST_FILE, USERS_FILE, VALID_FILE
 from nightrec.registry import valid_ndcg
 from nightrec.schema import ITEM_ID, ITEM_IDX, USER_ID, USER_IDX
-from nightrec.sequences.splits import TARGET
+from nightrec.sequences.splits import TARGET, slice_columns
 
 
 def read_split(sequences_dir: Path, name: str) -> pl.DataFrame:
@@ -56,7 +56,7 @@ def served_popularity_metrics(
     ks: tuple[int, ...] = KS,
 ) -> dict[str, float]:
     """Recall/NDCG/MRR@K of the served popularity list on the validation split of ``sequences_dir``
-    (on the ``eval_users`` sample the models are judged on)."""
+    (on the ``eval_users`` sample the models are judged on), with every slice of ``slice_masks``."""
     kept = events.lazy().join(held_out_pairs(sequences_dir).lazy(), on=[USER_ID, ITEM_ID], how="anti")
     popularity = ServedPopularity(kept, run_date, config)
     items = read_split(sequences_dir, ITEMS_FILE).sort(ITEM_IDX)
@@ -65,7 +65,7 @@ def served_popularity_metrics(
     valid = read_split(sequences_dir, VALID_FILE)
     valid = valid[eval_sample(valid.get_column(USER_IDX).to_numpy(), eval_users)]
     targets = valid.get_column(TARGET).to_numpy().astype(np.int64)
-    return metrics_from_ranks(rank_against(scores, targets).tolist(), ks)
+    return metrics_from_ranks(rank_against(scores, targets).tolist(), ks, *slice_columns(valid))
 
 
 def live_ndcg(metrics: dict[str, Any], promotion: dict[str, Any]) -> float | None:

@@ -5,6 +5,9 @@ turns it into a Prefect table artifact)."""
 from typing import Any
 
 HEADLINE = ("recall@10", "ndcg@10", "mrr@10", "recall@20", "ndcg@20", "mrr@20", "coverage@10", "coverage@20")
+# The cold-start slices (``nightrec.evaluation.metrics.slice_masks``), each beside its size: a
+# recall over a handful of cold targets is noise, and the count says so.
+COLD_SLICES = (("cold_users/ndcg@10", "cold_users/users"), ("cold_items/recall@20", "cold_items/targets"))
 GATE_METRIC = "ndcg@10"
 # Below this relative lead over the served popularity, the model barely earns its keep: say so.
 SMALL_MARGIN = 0.05
@@ -34,9 +37,10 @@ def _models(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def metric_table(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per model and split, one column per headline metric (rounded), and the change of
-    NDCG@10 against the served popularity on the same split. Slices (``short/...``,
-    ``masked/...``) stay in ``metrics.json``."""
+    """One row per model and split, one column per headline metric (rounded), the cold users'
+    NDCG@10 and the cold items' Recall@20 with their sizes ("-" for an empty slice) where
+    measured, and the change of NDCG@10 against the served popularity on the same split. The
+    other slices (``short/...``, ``masked/...``) stay in ``metrics.json``."""
     popularity = _splits(metrics.get("popularity") or {})
     rows = []
     for model, block in _models(metrics):
@@ -45,12 +49,22 @@ def metric_table(metrics: dict[str, Any]) -> list[dict[str, Any]]:
                 continue
             row: dict[str, Any] = {"model": model, "split": split}
             row |= {name: round(float(values[name]), DIGITS) for name in HEADLINE if name in values}
+            row |= _cold_cells(values)
             base = (popularity.get(split) or {}).get(GATE_METRIC)
             row[f"{GATE_METRIC} vs popularity"] = (
                 _change(values.get(GATE_METRIC), base) if model != "popularity" else "-"
             )
             rows.append(row)
     return rows
+
+
+def _cold_cells(values: dict[str, Any]) -> dict[str, Any]:
+    cells: dict[str, Any] = {}
+    for name, size in COLD_SLICES:
+        if size in values:
+            cells[name] = round(float(values[name]), DIGITS) if values[size] else "-"
+            cells[size] = int(values[size])
+    return cells
 
 
 def _change(value: float | None, base: float | None) -> str:

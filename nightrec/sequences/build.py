@@ -7,7 +7,9 @@
 - ``train.parquet``: ``user_idx``, ``items`` List[Int32] (whole training sequence, not truncated),
   ``sessions`` List[Int32] (session number per position), ``weights`` List[Float32] if configured
 - ``valid.parquet`` / ``test.parquet``: ``user_idx``, ``history`` List[Int32] (last ``max_len``
-  items before the target), ``target`` Int32
+  items before the target), ``target`` Int32, ``train_events`` Int32 (the user's events before
+  the training cut-off) and ``cold_target`` Boolean (no event of the target item before it), the
+  evaluation slices' inputs (``nightrec.sequences.splits``)
 - ``full.parquet``: ``user_idx``, ``history`` (last ``max_len`` items) for nightly scoring
 - ``sequence_stats.json``
 
