@@ -34,7 +34,10 @@ if TYPE_CHECKING:
     from nightrec.config import NightrecConfig, PrivacyConfig
 
 # What `score` means depends on the row's source; the table says so rather than mixing them silently.
-SCORE_NOTE = "score: the model's logit for `model` rows; the time-decayed event count for `popularity` rows"
+SCORE_NOTE = (
+    "score: the model's logit for `model` rows; the time-decayed event count for `popularity` rows; "
+    "the content score for `content` and `new_item` rows"
+)
 EXIT_UNKNOWN_USER = 1
 
 
