@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from expectations.load import ingest
@@ -23,7 +23,14 @@ from nightrec.config import NightrecConfig
 from nightrec.errors import NightrecError, is_setup_error
 from nightrec.ingest.input_files import resolve_files
 from nightrec.ingest.runs import default_run_date, require_source, write_parquet_atomic
-from nightrec.layout import BEHAVIOR_DIR, CLEAN_FILE, EVENTS_FILE, FALLBACK_FILE, RECOMMENDATIONS_FILE
+from nightrec.layout import (
+    BEHAVIOR_DIR,
+    CLEAN_FILE,
+    EVENTS_FILE,
+    FALLBACK_FILE,
+    ITEMS_QUARANTINE_FILE,
+    RECOMMENDATIONS_FILE,
+)
 from nightrec.publish.rollback import publish_night
 from nightrec.schema import EVENT_TYPE, ITEM_ID, TIMESTAMP, USER_ID
 
@@ -111,6 +118,7 @@ def assemble_recommendations(
 ) -> tuple[Path, Path]:
     """Tonight's table (the model's lists where there are scores, popularity for everyone else)
     and the list a brand-new user gets: ``runs/<date>/recommendations.parquet``, ``fallback.parquet``."""
+    from nightrec.fallback.cold import cold_start, keep_quarantine
     from nightrec.fallback.popularity import popularity_scores
     from nightrec.fallback.recommend import build_recommendations, fallback_list
 
@@ -118,8 +126,13 @@ def assemble_recommendations(
     events = pl.read_parquet(clean_path, columns=[USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP])
     scores = pl.read_parquet(scores_path) if scores_path is not None else None
     ranked = popularity_scores(events, run_date, config.popularity)
+    cold = cold_start(config, events, run_date)
+    if set_aside := keep_quarantine(cold, clean_path.parent):
+        get_run_logger().warning(
+            f"{config.metadata.items_file}: {set_aside} row(s) set aside ({ITEMS_QUARANTINE_FILE})"
+        )
     recs = build_recommendations(
-        events, run_date, config, model_scores=scores, model_version=model_version, global_ranked=ranked
+        events, run_date, config, model_scores=scores, model_version=model_version, global_ranked=ranked, cold=cold
     )
     out = clean_path.parent / RECOMMENDATIONS_FILE
     new_users = clean_path.parent / FALLBACK_FILE

@@ -50,6 +50,8 @@ GX_DIR = "gx"  # the GX project (expectations.project); GX itself names it so
 EVENTS_FILE = "events.parquet"
 CLEAN_FILE = "clean.parquet"
 QUARANTINE_FILE = "quarantine.parquet"
+# rows of metadata.items_file set aside (no item_id, or a repeated one), with their reason
+ITEMS_QUARANTINE_FILE = "items_quarantine.parquet"
 VALIDATION_FILE = "validation.json"
 BEHAVIOR_DIR = "behavior"
 SEQUENCES_DIR = "sequences"

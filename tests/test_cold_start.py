@@ -147,7 +147,9 @@ def test_nightly_flow_publishes_content_lists_and_new_items(prefect_harness, dem
 
     events_dir, _ = demo_events
     log = read_events(events_dir)
-    catalogue = [*log.get_column(ITEM_ID).unique().sort().to_list(), "added-today-1", "added-today-2"]
+    # the catalogue lists one item twice: its second row is set aside, not lost
+    known = log.get_column(ITEM_ID).unique().sort().to_list()
+    catalogue = [*known, "added-today-1", "added-today-2", known[0]]
     items = tmp_path / "catalogue.parquet"
     pl.DataFrame({ITEM_ID: catalogue, "category": [f"c{hash(i) % 7}" for i in catalogue]}).write_parquet(items)
     config = small_config(tmp_path / "data", events_dir, min_history=12).model_copy(deep=True)
@@ -173,3 +175,5 @@ def test_nightly_flow_publishes_content_lists_and_new_items(prefect_harness, dem
     assert set(first["source"]) == {"content"}
     new = table.filter(pl.col(SOURCE) == "new_item")
     assert {"added-today-1", "added-today-2"} & set(new[ITEM_ID]), "catalogue-only items can be recommended"
+    set_aside = pl.read_parquet(config.run_dir(table["run_date"][0]) / "items_quarantine.parquet")
+    assert set_aside.rows() == [(known[0], f"c{hash(known[0]) % 7}", "duplicate_id")]

@@ -9,11 +9,14 @@ segment's popularity (``segment_popularity``), then the global popularity (``pop
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 
 from nightrec.config import NightrecConfig
 from nightrec.fallback.popularity import GLOBAL_GROUP
+from nightrec.ingest.runs import write_parquet_atomic
+from nightrec.layout import ITEMS_QUARANTINE_FILE
 from nightrec.metadata.content import ContentRecommender, Prior, history_weights
 from nightrec.metadata.features import tfidf_vectors
 from nightrec.metadata.tables import read_item_table
@@ -41,6 +44,7 @@ class ColdStart:
     content: ContentRecommender
     new_items: list[str]
     weight: float = 0.3
+    quarantine: pl.DataFrame | None = None  # the item table's rows set aside, with their reason
 
 
 def new_item_ids(events: pl.DataFrame | pl.LazyFrame, catalogue: pl.Series, run_date: date, days: float) -> list[str]:
@@ -64,7 +68,17 @@ def cold_start(config: NightrecConfig, events: pl.DataFrame | pl.LazyFrame | Non
     new = []
     if config.recommend.new_item_slots and events is not None:
         new = new_item_ids(events, table.ids, run_date, config.recommend.new_item_days)
-    return ColdStart(ContentRecommender(vectors, config.metadata.recency_decay), new, config.metadata.content_weight)
+    content = ContentRecommender(vectors, config.metadata.recency_decay)
+    return ColdStart(content, new, config.metadata.content_weight, table.quarantine)
+
+
+def keep_quarantine(cold: ColdStart | None, run_dir: Path) -> int:
+    """Write the item table's set-aside rows to ``runs/<date>/items_quarantine.parquet`` (nothing
+    is lost: rows read = rows kept + these); returns how many there are."""
+    if cold is None or cold.quarantine is None or cold.quarantine.is_empty():
+        return 0
+    write_parquet_atomic(cold.quarantine, run_dir / ITEMS_QUARANTINE_FILE)
+    return cold.quarantine.height
 
 
 def content_rows(

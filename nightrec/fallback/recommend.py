@@ -102,13 +102,14 @@ def night_rankings(
     config: NightrecConfig,
     users: pl.DataFrame | None = None,
     global_ranked: pl.DataFrame | None = None,
+    cold: ColdStart | None = None,
 ) -> NightRankings:
     """The segments and lists ``build_recommendations`` ranks from, over the whole night, for the
     callers that list a part of its users at a time (user shards)."""
     users = _user_table(users, config)
     counts = event_counts(events)
     groups = _user_groups(_everyone(counts, users), users, config, counts.get_column(USER_ID))
-    cold = cold_start(config, events, run_date)
+    cold = cold if cold is not None else cold_start(config, events, run_date)
     return NightRankings(
         groups,
         grouped_rankings(events, run_date, config.popularity, groups, global_ranked),
