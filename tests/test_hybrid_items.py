@@ -177,3 +177,14 @@ def grown_network(old, seq: Path, table: Path):
     config = load_config(overrides=_meta(table) | {"model": {"attribute_features": FEATURES}}, environ={})
     net.attributes.set_rows(vocabulary_rows(config, items))
     return net.eval(), items
+
+
+def test_switching_item_attributes_trains_from_scratch(trained, tmp_path, capsys):
+    tmp, seq, table, _ = trained
+    plain = json.loads(hybrid_config(tmp_path / "c.json", table, epochs=1).read_text())
+    plain["model"]["item_attributes"] = False
+    (tmp_path / "c.json").write_text(json.dumps(plain))
+    files = ["--config", str(tmp_path / "c.json"), "--sequences", str(seq), "--out", str(tmp_path / "m")]
+    assert main([*files, "--warm-start", str(tmp / "model")]) == 0
+    assert "warm start skipped: model was trained with model.item_attributes" in capsys.readouterr().out
+    assert load_model(tmp_path / "m")[0].attributes is None
