@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 import torch
 
+from lightning_modules.attributes import ROW_BUFFERS
 from lightning_modules.families import network_from_arch, normalise_arch
 from lightning_modules.network import SequenceNetwork
 from nightrec.errors import InputError
@@ -82,6 +83,12 @@ def warm_start(network: SequenceNetwork, items: pl.DataFrame, previous_dir: Path
     Items known to the previous model keep their trained embedding rows (matched by external id,
     wherever their new ``item_idx`` is); new items keep their fresh initialisation. Every other
     weight is copied as is. Returns ``{"kept_items": ..., "new_items": ...}``.
+
+    With ``item_attributes`` the attribute rows stay tonight's (set on ``network`` before this
+    call: an item's attributes may have changed, and new items need theirs), and new items' id
+    rows start at zero: their embedding is then exactly the trained projection of their
+    attributes, which places them among similar known items from the first step, where a random
+    id row as large as a trained one would drown that signal until the item gathers interactions.
     """
     previous_dir = Path(previous_dir)
     ckpt = read_checkpoint(previous_dir / BEST_CKPT)
@@ -92,9 +99,14 @@ def warm_start(network: SequenceNetwork, items: pl.DataFrame, previous_dir: Path
     old_idx = torch.from_numpy(pairs.get_column("old_idx").to_numpy().astype("int64"))
     state = network_state(ckpt)
     own = network.state_dict()
+    tonight = {f"attributes.{name}" for name in ROW_BUFFERS}
     with torch.no_grad():
         for name, value in state.items():
+            if name in tonight:
+                continue
             if name.endswith("embedding.weight") or name == "bias":
+                if network.attributes is not None and name != "bias":
+                    own[name][1:] = 0.0
                 own[name][new_idx] = value[old_idx]
             else:
                 own[name].copy_(value)

@@ -11,12 +11,18 @@ With ``history_bias`` an item already in the input history gets one learned scor
 repeat/explore switch in the spirit of RepeatNet): the data decides whether people come back to
 what they had (groceries, replays: positive) or move on (films rated once: strongly negative).
 It is part of the model's scores, learned by the same loss; it is not seen-item masking.
+
+With ``item_attributes`` every item embedding, input and scoring alike, is its id row plus the
+projection of its attribute vector (``lightning_modules.attributes``); an untied output table gets
+the same projection added, so one ``W`` serves both sides.
 """
 
 from typing import Any
 
 import torch
 from torch import nn
+
+from lightning_modules.attributes import AttributeEmbedding
 
 
 class SequenceNetwork(nn.Module):
@@ -37,6 +43,8 @@ class SequenceNetwork(nn.Module):
         projection: bool | None = None,
         item_bias: bool = False,
         history_bias: bool = False,
+        item_attributes: bool = False,
+        attribute_features: int = 1024,
     ):
         super().__init__()
         if projection is None:
@@ -56,7 +64,10 @@ class SequenceNetwork(nn.Module):
             "projection": projection,
             "item_bias": item_bias,
             "history_bias": history_bias,
+            "item_attributes": item_attributes,
         }
+        if item_attributes:  # recorded only when on: older checkpoints stay comparable (check_compatible)
+            self.arch["attribute_features"] = attribute_features
         self.n_items = n_items
         self.embedding = nn.Embedding(n_items + 1, embedding_dim, padding_idx=0)
         self.input_dropout = nn.Dropout(dropout)
@@ -67,6 +78,10 @@ class SequenceNetwork(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_items + 1)) if item_bias else None
         # One score offset for "this item is already in the input history"; learned, starts neutral.
         self.history_weight = nn.Parameter(torch.zeros(1)) if history_bias else None
+        # Rows are empty until set_rows (training) or load_state_dict (a checkpoint) fills them.
+        self.attributes = (
+            AttributeEmbedding(n_items + 1, attribute_features, embedding_dim) if item_attributes else None
+        )
 
     @classmethod
     def from_arch(cls, arch: dict[str, Any]) -> "SequenceNetwork":
@@ -85,6 +100,8 @@ class SequenceNetwork(nn.Module):
             "projection": model_config.projection,
             "item_bias": model_config.item_bias,
             "history_bias": model_config.history_bias,
+            "item_attributes": model_config.item_attributes,
+            "attribute_features": model_config.attribute_features,
         }
 
     def reset_tables(self) -> None:
@@ -98,9 +115,15 @@ class SequenceNetwork(nn.Module):
         """The family's encoder: ``[B, L, embedding_dim]`` (and the item ids ``[B, L]``) -> ``[B, L, hidden]``."""
         raise NotImplementedError
 
+    def embed(self, items: torch.Tensor) -> torch.Tensor:
+        """Input embeddings ``[...] -> [..., embedding_dim]``: id rows (+ attribute projections)."""
+        if self.attributes is None:
+            return self.embedding(items)
+        return self.embedding(items) + self.attributes.table()[items]
+
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         """User state after every position: ``[B, L] -> [B, L, d]`` (d = embedding_dim, + 1 with item_bias)."""
-        out = self.output_dropout(self.encode(self.input_dropout(self.embedding(items)), items))
+        out = self.output_dropout(self.encode(self.input_dropout(self.embed(items)), items))
         out = self.projection(out) if self.projection is not None else out
         if self.bias is not None:
             out = torch.cat([out, torch.ones_like(out[..., :1])], dim=-1)
@@ -137,10 +160,12 @@ class SequenceNetwork(nn.Module):
 
     def item_embeddings(self) -> torch.Tensor:
         """The scoring table ``[n_items + 1, d]``; row 0 is padding."""
-        table = self.output_embedding if self.output_embedding is not None else self.embedding
+        table = (self.output_embedding if self.output_embedding is not None else self.embedding).weight
+        if self.attributes is not None:
+            table = table + self.attributes.table()
         if self.bias is None:
-            return table.weight
-        return torch.cat([table.weight, self.bias.unsqueeze(1)], dim=1)
+            return table
+        return torch.cat([table, self.bias.unsqueeze(1)], dim=1)
 
 
 def prefix_items(inputs: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

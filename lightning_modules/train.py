@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, Timer
 from pydantic import ValidationError
 
+from lightning_modules.attributes import vocabulary_rows
 from lightning_modules.averaging import weight_averaging
 from lightning_modules.budget import EpochBudget, training_budget
 from lightning_modules.closed_form import fit_closed_form
@@ -99,6 +100,8 @@ def fit(
     data = SequenceDataModule.from_config(sequences_dir, config, pin_memory=settings["accelerator"] == "gpu")
     data.load()
     network = build_network(config.model, data.n_items, max(config.sequences.max_len, config.train.window_len or 0))
+    if getattr(network, "attributes", None) is not None:  # before a warm start, which keeps these rows
+        network.attributes.set_rows(vocabulary_rows(config, data.items))
     if network.closed_form:  # fitted, not trained: --resume and --warm-start refit
         return finish(
             out, config, data, *fit_closed_form(config, data, network, out, settings, warm_start_dir, callbacks)
@@ -106,7 +109,7 @@ def fit(
     resume_path = out / LAST_CKPT if resume else None
     if resume_path is not None:
         check_compatible(resume_path, read_checkpoint(resume_path)["hyper_parameters"]["arch"], network.arch)
-    if warm_start_dir is not None and not resume and (why := other_family(warm_start_dir, network)):
+    if warm_start_dir is not None and not resume and (why := other_model(warm_start_dir, network)):
         print(f"warm start skipped: {why}; training from scratch", flush=True)
         warm_start_dir = None
     warm = warm_start(network, data.items, warm_start_dir) if warm_start_dir is not None and not resume else None
@@ -181,16 +184,20 @@ def finish(
     return metrics
 
 
-def other_family(model_dir: Path, network: SequenceNetwork) -> str | None:
-    """Why ``model_dir`` cannot warm-start ``network`` because it is another model family, or None.
+def other_model(model_dir: Path, network: SequenceNetwork) -> str | None:
+    """Why ``model_dir`` cannot warm-start ``network`` because it is another kind of model, or None.
 
-    A night after ``model.family`` changed starts the new family from scratch; any other
-    disagreement (sizes of the same family) stays an error.
+    A night after ``model.family`` or ``model.item_attributes`` changed starts the new model from
+    scratch; any other disagreement (sizes of the same family) stays an error.
     """
     saved = normalise_arch(read_checkpoint(Path(model_dir) / BEST_CKPT)["hyper_parameters"]["arch"])
-    if saved["family"] == network.family:
-        return None
-    return f"{Path(model_dir).name} is a {saved['family']} model and this one is {network.family}"
+    name = Path(model_dir).name
+    if saved["family"] != network.family:
+        return f"{name} is a {saved['family']} model and this one is {network.family}"
+    hybrid = network.arch.get("item_attributes", False)
+    if saved.get("item_attributes", False) != hybrid:
+        return f"{name} was trained {'without' if hybrid else 'with'} model.item_attributes"
+    return None
 
 
 def stop_reason(trainer: L.Trainer, early: EarlyStopping, budget: float | None) -> str:

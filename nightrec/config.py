@@ -61,6 +61,7 @@ class _Section(BaseModel):
 # Model families (``lightning_modules.families`` maps each to its module): recurrent (rnn, lstm,
 # gru, lru), self-attention (sasrec) and closed-form collaborative filtering (item_cf, user_cf, ease).
 FAMILIES = ("rnn", "lstm", "gru", "lru", "sasrec", "item_cf", "user_cf", "ease")
+CLOSED_FORM_FAMILIES = ("item_cf", "user_cf", "ease")
 Family = Literal["rnn", "lstm", "gru", "lru", "sasrec", "item_cf", "user_cf", "ease"]
 
 
@@ -89,6 +90,14 @@ class ModelConfig(_Section):
     item_bias: bool = Field(False, description="Learn a per-item score offset (one extra state dimension).")
     history_bias: bool = Field(
         True, description="Learn one score offset for items already in the input history (repeat vs explore)."
+    )
+    item_attributes: bool = Field(
+        False,
+        description="Item embedding = id embedding + a learned linear projection of the item's hashed "
+        "attribute vector; needs metadata.items_file. Closed-form families ignore it.",
+    )
+    attribute_features: int = Field(
+        1024, ge=1, description="item_attributes: the width attribute tokens are hashed into."
     )
     loss: Literal["auto", "ce", "sampled_softmax"] = Field(
         "auto",
@@ -470,6 +479,18 @@ class NightrecConfig(_Section):
         if value is not None and not in_range(value):
             raise ValueError(f"{value} is outside the supported {EARLIEST:%Y-%m-%d}..{LATEST:%Y-%m-%d}")
         return value
+
+    @model_validator(mode="after")
+    def _attributes_have_a_table(self) -> "NightrecConfig":
+        families = self.model.candidates if self.model.family == "auto" else [self.model.family]
+        neural = any(f not in CLOSED_FORM_FAMILIES for f in families)
+        if self.model.item_attributes and neural and self.metadata.items_file is None:
+            # A ConfigError, not a ValueError: pydantic lets it through with its own message.
+            raise ConfigError(
+                "model.item_attributes needs metadata.items_file: set the item attribute table "
+                "or turn model.item_attributes off"
+            )
+        return self
 
     @property
     def duckdb_path(self) -> Path:

@@ -174,7 +174,7 @@ class LRUNetwork(SequenceNetwork):
         ``state`` forward and read only new items (past ``max_len`` it then remembers more than
         training's windows ever showed, so that is a choice to measure, not a free equivalence).
         """
-        x = self.input_map(self.input_dropout(self.embedding(items)))
+        x = self.input_map(self.input_dropout(self.embed(items)))
         new_state = []
         for block, block_state in zip(self.blocks, state, strict=True):
             block_state, x = block.step(block_state, x)
