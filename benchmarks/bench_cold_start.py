@@ -178,6 +178,10 @@ def main() -> None:
     print(
         f"new items in the catalogue at T: {n_new}; {args.slots} picked at random would find {args.slots / n_new:.4f}"
     )
+    if args.hybrid_minutes:
+        m = hybrid_new_items(before, after, cut, args.slots, args.hybrid_minutes, args.seed)
+        name = f"hybrid LSTM, {args.slots} slots"
+        print(f"new items, {name:20s} recall@20 {m['recall@20']:.4f} over {m['new-item targets']} new-item targets")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from prefect.task_runners import TaskRunner
 
 from flows import executor, shards, tasks, training
 from flows.concurrency import NIGHT_WAIT_SECONDS, REFRESH_HOLDER, data_dir_slot
+from flows.new_items import choose_new_items
 from flows.report import prune_artifacts, publish_artifacts, read_stats, recommendation_summary
 from nightrec.behavior.trends import previous_report
 from nightrec.config import NightrecConfig
@@ -139,7 +140,8 @@ def serve(
     """Score with the serving model, then tonight's table with popularity for everyone else."""
     version = serving.name if serving is not None else None
     if runner is not None:
-        paths = shards.serve(runner, config, seq_dir, clean_path, serving)
+        choices = new_item_choices(config, serving, clean_path)
+        paths = shards.serve(runner, config, seq_dir, clean_path, serving, choices)
         what = f"{config.orchestration.shards} shards on {config.orchestration.executor}"
         progress.done("score", f"model `{serving.name}` scored every known user ({what})" if serving else NO_SCORING)
         progress.done("fallback", f"popularity for users without a model list ({what})")
@@ -151,9 +153,17 @@ def serve(
     else:
         progress.done("score", NO_SCORING)
     version = serving.name if scores_path is not None else None
-    paths = _ensure(tasks.assemble_recommendations, clean_path, config, config.run_date, scores_path, version)
+    choices = new_item_choices(config, serving, clean_path)
+    paths = _ensure(tasks.assemble_recommendations, clean_path, config, config.run_date, scores_path, version, choices)
     progress.done("fallback", "popularity for users without a model list")
     return version, *paths
+
+
+def new_item_choices(config: NightrecConfig, serving: Path | None, clean_path: Path) -> Path | None:
+    """With new-item slots and a serving model: its choices of new items (None: content chooses)."""
+    if not config.recommend.new_item_slots or serving is None:
+        return None
+    return choose_new_items(serving, clean_path, config)
 
 
 def flag_degraded(summary: dict[str, Any], config: NightrecConfig) -> None:

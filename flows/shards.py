@@ -150,9 +150,11 @@ def assemble_shard(
     model_version: str | None,
     shard: int,
     shards: int,
+    choices_path: Path | None = None,
 ) -> Path:
     """One shard's rows of tonight's table (``shards/recommendations/``): the model's lists where
-    there are scores, popularity from the whole night's segments and lists for everyone else."""
+    there are scores, popularity from the whole night's segments and lists for everyone else;
+    ``choices_path``, the served model's choices of new items (``flows.new_items``)."""
     from nightrec.fallback.history import read_user_table
     from nightrec.fallback.recommend import NightRankings, build_recommendations
 
@@ -163,6 +165,12 @@ def assemble_shard(
     )
     users = read_user_table(pop.users_file, pop.segment_column) if pop.users_file is not None else None
     night = ranked_path.parent
+    rankings = NightRankings(
+        pl.read_parquet(night / "groups.parquet"),
+        pl.read_parquet(night / "ranked.parquet"),
+        pl.read_parquet(night / "new_items.parquet").get_column(ITEM_ID).to_list(),
+    )
+    cold = shard_cold_start(config, rankings, choices_path, events)
     recs = build_recommendations(
         events,
         config.run_date,
@@ -170,13 +178,23 @@ def assemble_shard(
         model_scores=pl.read_parquet(scores_part) if scores_part is not None else None,
         model_version=model_version,
         users=in_shard(users, shard, shards) if users is not None else None,
-        rankings=NightRankings(
-            pl.read_parquet(night / "groups.parquet"),
-            pl.read_parquet(night / "ranked.parquet"),
-            pl.read_parquet(night / "new_items.parquet").get_column(ITEM_ID).to_list(),
-        ),
+        rankings=rankings,
+        cold=cold,
     )
     return write_parquet_atomic(recs, part_file(clean_path.parent, "recommendations", shard))
+
+
+def shard_cold_start(config: NightrecConfig, rankings, choices_path: Path | None, events: pl.DataFrame):
+    """The content recommender with the whole night's new items and the served model's choices of
+    them for this shard's users (None without an item table)."""
+    from dataclasses import replace
+
+    from nightrec.fallback.cold import cold_start, with_choices
+
+    built = cold_start(config, None, config.run_date)
+    if built is None:
+        return None
+    return with_choices(replace(built, new_items=rankings.new_items or []), choices_path, events)
 
 
 @task(name="fallback", cache_policy=NO_CACHE, timeout_seconds=3600)
@@ -222,6 +240,7 @@ def serve(
     seq_dir: Path,
     clean_path: Path,
     serving: Path | None,
+    choices: Path | None = None,
 ) -> tuple[Path, Path]:
     """Scoring and the table's rows per shard, then tonight's ``recommendations.parquet``."""
     n = config.orchestration.shards
@@ -252,6 +271,7 @@ def serve(
             "model_version": unmapped(serving.name if serving is not None else None),
             "shard": shards,
             "shards": unmapped(n),
+            "choices_path": unmapped(choices),
         },
     )
     paths = merge_recommendations(shard_results(futures, "fallback"), clean_path, ranked, config)

@@ -114,11 +114,17 @@ def build_sequences(clean_path: Path, config: NightrecConfig, previous_vocab: Pa
 
 @task(name="fallback", timeout_seconds=3600, **CACHED)
 def assemble_recommendations(
-    clean_path: Path, config: NightrecConfig, run_date: date, scores_path: Path | None, model_version: str | None
+    clean_path: Path,
+    config: NightrecConfig,
+    run_date: date,
+    scores_path: Path | None,
+    model_version: str | None,
+    choices_path: Path | None = None,
 ) -> tuple[Path, Path]:
     """Tonight's table (the model's lists where there are scores, popularity for everyone else)
-    and the list a brand-new user gets: ``runs/<date>/recommendations.parquet``, ``fallback.parquet``."""
-    from nightrec.fallback.cold import cold_start, keep_quarantine
+    and the list a brand-new user gets: ``runs/<date>/recommendations.parquet``, ``fallback.parquet``.
+    ``choices_path``: the served model's choices of new items (``flows.new_items``)."""
+    from nightrec.fallback.cold import cold_start, keep_quarantine, with_choices
     from nightrec.fallback.popularity import popularity_scores
     from nightrec.fallback.recommend import build_recommendations, fallback_list
 
@@ -126,7 +132,7 @@ def assemble_recommendations(
     events = pl.read_parquet(clean_path, columns=[USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP])
     scores = pl.read_parquet(scores_path) if scores_path is not None else None
     ranked = popularity_scores(events, run_date, config.popularity)
-    cold = cold_start(config, events, run_date)
+    cold = with_choices(cold_start(config, events, run_date), choices_path)
     if set_aside := keep_quarantine(cold, clean_path.parent):
         get_run_logger().warning(
             f"{config.metadata.items_file}: {set_aside} row(s) set aside ({ITEMS_QUARANTINE_FILE})"

@@ -8,6 +8,7 @@ embedding it would have with an id row of zero (``lightning_modules.attributes``
 import json
 from pathlib import Path
 
+import polars as pl
 import torch
 
 from lightning_modules.attributes import attribute_item_embeddings
@@ -15,7 +16,7 @@ from lightning_modules.model_io import load_model
 from nightrec.layout import CONFIG_FILE
 from nightrec.metadata.features import hashed_vectors
 from nightrec.metadata.tables import AttributeTable
-from nightrec.schema import ITEM_ID, ITEM_IDX
+from nightrec.schema import ITEM_ID, ITEM_IDX, SCORE, TIMESTAMP, USER_ID
 
 
 def history_batch(histories: list[list[str]], known: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,10 +48,54 @@ def score_new_items(
     item the model knows gets the state of an empty history. The served weights are used.
     """
     network, items = load_model(Path(model_dir), served=True)
-    if network.attributes is None:
+    if getattr(network, "attributes", None) is None:
         raise ValueError(f"{model_dir}: this model was trained without model.item_attributes")
     known = dict(zip(items.get_column(ITEM_ID).cast(str).to_list(), items.get_column(ITEM_IDX).to_list(), strict=True))
     batch, lengths = history_batch(histories, known)
     states = network.user_states(batch, lengths)
     vectors = hashed_vectors(item_table, network.attributes.n_features, numeric_bins(model_dir))
     return states @ attribute_item_embeddings(network, vectors.rows([str(i) for i in item_ids])).T
+
+
+@torch.no_grad()
+def new_item_choices(
+    model_dir: Path,
+    events: pl.DataFrame,
+    item_ids: list[str],
+    item_table: AttributeTable,
+    top: int,
+    max_len: int = 50,
+    block: int = 4096,
+) -> pl.DataFrame | None:
+    """(user_id, item_id, score): each user's ``top`` items of ``item_ids`` by the served hybrid
+    model (``score_new_items``, users' histories from ``events``, the last ``max_len`` items),
+    for ``recommend.new_item_slots``; None when the model was trained without attributes."""
+    network, items = load_model(Path(model_dir), served=True)
+    if getattr(network, "attributes", None) is None or not item_ids:  # closed-form families have none
+        return None
+    network.eval()
+    known = dict(zip(items.get_column(ITEM_ID).cast(str).to_list(), items.get_column(ITEM_IDX).to_list(), strict=True))
+    vectors = hashed_vectors(item_table, network.attributes.n_features, numeric_bins(model_dir))
+    table = attribute_item_embeddings(network, vectors.rows([str(i) for i in item_ids]))
+    users = (
+        events.select(USER_ID, ITEM_ID, TIMESTAMP)
+        .sort(USER_ID, TIMESTAMP, maintain_order=True)
+        .group_by(USER_ID, maintain_order=True)
+        .agg(pl.col(ITEM_ID).tail(max_len))
+    )
+    ids, histories = users.get_column(USER_ID), users.get_column(ITEM_ID).to_list()
+    take = min(top, len(item_ids))
+    frames = []
+    for start in range(0, len(histories), block):
+        batch, lengths = history_batch(histories[start : start + block], known)
+        values, index = (network.user_states(batch, lengths) @ table.T).topk(take, dim=1)
+        frames.append(
+            pl.DataFrame(
+                {
+                    USER_ID: ids.slice(start, len(batch)).to_list(),
+                    ITEM_ID: [[item_ids[j] for j in row] for row in index.tolist()],
+                    SCORE: values.tolist(),
+                }
+            ).explode(ITEM_ID, SCORE)
+        )
+    return pl.concat(frames).with_columns(pl.col(SCORE).cast(pl.Float64))

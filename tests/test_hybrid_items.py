@@ -12,7 +12,7 @@ import torch
 from lightning_modules.attributes import attribute_item_embeddings
 from lightning_modules.families import network_from_arch
 from lightning_modules.model_io import load_model, warm_start
-from lightning_modules.new_items import score_new_items
+from lightning_modules.new_items import new_item_choices, score_new_items
 from lightning_modules.scoring import score_users
 from lightning_modules.train import main
 from nightrec.config import NightrecConfig, load_config
@@ -106,6 +106,39 @@ def test_new_items_rank_by_the_genre_of_the_history(trained):
     best = scores.argmax(dim=1)
     wanted = torch.tensor([u % GENRES for u in range(len(seqs))])
     assert (best == wanted).float().mean() > 0.9, scores[:4]
+
+
+def test_the_served_hybrid_model_chooses_each_users_new_items_for_the_slots(trained):
+    from datetime import UTC, datetime, timedelta
+
+    from nightrec.fallback.cold import ColdStart, with_new_items
+    from nightrec.metadata.content import ContentRecommender
+    from nightrec.metadata.features import tfidf_vectors
+
+    tmp, _, table_path, seqs = trained
+    table = read_item_table(NightrecConfig.model_validate({"metadata": {"items_file": str(table_path)}}).metadata)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    events = pl.DataFrame(
+        {
+            "user_id": [f"u{u}" for u, seq in enumerate(seqs) for _ in seq],
+            "item_id": [f"i{i}" for seq in seqs for i in seq],
+            "timestamp": [start + timedelta(minutes=p) for seq in seqs for p in range(len(seq))],
+        }
+    )
+    choices = new_item_choices(tmp / "model", events, NEW, table, top=2)
+    assert choices.group_by("user_id").len()["len"].to_list() == [2] * len(seqs)
+    best = choices.group_by("user_id", maintain_order=True).first()
+    assert (
+        np.mean([item == NEW[int(user[1:]) % GENRES] for user, item in best.select("user_id", "item_id").rows()]) > 0.9
+    )
+    # the table's slots take the model's choice, not the content one
+    recs = pl.DataFrame(
+        {"user_id": ["u0", "u0"], "rank": [1, 2], "item_id": ["i1", "i2"], "score": [1.0, 0.5]},
+        schema_overrides={"rank": pl.Int32},
+    ).with_columns(pl.lit("model").alias("source"), pl.lit("v").alias("model_version"))
+    cold = ColdStart(ContentRecommender(tfidf_vectors(table)), NEW, choices=choices.reverse())
+    placed = with_new_items(recs, events, cold, slots=1, run_date=start.date(), k=2)
+    assert placed.filter(pl.col("source") == "new_item")["item_id"].to_list() == [best.row(0)[1]]
 
 
 def test_identical_attributes_give_identical_embeddings_equal_to_the_projection(trained, tmp_path):

@@ -7,7 +7,7 @@ items of their few events (``content``, filled from popularity as ``content+popu
 segment's popularity (``segment_popularity``), then the global popularity (``popularity``).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -45,6 +45,7 @@ class ColdStart:
     new_items: list[str]
     weight: float = 0.3
     quarantine: pl.DataFrame | None = None  # the item table's rows set aside, with their reason
+    choices: pl.DataFrame | None = None  # (user_id, item_id, score) of new items by a hybrid model
 
 
 def new_item_ids(events: pl.DataFrame | pl.LazyFrame, catalogue: pl.Series, run_date: date, days: float) -> list[str]:
@@ -72,6 +73,17 @@ def cold_start(config: NightrecConfig, events: pl.DataFrame | pl.LazyFrame | Non
     return ColdStart(content, new, config.metadata.content_weight, table.quarantine)
 
 
+def with_choices(cold: ColdStart | None, choices: Path | None, users: pl.DataFrame | None = None) -> ColdStart | None:
+    """``cold`` choosing new items by the served model's choices (a Parquet file of user_id,
+    item_id, score), those of ``users`` only when given; ``cold`` as is without a file."""
+    if cold is None or choices is None:
+        return cold
+    frame = pl.read_parquet(choices)
+    if users is not None:
+        frame = frame.join(users.select(USER_ID).unique(), on=USER_ID, how="semi")
+    return replace(cold, choices=frame)
+
+
 def keep_quarantine(cold: ColdStart | None, run_dir: Path) -> int:
     """Write the item table's set-aside rows to ``runs/<date>/items_quarantine.parquet`` (nothing
     is lost: rows read = rows kept + these); returns how many there are."""
@@ -91,19 +103,32 @@ def content_rows(
     return cold.content.rank(pairs, k, prior=prior).sort(USER_ID, RANK).select(USER_ID, ITEM_ID, SCORE)
 
 
+def _candidates(events: pl.DataFrame, cold: ColdStart, slots: int) -> pl.DataFrame:
+    """(user_id, rank, item_id, score) of new items for every user with a history, best first."""
+    if cold.choices is None:
+        chooser = ContentRecommender(cold.content.vectors, cold.content.decay, candidates=cold.new_items)
+        return chooser.rank(history_weights(events, chooser.decay, TIMESTAMP), slots + len(cold.new_items))
+    seen = events.select(USER_ID, ITEM_ID)
+    return (
+        cold.choices.join(seen, on=[USER_ID, ITEM_ID], how="anti")
+        .join(seen.select(USER_ID).unique(), on=USER_ID, how="semi")
+        .sort([USER_ID, SCORE], descending=[False, True], maintain_order=True)
+        .with_columns((pl.int_range(pl.len()).over(USER_ID) + 1).cast(pl.Int32).alias(RANK))
+    )
+
+
 def with_new_items(
     recs: pl.DataFrame, events: pl.DataFrame, cold: ColdStart, slots: int, run_date: date, k: int
 ) -> pl.DataFrame:
     """Up to ``slots`` new items at the end of each list (appended to a list shorter than ``k``,
-    else in place of its last rows), best by the content score of the user's history, unseen and
-    not already listed; users without a history keep their list."""
+    else in place of its last rows), best by ``cold.choices`` (the served hybrid model's scores)
+    or else the content score of the user's history, unseen and not already listed; users without
+    a history keep their list."""
     if not slots or not cold.new_items:
         return recs
-    chooser = ContentRecommender(cold.content.vectors, cold.content.decay, candidates=cold.new_items)
-    pairs = history_weights(events, chooser.decay, TIMESTAMP)
     listed = recs.select(USER_ID, ITEM_ID)
     chosen = (
-        chooser.rank(pairs, slots + len(cold.new_items))
+        _candidates(events, cold, slots)
         .join(listed, on=[USER_ID, ITEM_ID], how="anti")
         .sort(USER_ID, RANK)
         .group_by(USER_ID, maintain_order=True)
