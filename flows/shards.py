@@ -32,7 +32,7 @@ from prefect.utilities.annotations import unmapped
 from flows.executor import shard_results
 from nightrec.config import NightrecConfig
 from nightrec.ingest.runs import write_parquet_atomic
-from nightrec.layout import CLEAN_FILE, FALLBACK_FILE, ITEMS_QUARANTINE_FILE, RECOMMENDATIONS_FILE
+from nightrec.layout import CLEAN_FILE, FALLBACK_FILE, RECOMMENDATIONS_FILE
 from nightrec.schema import EVENT_TYPE, ITEM_ID, TIMESTAMP, USER_ID, USER_IDX
 from nightrec.shards import in_shard, part_file, remove_parts, shard_dir, split_by_user
 
@@ -212,16 +212,16 @@ def merge_recommendations(parts: list[Path], clean_path: Path, ranked_path: Path
 def rank_popularity(clean_path: Path, config: NightrecConfig) -> Path:
     """The night's popularity, once for every shard: the global ranking (``popularity.parquet``,
     also the new-user list), every user's segment group, each group's list and the new items."""
-    from nightrec.fallback.cold import cold_start, keep_quarantine
+    from nightrec.fallback.cold import cold_start, keep_set_aside
     from nightrec.fallback.popularity import popularity_scores
     from nightrec.fallback.recommend import night_rankings
 
     events = pl.read_parquet(clean_path, columns=[USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP])
     ranked = popularity_scores(events, config.run_date, config.popularity)
     cold = cold_start(config, events, config.run_date)
-    if set_aside := keep_quarantine(cold, clean_path.parent):
+    for path, rows in keep_set_aside(config, cold, clean_path.parent).items():
         get_run_logger().warning(
-            f"{config.metadata.items_file}: {set_aside} row(s) set aside ({ITEMS_QUARANTINE_FILE})"
+            f"{rows} row(s) of the item or user table set aside (no id, or a repeated one): {path}"
         )
     rankings = night_rankings(events, config.run_date, config, global_ranked=ranked, cold=cold)
     out = shard_dir(clean_path.parent, "popularity")

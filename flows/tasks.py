@@ -28,7 +28,6 @@ from nightrec.layout import (
     CLEAN_FILE,
     EVENTS_FILE,
     FALLBACK_FILE,
-    ITEMS_QUARANTINE_FILE,
     RECOMMENDATIONS_FILE,
 )
 from nightrec.publish.rollback import publish_night
@@ -124,7 +123,7 @@ def assemble_recommendations(
     """Tonight's table (the model's lists where there are scores, popularity for everyone else)
     and the list a brand-new user gets: ``runs/<date>/recommendations.parquet``, ``fallback.parquet``.
     ``choices_path``: the served model's choices of new items (``flows.new_items``)."""
-    from nightrec.fallback.cold import cold_start, keep_quarantine, with_choices
+    from nightrec.fallback.cold import cold_start, keep_set_aside, with_choices
     from nightrec.fallback.popularity import popularity_scores
     from nightrec.fallback.recommend import build_recommendations, fallback_list
 
@@ -133,9 +132,9 @@ def assemble_recommendations(
     scores = pl.read_parquet(scores_path) if scores_path is not None else None
     ranked = popularity_scores(events, run_date, config.popularity)
     cold = with_choices(cold_start(config, events, run_date), choices_path)
-    if set_aside := keep_quarantine(cold, clean_path.parent):
+    for path, rows in keep_set_aside(config, cold, clean_path.parent).items():
         get_run_logger().warning(
-            f"{config.metadata.items_file}: {set_aside} row(s) set aside ({ITEMS_QUARANTINE_FILE})"
+            f"{rows} row(s) of the item or user table set aside (no id, or a repeated one): {path}"
         )
     recs = build_recommendations(
         events, run_date, config, model_scores=scores, model_version=model_version, global_ranked=ranked, cold=cold

@@ -52,6 +52,7 @@ CLEAN_FILE = "clean.parquet"
 QUARANTINE_FILE = "quarantine.parquet"
 # rows of metadata.items_file set aside (no item_id, or a repeated one), with their reason
 ITEMS_QUARANTINE_FILE = "items_quarantine.parquet"
+USERS_QUARANTINE_FILE = "users_quarantine.parquet"  # the same for popularity.users_file
 VALIDATION_FILE = "validation.json"
 BEHAVIOR_DIR = "behavior"
 SEQUENCES_DIR = "sequences"

@@ -129,3 +129,24 @@ def test_preflight_and_config_refuse_what_cannot_work(tmp_path):
         load_config(
             None, {"k": 3, "metadata": {"items_file": str(empty)}, "recommend": {"new_item_slots": 3}}, environ={}
         )
+
+
+def test_user_table_rows_without_an_id_or_repeating_one_are_kept_aside(tmp_path):
+    from nightrec.fallback.cold import cold_start, keep_set_aside
+    from nightrec.fallback.history import read_user_rows
+
+    users = tmp_path / "users.csv"
+    users.write_text("user_id,country\nu1,DE\n,FR\nu1,IT\nu2,DE\n")
+    items = tmp_path / "items.parquet"
+    pl.DataFrame({"item_id": ["a", "a", None], "brand": ["x", "y", "z"]}).write_parquet(items)
+    kept, aside = read_user_rows(users, "country")
+    assert kept.rows() == [("u1", "DE"), ("u2", "DE")]
+    assert aside.rows() == [(None, "FR", MISSING_ID), ("u1", "IT", DUPLICATE_ID)]
+    settings = {
+        "metadata": {"items_file": str(items)},
+        "popularity": {"users_file": str(users), "segment_column": "country"},
+    }
+    config = load_config(None, {"data_dir": str(tmp_path), **settings}, environ={})
+    written = keep_set_aside(config, cold_start(config, None, None), tmp_path)
+    assert written == {str(tmp_path / "items_quarantine.parquet"): 2, str(tmp_path / "users_quarantine.parquet"): 2}
+    assert pl.read_parquet(tmp_path / "users_quarantine.parquet").height + kept.height == 4

@@ -14,9 +14,10 @@ from pathlib import Path
 import polars as pl
 
 from nightrec.config import NightrecConfig
+from nightrec.fallback.history import read_user_rows
 from nightrec.fallback.popularity import GLOBAL_GROUP
 from nightrec.ingest.runs import write_parquet_atomic
-from nightrec.layout import ITEMS_QUARANTINE_FILE
+from nightrec.layout import ITEMS_QUARANTINE_FILE, USERS_QUARANTINE_FILE
 from nightrec.metadata.content import ContentRecommender, Prior, history_weights
 from nightrec.metadata.features import tfidf_vectors
 from nightrec.metadata.tables import read_item_table
@@ -84,13 +85,18 @@ def with_choices(cold: ColdStart | None, choices: Path | None, users: pl.DataFra
     return replace(cold, choices=frame)
 
 
-def keep_quarantine(cold: ColdStart | None, run_dir: Path) -> int:
-    """Write the item table's set-aside rows to ``runs/<date>/items_quarantine.parquet`` (nothing
-    is lost: rows read = rows kept + these); returns how many there are."""
-    if cold is None or cold.quarantine is None or cold.quarantine.is_empty():
-        return 0
-    write_parquet_atomic(cold.quarantine, run_dir / ITEMS_QUARANTINE_FILE)
-    return cold.quarantine.height
+def keep_set_aside(config: NightrecConfig, cold: ColdStart | None, run_dir: Path) -> dict[str, int]:
+    """Write the item and user tables' rows set aside to ``runs/<date>/items_quarantine.parquet``
+    and ``users_quarantine.parquet`` (nothing is lost: rows read = rows kept + these); returns how
+    many each file holds, for the tables that have any."""
+    out = {}
+    if cold is not None and cold.quarantine is not None and cold.quarantine.height:
+        out[str(write_parquet_atomic(cold.quarantine, run_dir / ITEMS_QUARANTINE_FILE))] = cold.quarantine.height
+    if config.popularity.users_file is not None:
+        users = read_user_rows(config.popularity.users_file, config.popularity.segment_column)[1]
+        if users.height:
+            out[str(write_parquet_atomic(users, run_dir / USERS_QUARANTINE_FILE))] = users.height
+    return out
 
 
 def content_rows(

@@ -9,7 +9,7 @@ from nightrec.errors import InputError
 from nightrec.ids import as_id_column
 from nightrec.schema import ITEM_ID, USER_ID
 
-__all__ = ["N_EVENTS", "as_id_column", "event_counts", "read_user_table", "seen_pairs"]
+__all__ = ["N_EVENTS", "as_id_column", "event_counts", "read_user_rows", "read_user_table", "seen_pairs"]
 
 N_EVENTS = "n_events"
 
@@ -28,13 +28,14 @@ def seen_pairs(events: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
     return lf.select(USER_ID, ITEM_ID).drop_nulls(ITEM_ID)
 
 
-def read_user_table(path: Path, segment_column: str | None = None) -> pl.DataFrame:
-    """The user table: ``user_id`` plus the optional segment column, one row per user.
+def read_user_rows(path: Path, segment_column: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the user table, its rows set aside): ``user_id`` plus the optional segment column, one row
+    per user; rows without a user id or repeating an earlier row's are set aside with their reason.
 
     A Parquet file, a CSV read with every column as text, or a RecBole ``.user`` file; integer
-    ids are carried as text. Rows without a user id are dropped; a duplicated id keeps its first row.
+    ids are carried as text.
     """
-    from nightrec.metadata.tables import RECBOLE_SUFFIXES, read_recbole
+    from nightrec.metadata.tables import RECBOLE_SUFFIXES, read_recbole, split_rows
 
     path = Path(path)
     if not path.is_file():
@@ -52,4 +53,9 @@ def read_user_table(path: Path, segment_column: str | None = None) -> pl.DataFra
         if segment_column not in frame.columns:
             raise InputError(f"{path}: segment column '{segment_column}' not found (have: {', '.join(frame.columns)})")
         columns.append(segment_column)
-    return frame.select(columns).drop_nulls(USER_ID).unique(USER_ID, keep="first", maintain_order=True)
+    return split_rows(frame.select(columns), USER_ID)
+
+
+def read_user_table(path: Path, segment_column: str | None = None) -> pl.DataFrame:
+    """``read_user_rows`` without the rows set aside."""
+    return read_user_rows(path, segment_column)[0]

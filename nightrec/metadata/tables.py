@@ -87,7 +87,7 @@ def _kind(path: Path, column: str, dtype: pl.DataType, config: MetadataConfig) -
     return CATEGORICAL
 
 
-def _split_rows(frame: pl.DataFrame, id_column: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def split_rows(frame: pl.DataFrame, id_column: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(kept, quarantined): rows without an id, then repeats of an earlier row's id."""
     missing = pl.col(id_column).is_null() | (pl.col(id_column).str.strip_chars() == "")
     repeat = ~pl.col(id_column).is_first_distinct()
@@ -122,7 +122,7 @@ def read_attribute_table(
     )
     for column in (c for c in wanted if kinds[c] == NUMERIC and not frame.schema[c].is_numeric()):
         raise InputError(f"{path}: column '{column}' must be numeric (has {frame.schema[column]})")
-    kept, quarantine = _split_rows(frame, id_column)
+    kept, quarantine = split_rows(frame, id_column)
     return AttributeTable(path, id_column, kept, kinds, quarantine)
 
 
