@@ -24,18 +24,15 @@ from nightrec.progress import EPOCH, progress_line
 STOPPED_BY = "closed_form"
 
 
-def fit_closed_form(
+def _fit_and_validate(
     config: NightrecConfig,
     data: SequenceDataModule,
     network: Any,
     out: Path,
     settings: dict[str, Any],
-    warm_start_dir: Path | None = None,
-    callbacks: list[Callback] | None = None,
-) -> tuple[dict[str, Any], L.Trainer]:
-    """Fit ``network``, validate, checkpoint and test it; returns ``(metrics, trainer)``."""
-    if warm_start_dir is not None:
-        print(f"warm start skipped: {network.family} is fitted in closed form; refitting from scratch", flush=True)
+    callbacks: list[Callback] | None,
+) -> tuple[NextItemModule, L.Trainer, float]:
+    """Fit ``network`` and validate it; returns the module, its trainer and the fit's seconds."""
     started = time.perf_counter()
     flat, lengths, _ = data.train_lists
     network.fit(flat, lengths)
@@ -56,6 +53,31 @@ def fit_closed_form(
     trainer.validate(module, datamodule=data, verbose=False)
     entry = module.history[-1]
     entry["epoch_s"] = entry["elapsed_s"] = time.perf_counter() - started  # fit and validation
+    return module, trainer, fit_s
+
+
+def fit_closed_form(
+    config: NightrecConfig,
+    data: SequenceDataModule,
+    network: Any,
+    out: Path,
+    settings: dict[str, Any],
+    warm_start_dir: Path | None = None,
+    callbacks: list[Callback] | None = None,
+) -> tuple[dict[str, Any], L.Trainer]:
+    """Fit ``network`` (each of its ``variants``, keeping the best on validation NDCG@10), checkpoint
+    and test it; returns ``(metrics, trainer)``."""
+    if warm_start_dir is not None:
+        print(f"warm start skipped: {network.family} is fitted in closed form; refitting from scratch", flush=True)
+    grid, best = [], None
+    for variant in network.variants():
+        module, trainer, fit_s = _fit_and_validate(config, data, variant, out, settings, callbacks)
+        entry = module.history[-1]
+        grid.append({**_settings(variant), "valid_ndcg@10": entry["valid"]["ndcg@10"], "fit_seconds": fit_s})
+        if best is None or entry["valid"]["ndcg@10"] > best[0].history[-1]["valid"]["ndcg@10"]:
+            best = (module, trainer, fit_s)
+    module, trainer, fit_s = best
+    entry = module.history[-1]
     for name in (BEST_CKPT, LAST_CKPT):
         trainer.save_checkpoint(Path(out) / name)
     if trainer.is_global_zero:
@@ -80,4 +102,11 @@ def fit_closed_form(
         "history": list(module.history),
         "settings": {k: str(v) for k, v in settings.items()} | {"world_size": trainer.world_size},
     }
+    if len(grid) > 1:
+        metrics["grid"] = grid  # every setting fitted, and its validation NDCG@10
     return metrics, trainer
+
+
+def _settings(variant: Any) -> dict[str, Any]:
+    """A variant's settings as ``metrics.json`` lists them (its arch, less sizes)."""
+    return {k: v for k, v in variant.arch.items() if k not in ("family", "n_items", "nnz")}

@@ -44,6 +44,15 @@ def _split_csv(value: Any) -> Any:
 
 
 CsvList = Annotated[list[str], BeforeValidator(_split_csv)]
+
+
+def _split_floats(value: Any) -> Any:
+    """A list of numbers may come as one number or ``"0.5, 0.8"``."""
+    if isinstance(value, int | float):
+        return [value]
+    return _split_csv(value)
+
+
 # loss=auto switches to sampled softmax above this many items (benchmarks/bench_objectives.py).
 SAMPLED_SOFTMAX_ABOVE = 5000
 # Settings that hold a secret: masked in every message, and privacy.key is refused outside the
@@ -119,6 +128,24 @@ class ModelConfig(_Section):
     shrinkage: float = Field(10.0, ge=0, description="item_cf/user_cf: similarity shrinkage (support / (support + s)).")
     recency_decay: float = Field(
         0.8, gt=0, le=1, description="item_cf/user_cf/ease: a history item k steps before the last weighs decay**k."
+    )
+    similarity_alpha: Annotated[list[Annotated[float, Field(ge=0, le=1)]], BeforeValidator(_split_floats)] = Field(
+        default_factory=lambda: [0.5, 0.65, 0.8],
+        min_length=1,
+        description="item_cf: asymmetric cosine, co-readers / (|U_i|^a |U_j|^(1-a)) of a history item i and a "
+        "candidate j (0.5 is the cosine; higher favours popular candidates). Several values: each is fitted and "
+        "the best on validation NDCG@10 is kept, every retrain.",
+    )
+    sequential_weight: float = Field(
+        2.0,
+        ge=0,
+        description="item_cf: weight of the order similarity (how often j followed i) beside the co-reader one; 0: off.",
+    )
+    sequential_window: int = Field(
+        10, ge=1, description="item_cf: j follows i when it comes at most this many steps after."
+    )
+    sequential_decay: float = Field(
+        0.8, gt=0, le=1, description="item_cf: a follower `gap` steps after counts decay**(gap - 1)."
     )
     ease_l2: float = Field(250.0, gt=0, description="ease: L2 regularisation of the item x item regression.")
     item_cf_max_items: int = Field(

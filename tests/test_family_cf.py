@@ -200,3 +200,38 @@ def test_items_of_the_history_rank_after_every_other_item_in_their_own_order(fam
     assert read.max() < unread.min()  # CF recommends the next new item
     assert torch.equal(torch.argsort(unread), torch.argsort(similarity[[2, 4, 5]]))
     assert (read[0] < read[1]) == (similarity[1] < similarity[3])
+
+
+def test_item_cf_follower_counts_and_asymmetric_cosine():
+    flat, lengths = _sequences([1, 2, 3], [2, 3])
+    follow = item_cf.followers(flat, lengths, 4, window=2, decay=0.5).toarray()
+    assert follow[1, 2] == 1 and follow[1, 3] == 0.5 and follow[2, 3] == 2 and follow[3].sum() == 0
+    # 1 has 2 readers, 2 has 1: a = 0.8 divides by 2**0.8 * 1**0.2 where the cosine divides by sqrt(2)
+    net = ItemCF(3, neighbors=5, shrinkage=0.0, similarity_alpha=0.8)
+    net.fit(*_sequences([1, 2], [1, 3]))
+    assert net.item_scores(*_history(1))[0][2] == pytest.approx(1 / 2**0.8)
+
+
+def test_item_cf_order_similarity_ranks_what_follows_above_what_precedes():
+    # 1 is read with 2 and with 3 by as many users, but 2 comes after 1 and 3 before it.
+    seqs = [[1, 2]] * 10 + [[3, 1]] * 10
+    plain = ItemCF(3, neighbors=5, shrinkage=2.0)
+    plain.fit(*_sequences(*seqs))
+    scores = plain.item_scores(*_history(1))[0]
+    assert scores[2] == scores[3] > 0
+    ordered = ItemCF(3, neighbors=5, shrinkage=2.0, sequential_weight=1.0, sequential_window=3, sequential_decay=0.8)
+    ordered.fit(*_sequences(*seqs))
+    scores = ordered.item_scores(*_history(1))[0]
+    cosine = 10 / np.sqrt(20 * 10) * 10 / 12
+    assert scores[3] == pytest.approx(cosine) and scores[2] == pytest.approx(2 * cosine)
+
+
+def test_item_cf_keeps_the_similarity_alpha_best_on_validation(trained):
+    _, folders = trained
+    metrics = json.loads((folders["item_cf"] / "metrics.json").read_text())
+    grid = metrics["grid"]
+    assert [g["similarity_alpha"] for g in grid] == [0.5, 0.65, 0.8]
+    best = max(grid, key=lambda g: g["valid_ndcg@10"])
+    network, _ = load_model(folders["item_cf"])
+    assert network.arch["similarity_alpha"] == best["similarity_alpha"]
+    assert metrics["valid"]["ndcg@10"] == pytest.approx(best["valid_ndcg@10"])

@@ -38,6 +38,10 @@ class ClosedFormNetwork(nn.Module):
     def from_arch(cls, arch: dict[str, Any]) -> "ClosedFormNetwork":
         return cls(**{k: v for k, v in arch.items() if k != "family"})
 
+    def variants(self) -> list["ClosedFormNetwork"]:
+        """The settings to fit, best on validation kept (``lightning_modules.closed_form``); one by default."""
+        return [self]
+
     def fit(self, flat: np.ndarray, lengths: np.ndarray) -> None:
         """Fill the buffers from training sequences: item ids ``flat`` (oldest first), split by ``lengths``."""
         raise NotImplementedError
