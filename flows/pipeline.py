@@ -25,6 +25,7 @@ from flows.new_items import choose_new_items
 from flows.report import prune_artifacts, publish_artifacts, read_stats, recommendation_summary
 from nightrec.behavior.trends import previous_report
 from nightrec.config import NightrecConfig
+from nightrec.errors import ConfigError
 from nightrec.evaluation.gate import quality_degraded
 from nightrec.layout import SEQUENCE_STATS_FILE, models_dir, runs_dir
 from nightrec.lock import run_lock
@@ -189,6 +190,8 @@ def run_pipeline(config: NightrecConfig, flow_name: str, retrain_reason: str | N
     with the refresh flow (``flows.concurrency``), which shows the run in the UI.
     """
     what = f"{flow_name} flow run {flow_run.id or ''}".strip()
+    if problem := config.metadata_problem():  # a deployment's run has no CLI preflight
+        raise ConfigError(problem)
     with (
         run_lock(config.data_dir, what, wait_for=REFRESH_HOLDER, wait_seconds=NIGHT_WAIT_SECONDS),
         data_dir_slot(config.data_dir),

@@ -60,6 +60,8 @@ def check_metadata(config: NightrecConfig) -> None:
     from nightrec.metadata.features import item_tokens
     from nightrec.metadata.tables import read_item_table
 
+    if problem := config.metadata_problem():
+        raise ConfigError(problem)
     items = read_item_table(config.metadata)
     if items is not None and not any(item_tokens(items, config.metadata.numeric_bins)):
         raise ConfigError(f"{config.metadata.items_file}: no item has an attribute value (metadata.items_file)")

@@ -493,9 +493,7 @@ class NightrecConfig(_Section):
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @model_validator(mode="after")
-    def _new_items_need_attributes(self) -> "NightrecConfig":
-        if self.recommend.new_item_slots and self.metadata.items_file is None:
-            raise ValueError("recommend.new_item_slots chooses new items by their attributes: set metadata.items_file")
+    def _new_item_slots_below_k(self) -> "NightrecConfig":
         if self.recommend.new_item_slots >= self.k:
             raise ValueError(f"recommend.new_item_slots ({self.recommend.new_item_slots}) must be below k ({self.k})")
         return self
@@ -507,17 +505,19 @@ class NightrecConfig(_Section):
             raise ValueError(f"{value} is outside the supported {EARLIEST:%Y-%m-%d}..{LATEST:%Y-%m-%d}")
         return value
 
-    @model_validator(mode="after")
-    def _attributes_have_a_table(self) -> "NightrecConfig":
+    def metadata_problem(self) -> str | None:
+        """What needs ``metadata.items_file`` and lacks it (None: nothing). Checked before a run
+        starts (``flows.preflight``), not when the config is read: ``nightrec recommend`` and the
+        other commands read the same environment without the run's ``--items-file``."""
         families = self.model.candidates if self.model.family == "auto" else [self.model.family]
         neural = any(f not in CLOSED_FORM_FAMILIES for f in families)
-        if self.model.item_attributes and neural and self.metadata.items_file is None:
-            # A ConfigError, not a ValueError: pydantic lets it through with its own message.
-            raise ConfigError(
-                "model.item_attributes needs metadata.items_file: set the item attribute table "
-                "or turn model.item_attributes off"
-            )
-        return self
+        if self.metadata.items_file is not None:
+            return None
+        if self.model.item_attributes and neural:
+            return "model.item_attributes needs metadata.items_file: set the item attribute table or turn it off"
+        if self.recommend.new_item_slots:
+            return "recommend.new_item_slots chooses new items by their attributes: set metadata.items_file"
+        return None
 
     @property
     def duckdb_path(self) -> Path:

@@ -191,10 +191,13 @@ def test_warm_start_keeps_old_rows_and_gives_new_items_their_attributes(trained,
 
 
 def test_item_attributes_without_an_item_table_is_a_clear_error():
+    from flows.preflight import check_metadata
+
+    config = load_config(overrides={"model": {"family": "gru", "item_attributes": True}}, environ={})
     with pytest.raises(ConfigError, match=r"model\.item_attributes needs metadata\.items_file"):
-        load_config(overrides={"model": {"family": "gru", "item_attributes": True}}, environ={})
+        check_metadata(config)
     # Closed-form families ignore the switch.
-    assert load_config(overrides={"model": {"family": "ease", "item_attributes": True}}, environ={})
+    check_metadata(load_config(overrides={"model": {"family": "ease", "item_attributes": True}}, environ={}))
 
 
 def _meta(table: Path) -> dict:

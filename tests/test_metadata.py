@@ -123,8 +123,10 @@ def test_preflight_and_config_refuse_what_cannot_work(tmp_path):
     config = load_config(None, {"data_dir": str(tmp_path), "metadata": {"items_file": str(empty)}}, environ={})
     with pytest.raises(ConfigError, match="no item has an attribute value"):
         check_metadata(config)
+    # read by every command, refused only where a run would start
+    slots_only = load_config(None, {"data_dir": str(tmp_path), "recommend": {"new_item_slots": 2}}, environ={})
     with pytest.raises(ConfigError, match=r"recommend\.new_item_slots chooses new items by their attributes"):
-        load_config(None, {"recommend": {"new_item_slots": 2}}, environ={})
+        check_metadata(slots_only)
     with pytest.raises(ConfigError, match=r"must be below k \(3\)"):
         load_config(
             None, {"k": 3, "metadata": {"items_file": str(empty)}, "recommend": {"new_item_slots": 3}}, environ={}
