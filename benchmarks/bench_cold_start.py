@@ -140,7 +140,9 @@ def main() -> None:
     parser.add_argument("--test-quantile", type=float, default=0.8)
     parser.add_argument("--valid-quantile", type=float, default=0.6)
     parser.add_argument("--segment-column", default="occupation")
-    parser.add_argument("--content-weight", type=float, default=0.3)
+    parser.add_argument(
+        "--content-weight", default="auto", help="metadata.content_weight: a number, or auto (chosen by each night)"
+    )
     parser.add_argument("--tune", action="store_true", help="Pick the content weight on the validation cut-off.")
     parser.add_argument("--slots", type=int, default=5)
     parser.add_argument(

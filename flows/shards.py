@@ -18,6 +18,7 @@ Training stays global (one model, in its own subprocess). Workers exchange paths
 the data directory, never data: on a cluster it must be storage every worker mounts.
 """
 
+import json
 import os
 from datetime import date
 from pathlib import Path
@@ -169,6 +170,7 @@ def assemble_shard(
         pl.read_parquet(night / "groups.parquet"),
         pl.read_parquet(night / "ranked.parquet"),
         pl.read_parquet(night / "new_items.parquet").get_column(ITEM_ID).to_list(),
+        json.loads((night / "content_weight.json").read_text())["content_weight"],
     )
     cold = shard_cold_start(config, rankings, choices_path, events)
     recs = build_recommendations(
@@ -231,6 +233,7 @@ def rank_popularity(clean_path: Path, config: NightrecConfig) -> Path:
     write_parquet_atomic(
         pl.DataFrame({ITEM_ID: rankings.new_items or []}, schema={ITEM_ID: pl.String}), out / "new_items.parquet"
     )
+    (out / "content_weight.json").write_text(json.dumps({"content_weight": rankings.content_weight}))
     return write_parquet_atomic(ranked, out / "popularity.parquet")
 
 

@@ -319,11 +319,11 @@ class MetadataConfig(_Section):
     recency_decay: float = Field(
         0.8, gt=0, le=1, description="Content profile: a history item k steps before the last weighs decay**k."
     )
-    content_weight: float = Field(
-        0.3,
-        ge=0,
-        description="A cold user's content list ranks by the popularity of their segment (log-scaled, best "
-        "item 1) plus this x the cosine of the item with their profile (benchmarks/bench_cold_start.py).",
+    content_weight: float | Literal["auto"] = Field(
+        "auto",
+        description="A cold user's content list ranks by the popularity of their segment (log-scaled, best item 1) "
+        "plus this x the cosine of the item with their profile. auto: chosen each night on the night's own users "
+        "(up to 2,000 with three or more items: their first two as a cold history, the third the target).",
     )
 
 

@@ -177,3 +177,22 @@ def test_nightly_flow_publishes_content_lists_and_new_items(prefect_harness, dem
     assert {"added-today-1", "added-today-2"} & set(new[ITEM_ID]), "catalogue-only items can be recommended"
     set_aside = pl.read_parquet(config.run_dir(table["run_date"][0]) / "items_quarantine.parquet")
     assert set_aside.rows() == [(known[0], f"c{hash(known[0]) % 7}", "duplicate_id")]
+
+
+def test_auto_content_weight_follows_the_signal_the_night_has(tmp_path):
+    config = _config(tmp_path, metadata={"items_file": _items(tmp_path)})
+    spans = list(CATEGORIES.values())
+    # every user's third item is in the category of their first two: the attributes predict it
+    same = [(f"s{u}", f"i{spans[u % 3][(u + j) % 10]:02d}", "view", 5 - j) for u in range(60) for j in range(3)]
+    # the third item is always the crowd's favourite ball, whatever the first two were
+    favourite = [
+        (f"f{u}", item, "view", 5 - j)
+        for u in range(60)
+        for j, item in enumerate([f"i{spans[u % 2][u % 10]:02d}", f"i{spans[u % 2][(u + 1) % 10]:02d}", "i25"])
+    ]
+    signal = night_rankings(events([*_crowd(), *same]), RUN, config).content_weight
+    noise = night_rankings(events([*_crowd(), *favourite]), RUN, config).content_weight
+    assert signal > 0 and noise == 0.0, (signal, noise)
+    # a number is used as given
+    fixed = _config(tmp_path, metadata={"items_file": _items(tmp_path), "content_weight": 0.7})
+    assert night_rankings(events([*_crowd(), *same]), RUN, fixed).content_weight == 0.7

@@ -44,7 +44,7 @@ class ColdStart:
 
     content: ContentRecommender
     new_items: list[str]
-    weight: float = 0.3
+    weight: float | None = None  # metadata.content_weight; None: auto, not chosen yet
     quarantine: pl.DataFrame | None = None  # the item table's rows set aside, with their reason
     choices: pl.DataFrame | None = None  # (user_id, item_id, score) of new items by a hybrid model
 
@@ -71,7 +71,8 @@ def cold_start(config: NightrecConfig, events: pl.DataFrame | pl.LazyFrame | Non
     if config.recommend.new_item_slots and events is not None:
         new = new_item_ids(events, table.ids, run_date, config.recommend.new_item_days)
     content = ContentRecommender(vectors, config.metadata.recency_decay)
-    return ColdStart(content, new, config.metadata.content_weight, table.quarantine)
+    weight = config.metadata.content_weight
+    return ColdStart(content, new, None if weight == "auto" else weight, table.quarantine)
 
 
 def with_choices(cold: ColdStart | None, choices: Path | None, users: pl.DataFrame | None = None) -> ColdStart | None:
@@ -107,6 +108,42 @@ def content_rows(
     pairs = history_weights(events.join(users, on=USER_ID, how="semi"), cold.content.decay, TIMESTAMP)
     prior = Prior(ranked, groups, GLOBAL_GROUP, cold.weight)
     return cold.content.rank(pairs, k, prior=prior).sort(USER_ID, RANK).select(USER_ID, ITEM_ID, SCORE)
+
+
+# metadata.content_weight: auto chooses among these on the night's own users
+CONTENT_WEIGHTS = (0.0, 0.1, 0.3, 1.0, 3.0)
+TUNING_USERS = 2000
+
+
+def tune_weight(
+    cold: ColdStart, night: pl.DataFrame | pl.LazyFrame, groups: pl.DataFrame, ranked: pl.DataFrame
+) -> float:
+    """The ``CONTENT_WEIGHTS`` value whose content lists best rank, for up to ``TUNING_USERS`` users
+    of ``night`` with three or more distinct items, the third from their first two (NDCG@10; ties
+    go to the smaller weight). A night without such users keeps the middle value."""
+    lf = night.lazy() if isinstance(night, pl.DataFrame) else night
+    firsts = (
+        lf.select(USER_ID, ITEM_ID, TIMESTAMP)
+        .drop_nulls([USER_ID, ITEM_ID])
+        .sort(USER_ID, TIMESTAMP, maintain_order=True)
+        .unique([USER_ID, ITEM_ID], keep="first", maintain_order=True)
+        .with_columns(pl.int_range(pl.len()).over(USER_ID).alias("__n"))
+        .filter(pl.col("__n") < 3)
+        .collect()
+    )
+    users = firsts.filter(pl.col("__n") == 2).select(USER_ID)
+    users = users.sort(pl.col(USER_ID).hash(7)).head(TUNING_USERS)
+    if users.is_empty():
+        return CONTENT_WEIGHTS[len(CONTENT_WEIGHTS) // 2]
+    sample = firsts.join(users, on=USER_ID, how="semi")
+    history, target = sample.filter(pl.col("__n") < 2), sample.filter(pl.col("__n") == 2).select(USER_ID, ITEM_ID)
+    pairs = history_weights(history, cold.content.decay, TIMESTAMP)
+    gains = {}
+    for weight in CONTENT_WEIGHTS:
+        lists = cold.content.rank(pairs, 10, prior=Prior(ranked, groups, GLOBAL_GROUP, weight))
+        hits = target.join(lists, on=[USER_ID, ITEM_ID], how="inner").get_column(RANK)
+        gains[weight] = float((1.0 / (hits.cast(pl.Float64) + 1.0).log(2)).sum()) / users.height
+    return max(CONTENT_WEIGHTS, key=lambda w: (gains[w], -w))
 
 
 def _candidates(events: pl.DataFrame, cold: ColdStart, slots: int) -> pl.DataFrame:

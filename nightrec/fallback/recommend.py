@@ -7,13 +7,20 @@ or in the user table gets the popularity fallback (``popularity``). Every user g
 rows, or every eligible item when fewer exist; ranks run 1..K with no repeats and no seen item.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 import polars as pl
 
 from nightrec.config import NightrecConfig
-from nightrec.fallback.cold import ColdStart, cold_start, content_rows, content_version, with_new_items
+from nightrec.fallback.cold import (
+    ColdStart,
+    cold_start,
+    content_rows,
+    content_version,
+    tune_weight,
+    with_new_items,
+)
 from nightrec.fallback.history import N_EVENTS, as_id_column, event_counts, read_user_table, seen_pairs
 from nightrec.fallback.popularity import (
     GLOBAL_GROUP,
@@ -94,6 +101,7 @@ class NightRankings:
     groups: pl.DataFrame
     ranked: pl.DataFrame
     new_items: list[str] | None = None
+    content_weight: float | None = None  # metadata.content_weight, chosen on the whole night when auto
 
 
 def night_rankings(
@@ -110,11 +118,11 @@ def night_rankings(
     counts = event_counts(events)
     groups = _user_groups(_everyone(counts, users), users, config, counts.get_column(USER_ID))
     cold = cold if cold is not None else cold_start(config, events, run_date)
-    return NightRankings(
-        groups,
-        grouped_rankings(events, run_date, config.popularity, groups, global_ranked),
-        cold.new_items if cold is not None else None,
-    )
+    ranked = grouped_rankings(events, run_date, config.popularity, groups, global_ranked)
+    if cold is None:
+        return NightRankings(groups, ranked)
+    weight = cold.weight if cold.weight is not None else tune_weight(cold, events, groups, ranked)
+    return NightRankings(groups, ranked, cold.new_items, weight)
 
 
 def _user_table(users: pl.DataFrame | None, config: NightrecConfig) -> pl.DataFrame | None:
@@ -181,7 +189,11 @@ def build_recommendations(
     else:
         groups = rankings.groups.join(pl.DataFrame({USER_ID: everyone}), on=USER_ID, how="semi", maintain_order="left")
         ranked = rankings.ranked
-    cold = _cold_start(config, cold, rankings, popularity_events if popularity_events is not None else events, run_date)
+    night = popularity_events if popularity_events is not None else events
+    cold = _cold_start(config, cold, rankings, night, run_date)
+    if cold is not None and cold.weight is None:
+        chosen = rankings.content_weight if rankings is not None else None
+        cold = replace(cold, weight=chosen if chosen is not None else tune_weight(cold, night, groups, ranked))
     primary = _primary_rows(model, model_version, events, counts, cold, run_date, k, (groups, ranked))
     # Only users whose first list is short (or missing) are filled: on a night where the model
     # serves nearly everyone, the fallback touches a few users, not users x candidates.
