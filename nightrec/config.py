@@ -319,7 +319,7 @@ class MetadataConfig(_Section):
     recency_decay: float = Field(
         0.8, gt=0, le=1, description="Content profile: a history item k steps before the last weighs decay**k."
     )
-    content_weight: float | Literal["auto"] = Field(
+    content_weight: Annotated[float, Field(ge=0)] | Literal["auto"] = Field(
         "auto",
         description="A cold user's content list ranks by the popularity of their segment (log-scaled, best item 1) "
         "plus this x the cosine of the item with their profile. auto: chosen each night on the night's own users "
@@ -578,14 +578,20 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+# pydantic names the member of a union that failed in the error's location ("float",
+# "literal['auto']", "constrained-int"): not a key a user can set.
+_UNION_TAG = re.compile(r"(int|float|str|bool|constrained-\w+|literal\[.*\]|function-\w+\[.*\])")
+
+
 def _describe(error: ValidationError) -> str:
     lines = []
     for err in error.errors():
         if not err["loc"]:  # a rule across settings names them in its message
             lines.append(err["msg"].removeprefix("Value error, "))
             continue
-        key = ".".join(str(part) for part in err["loc"])
-        env = ENV_PREFIX + "__".join(str(part) for part in err["loc"]).upper()
+        loc = [part for part in err["loc"] if not _UNION_TAG.fullmatch(str(part))]
+        key = ".".join(str(part) for part in loc)
+        env = ENV_PREFIX + "__".join(str(part) for part in loc).upper()
         secret = tuple(str(part) for part in err["loc"][:2]) in SECRET_KEYS
         got = "" if isinstance(err["input"], dict) else f" (got {'**********' if secret else repr(err['input'])})"
         lines.append(f"{key}: {err['msg']}{got} [flag, file key '{key}' or {env}]")

@@ -152,3 +152,11 @@ def test_user_table_rows_without_an_id_or_repeating_one_are_kept_aside(tmp_path)
     written = keep_set_aside(config, cold_start(config, None, None), tmp_path)
     assert written == {str(tmp_path / "items_quarantine.parquet"): 2, str(tmp_path / "users_quarantine.parquet"): 2}
     assert pl.read_parquet(tmp_path / "users_quarantine.parquet").height + kept.height == 4
+
+
+def test_a_bad_content_weight_names_the_setting_a_user_can_set():
+    with pytest.raises(ConfigError) as error:
+        load_config(None, {}, environ={"NIGHTREC_METADATA__CONTENT_WEIGHT": "lots"})
+    message = str(error.value)
+    assert "metadata.content_weight: Input should be a valid number" in message
+    assert "NIGHTREC_METADATA__CONTENT_WEIGHT]" in message and "float" not in message
