@@ -15,6 +15,7 @@ import polars as pl
 from nightrec.errors import InputError
 from nightrec.ingest.input_files import is_parquet, resolve_files, why
 from nightrec.ingest.readers import ID_AS_TEXT, detect_format, scan_events
+from nightrec.ingest.runs import write_parquet_atomic
 from nightrec.schema import EVENT_SCHEMA, EVENT_TYPE, ITEM_ID, REQUIRED_COLUMNS, SESSION_ID, TIMESTAMP, USER_ID, VALUE
 from nightrec.timestamps import to_timestamp
 
@@ -156,11 +157,7 @@ def ingest(
         raise InputError(f"{source}: no events (the input has no rows)")
     if protect is not None:
         events = protect(events)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    events.write_parquet(tmp)
-    tmp.replace(out)
-    return out
+    return write_parquet_atomic(events, out)
 
 
 def from_frame(frame: pl.DataFrame) -> LoadedEvents:

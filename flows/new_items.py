@@ -20,15 +20,17 @@ def choose_new_items(model_dir: Path, clean_path: Path, config: NightrecConfig) 
     """``runs/<date>/new_item_choices.parquet`` (user_id, item_id, score): each user's best new
     items by the served hybrid model; None when it has no attributes or there is no new item."""
     from lightning_modules.new_items import new_item_choices
-    from nightrec.fallback.cold import cold_start
+    from nightrec.fallback.cold import new_item_ids
     from nightrec.metadata.tables import read_item_table
 
+    table = read_item_table(config.metadata)
+    if table is None:
+        return None
     events = pl.read_parquet(clean_path, columns=[USER_ID, ITEM_ID, TIMESTAMP])
-    cold = cold_start(config, events, config.run_date)
-    if cold is None or not cold.new_items:
+    new = new_item_ids(events, table.ids, config.run_date, config.recommend.new_item_days)
+    if not new:
         return None
     slots = config.recommend.new_item_slots
-    table = read_item_table(config.metadata)
     # a few spare choices per user: the assembly drops those the list already holds
-    choices = new_item_choices(model_dir, events, cold.new_items, table, 2 * slots + config.k, config.sequences.max_len)
+    choices = new_item_choices(model_dir, events, new, table, 2 * slots + config.k, config.sequences.max_len)
     return None if choices is None else write_parquet_atomic(choices, clean_path.parent / CHOICES_FILE)

@@ -32,7 +32,7 @@ from prefect.utilities.annotations import unmapped
 
 from flows.executor import shard_results
 from nightrec.config import NightrecConfig
-from nightrec.ingest.runs import write_parquet_atomic
+from nightrec.ingest.runs import write_json, write_parquet_atomic
 from nightrec.layout import CLEAN_FILE, FALLBACK_FILE, RECOMMENDATIONS_FILE
 from nightrec.schema import EVENT_TYPE, ITEM_ID, TIMESTAMP, USER_ID, USER_IDX
 from nightrec.shards import in_shard, part_file, remove_parts, shard_dir, split_by_user
@@ -233,7 +233,7 @@ def rank_popularity(clean_path: Path, config: NightrecConfig) -> Path:
     write_parquet_atomic(
         pl.DataFrame({ITEM_ID: rankings.new_items or []}, schema={ITEM_ID: pl.String}), out / "new_items.parquet"
     )
-    (out / "content_weight.json").write_text(json.dumps({"content_weight": rankings.content_weight}))
+    write_json(out / "content_weight.json", {"content_weight": rankings.content_weight})
     return write_parquet_atomic(ranked, out / "popularity.parquet")
 
 

@@ -47,14 +47,25 @@ def score_new_items(
     scores). An item missing from ``item_table`` has a zero vector (a score of 0); a user with no
     item the model knows gets the state of an empty history. The served weights are used.
     """
+    served = _served_projection(model_dir, item_ids, item_table)
+    if served is None:
+        raise ValueError(f"{model_dir}: this model was trained without model.item_attributes")
+    network, known, table = served
+    return network.user_states(*history_batch(histories, known)) @ table.T
+
+
+def _served_projection(
+    model_dir: Path, item_ids: list[str], item_table: AttributeTable
+) -> tuple[torch.nn.Module, dict[str, int], torch.Tensor] | None:
+    """(the served network in eval mode, its item id -> index map, the attribute embeddings of
+    ``item_ids``); None when the model was trained without attributes (closed-form families too)."""
     network, items = load_model(Path(model_dir), served=True)
     if getattr(network, "attributes", None) is None:
-        raise ValueError(f"{model_dir}: this model was trained without model.item_attributes")
+        return None
+    network.eval()
     known = dict(zip(items.get_column(ITEM_ID).cast(str).to_list(), items.get_column(ITEM_IDX).to_list(), strict=True))
-    batch, lengths = history_batch(histories, known)
-    states = network.user_states(batch, lengths)
     vectors = hashed_vectors(item_table, network.attributes.n_features, numeric_bins(model_dir))
-    return states @ attribute_item_embeddings(network, vectors.rows([str(i) for i in item_ids])).T
+    return network, known, attribute_item_embeddings(network, vectors.rows([str(i) for i in item_ids]))
 
 
 @torch.no_grad()
@@ -70,13 +81,10 @@ def new_item_choices(
     """(user_id, item_id, score): each user's ``top`` items of ``item_ids`` by the served hybrid
     model (``score_new_items``, users' histories from ``events``, the last ``max_len`` items),
     for ``recommend.new_item_slots``; None when the model was trained without attributes."""
-    network, items = load_model(Path(model_dir), served=True)
-    if getattr(network, "attributes", None) is None or not item_ids:  # closed-form families have none
+    served = _served_projection(model_dir, item_ids, item_table) if item_ids else None
+    if served is None:
         return None
-    network.eval()
-    known = dict(zip(items.get_column(ITEM_ID).cast(str).to_list(), items.get_column(ITEM_IDX).to_list(), strict=True))
-    vectors = hashed_vectors(item_table, network.attributes.n_features, numeric_bins(model_dir))
-    table = attribute_item_embeddings(network, vectors.rows([str(i) for i in item_ids]))
+    network, known, table = served
     users = (
         events.select(USER_ID, ITEM_ID, TIMESTAMP)
         .sort(USER_ID, TIMESTAMP, maintain_order=True)
