@@ -41,6 +41,13 @@ def _check_ids(values: np.ndarray, path: Path, column: str, n_items: int) -> Non
         )
 
 
+def reversed_positions(lengths: np.ndarray) -> np.ndarray:
+    """Positions that read each row of a flat array (rows of ``lengths``) from its end to its start."""
+    ends = np.cumsum(lengths) - 1
+    within = np.arange(int(lengths.sum())) - np.repeat(ends - lengths + 1, lengths)
+    return np.repeat(ends, lengths) - within
+
+
 def pad_tails(flat: np.ndarray, lengths: np.ndarray, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The last ``width`` items of each row, right-padded with 0: ``([N, width], lengths [N])``."""
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
@@ -92,8 +99,13 @@ class TrainWindows:
     Windows are right-padded, so a batch is cut to its longest window: padding columns cost nothing.
     """
 
-    def __init__(self, windows: torch.Tensor, weights: torch.Tensor | None = None):
-        self.windows, self.weights = windows, weights
+    def __init__(
+        self,
+        windows: torch.Tensor,
+        weights: torch.Tensor | None = None,
+        teacher: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ):
+        self.windows, self.weights, self.teacher = windows, weights, teacher
         self.lengths = (windows > 0).sum(1)
 
     def __len__(self) -> int:
@@ -104,6 +116,13 @@ class TrainWindows:
         batch = {"window": idx, "items": self.windows[idx, :width]}
         if self.weights is not None:
             batch["weights"] = self.weights[idx, :width]
+        if self.teacher is not None:  # (flat position of each window cell or -1, items [P, K], shares [P, K])
+            positions, items, shares = self.teacher
+            at = positions[idx, :width]
+            known = (at >= 0) & (at < len(items))
+            at = torch.where(known, at, 0)
+            batch["teacher_items"] = items[at]
+            batch["teacher_shares"] = shares[at] * known.unsqueeze(-1)
         return batch
 
 
@@ -159,6 +178,7 @@ class SequenceDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         bucket_by_length: bool = True,
         eval_users: int | None = None,
+        reversed_copies: bool = False,
     ):
         super().__init__()
         self.dir = Path(sequences_dir)
@@ -169,6 +189,7 @@ class SequenceDataModule(L.LightningDataModule):
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.bucket_by_length = bucket_by_length
         self.eval_users = eval_users  # validation and test rank this fixed hash sample of users
+        self.reversed_copies = reversed_copies
         self.items: pl.DataFrame | None = None
 
     @classmethod
@@ -186,6 +207,7 @@ class SequenceDataModule(L.LightningDataModule):
             "pin_memory": pin_memory,
             "bucket_by_length": tc.bucket_by_length,
             "eval_users": tc.eval_users,
+            "reversed_copies": tc.reversed_copies,
         }
         return cls(sequences_dir, **{**settings, **overrides})
 
@@ -211,18 +233,31 @@ class SequenceDataModule(L.LightningDataModule):
         """Training windows (and ``train_lists``) from ``train`` (``user_idx, items[, weights]``),
         read from ``path``: ``train.parquet`` when loading, the refit's sequences after it."""
         flat, lengths = _flat_lists(train, "items", path, self.n_items)
+        self.train_lists = (flat, lengths, train.get_column(USER_IDX).to_numpy())
+        if self.reversed_copies:
+            backwards = reversed_positions(lengths)
+            flat, lengths = np.concatenate([flat, flat[backwards]]), np.concatenate([lengths, lengths])
         pos, valid = window_positions(lengths, self.window_len, self.stride)
         self.windows = torch.from_numpy(np.where(valid, flat[pos] if flat.size else 0, 0).astype(np.int64))
+        self.positions = torch.from_numpy(np.where(valid, pos, -1).astype(np.int64))
+        self.teacher = None  # set_teacher: soft targets of these training sequences' positions
         # Optional per-position weights (sequences.event_weights); weight t belongs to target t.
         self.weights = None
         if "weights" in train.columns:
             w = train.get_column("weights").explode().drop_nulls().to_numpy().astype(np.float32)
-            if len(w) != len(flat):
+            if len(w) != len(self.train_lists[0]):
                 raise InputError(f"{path}: column 'weights' does not align with 'items'")
+            if self.reversed_copies:
+                w = np.concatenate([w, w[backwards]])
             self.weights = torch.from_numpy(np.where(valid, w[pos] if w.size else 0, 0).astype(np.float32))
         if len(self.windows) == 0:
             raise InputError(f"{path}: empty training set (no user has two training items)")
-        self.train_lists = (flat, lengths, train.get_column(USER_IDX).to_numpy())
+
+    def set_teacher(self, items: torch.Tensor, shares: torch.Tensor) -> None:
+        """Soft targets ``[P, K]`` for the ``P`` positions of ``train_lists`` (reversed copies get none)."""
+        if len(items) != len(self.train_lists[0]):
+            raise ValueError(f"teacher has {len(items)} positions, the training sequences {len(self.train_lists[0])}")
+        self.teacher = (items, shares)
 
     def _eval_rows(self, split: str) -> EvalRows:
         path = self.dir / SPLIT_FILES[split]
@@ -286,7 +321,8 @@ class SequenceDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(TrainWindows(self.windows, self.weights), self.batch_size, shuffle=True)
+        teacher = None if self.teacher is None else (self.positions, *self.teacher)
+        return self._loader(TrainWindows(self.windows, self.weights, teacher), self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.eval_rows["valid"], self.eval_batch_size, shuffle=False)

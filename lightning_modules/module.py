@@ -73,33 +73,51 @@ class NextItemModule(L.LightningModule):
         inputs, targets = items[:, :-1], items[:, 1:]
         hidden = self.network(inputs)
         keep = targets > 0
-        hidden, targets = hidden[keep], targets[keep]
-        seen = prefix_items(inputs, keep) if self.network.history_weight is not None else None
-        if self.objective == "sampled_softmax":
-            losses = self._sampled_softmax(hidden, targets, seen)
-        else:
-            logits = hidden @ self.network.item_embeddings().T
-            if seen is not None:
-                logits = self.network.add_history_bias(logits, *seen)
-            smoothing = self.model_cfg.label_smoothing
-            if smoothing:
-                # Smoothing spreads mass over real items only: the padding column is left out, not
-                # given a -inf logit (which would make the smoothed loss infinite).
-                losses = F.cross_entropy(
-                    logits[:, 1:].float(), targets - 1, reduction="none", label_smoothing=smoothing
-                )
-            else:
-                logits[:, 0] = float("-inf")
-                losses = F.cross_entropy(logits.float(), targets, reduction="none")
+        soft = None
+        if "teacher_items" in batch:  # model.teacher: soft targets of every input position
+            soft = (batch["teacher_items"][:, :-1][keep], batch["teacher_shares"][:, :-1][keep])
+        losses = self._target_losses(hidden[keep], targets[keep], inputs, keep, soft)
         if "weights" in batch:
             weights = batch["weights"][:, 1:][keep]
             loss = (losses * weights).sum() / weights.sum().clamp(min=1e-12)
         else:
             loss = losses.mean()
-        self._loss_sum += torch.tensor([loss.item() * len(targets), len(targets)], dtype=torch.float64)
+        self._loss_sum += torch.tensor([loss.item() * len(losses), len(losses)], dtype=torch.float64)
         if self._trainer is not None:
-            self.log("train/loss", loss, prog_bar=False, batch_size=len(targets))
+            self.log("train/loss", loss, prog_bar=False, batch_size=len(losses))
         return loss
+
+    def _target_losses(
+        self,
+        hidden: torch.Tensor,
+        targets: torch.Tensor,
+        inputs: torch.Tensor,
+        keep: torch.Tensor,
+        soft: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Per-row loss of the states ``hidden`` (``inputs``' positions where ``keep``) for ``targets``;
+        with ``soft`` (items and shares ``[N, K]``, ``model.teacher``) mixed with the soft targets' loss."""
+        seen = prefix_items(inputs, keep) if self.network.history_weight is not None else None
+        if self.objective == "sampled_softmax":
+            hard, soft_nll = self._sampled_softmax(hidden, targets, seen, None if soft is None else soft[0])
+        else:
+            logits = hidden @ self.network.item_embeddings().T
+            if seen is not None:
+                logits = self.network.add_history_bias(logits, *seen)
+            soft_nll = None if soft is None else -logits[:, 1:].float().log_softmax(1).gather(1, soft[0] - 1)
+            smoothing = self.model_cfg.label_smoothing
+            if smoothing:
+                # Smoothing spreads mass over real items only: the padding column is left out, not
+                # given a -inf logit (which would make the smoothed loss infinite).
+                hard = F.cross_entropy(logits[:, 1:].float(), targets - 1, reduction="none", label_smoothing=smoothing)
+            else:
+                logits[:, 0] = float("-inf")
+                hard = F.cross_entropy(logits.float(), targets, reduction="none")
+        if soft is None:
+            return hard
+        shares = soft[1].float()
+        weight = self.model_cfg.teacher_weight * (shares.sum(1) > 0)  # rows without a teacher keep the hard loss
+        return (1 - weight) * hard + weight * (shares * soft_nll).sum(1)
 
     @property
     def eval_network(self) -> SequenceNetwork:
@@ -109,8 +127,12 @@ class NextItemModule(L.LightningModule):
         return self.network
 
     def _sampled_softmax(
-        self, hidden: torch.Tensor, targets: torch.Tensor, seen: tuple[torch.Tensor, torch.Tensor] | None = None
-    ) -> torch.Tensor:
+        self,
+        hidden: torch.Tensor,
+        targets: torch.Tensor,
+        seen: tuple[torch.Tensor, torch.Tensor] | None = None,
+        soft_items: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Shared popularity-sampled negatives with logQ correction; accidental hits are removed.
 
         Softmax cross-entropy over each row's candidates (its target, then the shared negatives),
@@ -137,13 +159,18 @@ class NextItemModule(L.LightningModule):
             count = neg.shape[1] + 1 - torch.bincount(hit_rows, minlength=len(pos))
             mean_logit = (pos + neg.sum(1) - hits) / count
         neg.index_put_((hit_rows, hit_slots), neg.new_tensor(float("-inf")))
-        lse = torch.logaddexp(pos, neg.logsumexp(1))
+        neg_lse = neg.logsumexp(1)
+        lse = torch.logaddexp(pos, neg_lse)
         nll = lse - pos
-        if not smoothing:
-            return nll
-        # Label smoothing as in the full softmax, over the candidates this batch has: the mass it
-        # spreads goes to the target and the negatives left once accidental hits are removed.
-        return (1 - smoothing) * nll + smoothing * (lse - mean_logit)
+        soft_nll = None
+        if soft_items is not None:  # each soft item against the same candidates, in the target's place
+            logit = ((hidden.unsqueeze(1) * table[soft_items]).sum(-1) - self.log_q[soft_items]).float()
+            soft_nll = torch.logaddexp(logit, neg_lse.unsqueeze(1)) - logit
+        if smoothing:
+            # Label smoothing as in the full softmax, over the candidates this batch has: the mass it
+            # spreads goes to the target and the negatives left once accidental hits are removed.
+            nll = (1 - smoothing) * nll + smoothing * (lse - mean_logit)
+        return nll, soft_nll
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(

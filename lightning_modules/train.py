@@ -34,6 +34,7 @@ from lightning_modules.network import SequenceNetwork
 from lightning_modules.refit import refit_model
 from lightning_modules.scoring import scoring_device
 from lightning_modules.selection import fit_auto
+from lightning_modules.teacher import add_teacher
 from nightrec.config import NightrecConfig
 from nightrec.errors import ConfigError, NightrecError
 from nightrec.layout import BEST_CKPT, CONFIG_FILE, CURVE_FILE, ITEMS_FILE, LAST_CKPT, METRICS_FILE
@@ -106,6 +107,7 @@ def fit(
         return finish(
             out, config, data, *fit_closed_form(config, data, network, out, settings, warm_start_dir, callbacks)
         )
+    teacher = add_teacher(config, data) if config.model.teacher != "none" else None
     resume_path = out / LAST_CKPT if resume else None
     if resume_path is not None:
         check_compatible(resume_path, read_checkpoint(resume_path)["hyper_parameters"]["arch"], network.arch)
@@ -172,6 +174,8 @@ def fit(
         "history": history,
         "settings": {k: str(v) for k, v in settings.items()} | {"world_size": trainer.world_size},
     }
+    if teacher is not None:
+        metrics["teacher"] = teacher
     return finish(out, config, data, metrics, trainer)
 
 

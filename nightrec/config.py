@@ -123,6 +123,13 @@ class ModelConfig(_Section):
         description="Label smoothing of the loss: over the catalogue (ce) or the candidates (sampled).",
     )
     num_negatives: int = Field(1024, ge=1, description="Popularity-sampled negatives per batch (sampled_softmax).")
+    teacher: Literal["none", "item_cf"] = Field(
+        "none",
+        description="Neural families: also learn item_cf's soft next items for every training prefix "
+        "(knowledge distillation); each user's teacher is fitted on the other users.",
+    )
+    teacher_weight: float = Field(0.5, ge=0, lt=1, description="teacher: the soft targets' share of the loss.")
+    teacher_top_k: int = Field(20, ge=1, description="teacher: soft targets kept per training position.")
     num_heads: int = Field(2, ge=1, description="sasrec: attention heads (hidden_size must divide by it).")
     neighbors: int = Field(200, ge=1, description="item_cf/user_cf: neighbours kept per item or per user.")
     shrinkage: float = Field(10.0, ge=0, description="item_cf/user_cf: similarity shrinkage (support / (support + s)).")
@@ -263,6 +270,11 @@ class TrainConfig(_Section):
     )
     window_stride: int | None = Field(
         None, ge=1, description="Step between training windows; None: window_len (each target trained once)."
+    )
+    reversed_copies: bool = Field(
+        False,
+        description="Also train on every training sequence read backwards: short histories then teach "
+        "which items go together in either order.",
     )
     seed: int = 42
     accelerator: Literal["cpu", "gpu", "cuda", "auto"] = "auto"
