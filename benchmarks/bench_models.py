@@ -1,7 +1,7 @@
 """Every model family on MovieLens-100k and Amazon Sports, next to popularity and last-item kNN.
 
     make bench-data && nice -n 10 python benchmarks/bench_models.py [--datasets ml-100k amazon]
-        [--families rnn lstm gru lru sasrec item_cf user_cf ease] [--seeds 3] [--set SECTION.KEY=VALUE ...]
+        [--families rnn lstm gru lru sasrec item_cf user_cf ease] [--seeds 3] [--first-seed 0] [--set SECTION.KEY=VALUE ...]
 
 Leave-one-out per user, full ranking over every item, every user evaluated; each metric unmasked
 and with seen items masked (m:), then the cold-start slices (cu: NDCG@10 of users with one or
@@ -148,7 +148,7 @@ def run_dataset(name: str, args: argparse.Namespace, workdir: Path) -> dict[str,
     means: dict[str, dict] = {}
     for family in args.families:
         runs = []
-        for seed in range(1 if family in CLOSED_FORM else args.seeds):
+        for seed in range(args.first_seed, args.first_seed + (1 if family in CLOSED_FORM else args.seeds)):
             config = base.model_copy(deep=True)
             config.model.family, config.train.seed, config.train.num_threads = family, seed, args.threads
             config.train.eval_users, config.train.max_minutes = None, args.max_minutes
@@ -213,6 +213,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--threads", type=int, default=1, help="train.num_threads of each run")
     parser.add_argument("--max-minutes", type=float, default=None, help="train.max_minutes (default: no budget)")
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="more overrides")

@@ -14,6 +14,7 @@ from lightning_modules.evaluate import model_valid_metrics
 from lightning_modules.families import FAMILIES, item_cf, user_cf
 from lightning_modules.families.ease import EASE
 from lightning_modules.families.item_cf import ItemCF
+from lightning_modules.families.neighbourhood import history_vector
 from lightning_modules.families.user_cf import UserCF
 from lightning_modules.model_io import load_model, read_checkpoint
 from lightning_modules.recommend import ModelRecommender
@@ -116,6 +117,20 @@ def _config(path: Path, family: str, **model) -> Path:
     config["model"].update(family=family, neighbors=20, **model)
     path.write_text(json.dumps(config))
     return path
+
+
+def test_item_cf_scores_the_same_by_sparse_product_and_by_scatter(tmp_path):
+    # CPU scores by one scipy product; a GPU adds neighbour rows in place (scattered_scores).
+    seq_dir = write_sequence_dir(tmp_path / "seq", users=40)
+    data = SequenceDataModule(seq_dir, max_len=8)
+    data.load()
+    net = ItemCF(data.n_items, neighbors=5, recency_decay=0.7, sequential_weight=1.0, sequential_window=3)
+    net.fit(*data.train_lists[:2])
+    rows = data.eval_rows["test"]
+    histories, lengths = rows.history, rows.lengths
+    scattered = net.scattered_scores(len(histories), *history_vector(histories, lengths, 0.7))
+    assert scattered.abs().sum() > 0
+    torch.testing.assert_close(net.item_scores(histories, lengths), scattered)
 
 
 def test_the_registry_knows_every_closed_form_family():
