@@ -104,7 +104,10 @@ class NextItemModule(L.LightningModule):
             logits = hidden @ self.network.item_embeddings().T
             if seen is not None:
                 logits = self.network.add_history_bias(logits, *seen)
-            soft_nll = None if soft is None else -logits[:, 1:].float().log_softmax(1).gather(1, soft[0] - 1)
+            # A short teacher list is padded with item 0 at share 0: its index is clamped, its loss weighs nothing.
+            soft_nll = (
+                None if soft is None else -logits[:, 1:].float().log_softmax(1).gather(1, (soft[0] - 1).clamp(min=0))
+            )
             smoothing = self.model_cfg.label_smoothing
             if smoothing:
                 # Smoothing spreads mass over real items only: the padding column is left out, not

@@ -150,3 +150,18 @@ def test_the_entry_point_trains_with_a_teacher_and_reversed_copies(tmp_path):
     data = SequenceDataModule(seq, max_len=8)
     data.load()
     assert ModelRecommender(network, items, max_len=8).evaluate(data.eval_rows["test"]) == metrics["test"]
+
+
+def test_padded_teacher_slots_weigh_nothing_under_both_objectives():
+    # A teacher with fewer positive items than teacher_top_k pads its list with item 0 at share 0.
+    for loss in ("ce", "sampled_softmax"):
+        batch = _batch(teacher_item=11)
+        padded = {
+            **batch,
+            "teacher_items": torch.cat([batch["teacher_items"], torch.zeros_like(batch["teacher_items"])], -1),
+        }
+        padded["teacher_shares"] = torch.cat([batch["teacher_shares"], torch.zeros_like(batch["teacher_shares"])], -1)
+        torch.manual_seed(5)
+        short = _module(loss, 0.5).training_step(batch, 0)
+        torch.manual_seed(5)
+        assert torch.allclose(_module(loss, 0.5).training_step(padded, 0), short), loss
